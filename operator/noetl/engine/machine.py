@@ -1,0 +1,469 @@
+"""The engine: given a playbook, the recorded state and one event, decide what happens next.
+
+`Engine.handle(state, results, event)` updates `state` and `results` in place and returns the
+commands for the shell to carry out. It does no I/O, reads no clock and draws no random numbers,
+so the same inputs always give the same outputs; the shells (the local runner and the operator)
+turn the world into events and commands into the world. Updating in place rather than copying
+keeps the cost of one event independent of how many steps have finished.
+
+Semantics in brief (docs/architecture.md has the whole story):
+- a step runs when a predecessor routes to it; a join (a step with several predecessors) waits
+  until no running step can still reach it, and is skipped if a predecessor failed;
+- steps without a tool are routing steps: decided here, no process;
+- a failed step fails only itself and what depends on it; the execution fails when all is done,
+  unless the step says `onError: continue`;
+- retries are timers the shell keeps; cancel and the execution timeout stop everything running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from noetl.engine.graph import Graph
+from noetl.engine.messages import (
+    CancelRequested,
+    CancelStep,
+    Command,
+    Event,
+    ExecutionStarted,
+    FinishExecution,
+    ScheduleRetry,
+    ScheduleTimer,
+    StartChildExecution,
+    StartStep,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimerFired,
+    run_key,
+)
+from noetl.engine.state import (
+    FINISHED_STEP_PHASES,
+    ExecutionState,
+    LoopState,
+    StepState,
+    Timer,
+    short,
+)
+from noetl.playbook import Playbook, duration_seconds
+from noetl.playbook.validation import START
+from noetl.templating import RenderError, render, render_string, truthy
+
+EXECUTION_TIMEOUT = "execution-timeout"
+
+
+def item_key(step: str, index: int) -> str:
+    """Where a loop item's result is kept in the result store until the loop ends."""
+    return f"{step}[{index}]"
+
+
+def items_key(step: str) -> str:
+    """Where a running loop's rendered item list is kept in the result store."""
+    return f"{step}#items"
+
+
+class Engine:
+    """The rules of one execution: its playbook, its workload and its identity."""
+
+    def __init__(
+        self,
+        playbook: Playbook,
+        workload: Mapping[str, Any] | None = None,
+        execution: Mapping[str, str] | None = None,
+    ) -> None:
+        self.playbook = playbook
+        self.graph = Graph(playbook)
+        self.workload = {**playbook.spec.workload, **(workload or {})}
+        self.execution = dict(execution or {})
+
+    def handle(
+        self, state: ExecutionState, results: MutableMapping[str, Any], event: Event
+    ) -> list[Command]:
+        if state.finished:
+            return []
+        transition = _Transition(self, state, results, event.at)
+        transition.apply(event)
+        transition.settle()
+        return transition.commands
+
+
+class RenderContext(Mapping[str, Any]):
+    """What templates see, looked up on demand so rendering costs the same however far along.
+
+    Names, first match wins: the per-render extras (loop iterator, `error`...), `workload`,
+    `execution`, then the result of each finished step under the step's name.
+    """
+
+    def __init__(self, engine: Engine, results: Mapping[str, Any], extras: Mapping[str, Any]):
+        self._fixed = {**extras, "workload": engine.workload, "execution": engine.execution}
+        self._steps = engine.playbook.steps
+        self._results = results
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._fixed:
+            return self._fixed[name]
+        if name in self._steps and name in self._results:
+            return self._results[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._fixed
+        yield from (name for name in self._steps if name in self._results)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _Transition:
+    """The work of one event: mutates the state and collects commands."""
+
+    def __init__(self, engine: Engine, state: ExecutionState, results: MutableMapping[str, Any], at: float):
+        self.engine = engine
+        self.playbook = engine.playbook
+        self.graph = engine.graph
+        self.state = state
+        self.results = results
+        self.at = at
+        self.commands: list[Command] = []
+
+    # Events -----------------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        match event:
+            case ExecutionStarted():
+                self._execution_started()
+            case StepStarted():
+                step = self._current(event.step, event.index, event.attempt)
+                if step is not None and step.started_at is None:
+                    step.started_at = self.at
+            case StepSucceeded():
+                if self._current(event.step, event.index, event.attempt) is not None:
+                    self._attempt_succeeded(event.step, event.index, event.result)
+            case StepFailed():
+                if self._current(event.step, event.index, event.attempt) is not None:
+                    self._attempt_failed(event.step, event.index, event.attempt, event.error, event.result)
+            case TimerFired():
+                self._timer_fired(event.timer)
+            case CancelRequested():
+                self._abort("Cancelled", event.reason)
+
+    def _execution_started(self) -> None:
+        if self.state.phase != "Pending":
+            return
+        self.state.phase = "Running"
+        self.state.started_at = self.at
+        timeout = self.playbook.spec.timeout
+        if timeout is not None:
+            due = self.at + duration_seconds(timeout)
+            self.state.timers[EXECUTION_TIMEOUT] = Timer(due=due)
+            self.commands.append(ScheduleTimer(EXECUTION_TIMEOUT, due))
+        self._begin(START)
+
+    def _current(self, name: str, index: int | None, attempt: int) -> StepState | None:
+        """The step's state if this (index, attempt) is the one running now; stale events are dropped."""
+        step = self.state.steps.get(name)
+        if step is None or step.phase != "Running":
+            return None
+        if index is None:
+            return step if step.loop is None and step.attempt == attempt else None
+        return step if step.loop is not None and step.loop.in_flight.get(index) == attempt else None
+
+    def _timer_fired(self, timer_id: str) -> None:
+        timer = self.state.timers.pop(timer_id, None)
+        if timer is None:
+            return
+        if timer_id == EXECUTION_TIMEOUT:
+            self._abort("Failed", f"execution timed out after {self.playbook.spec.timeout}")
+        elif timer.step is not None:
+            step = self.state.steps[timer.step]
+            step.phase = "Running"
+            self._start_attempt(timer.step, timer.index, timer.attempt)
+
+    # Starting steps ---------------------------------------------------------------------------
+
+    def _route_to(self, target: str, source: str) -> None:
+        if not self.graph.is_join(target):
+            self._begin(target)
+            return
+        step = self.state.steps.setdefault(target, StepState(phase="Waiting"))
+        if step.phase == "Waiting":
+            step.arrived.append(source)
+            self.state.waiting[target] = None
+
+    def _begin(self, name: str) -> None:
+        spec = self.playbook.steps[name]
+        step = self.state.steps.setdefault(name, StepState(phase="Running"))
+        step.phase, step.started_at = "Running", self.at
+        self.state.active[name] = None
+        if spec.tool is None:
+            self._complete(name, None, has_result=False)
+        elif spec.loop is not None:
+            self._begin_loop(name, step)
+        else:
+            self._start_attempt(name, None, 1)
+
+    def _begin_loop(self, name: str, step: StepState) -> None:
+        loop = self.playbook.steps[name].loop
+        assert loop is not None
+        try:
+            items = render(loop.in_, self._context(name))
+        except RenderError as error:
+            self._fail(name, f"loop.in: {error}")
+            return
+        if not isinstance(items, list):
+            self._fail(name, f"loop.in rendered to {type(items).__name__}, expected a list")
+            return
+        self.results[items_key(name)] = items
+        step.loop = LoopState(total=len(items))
+        self._launch_items(name, step.loop)
+        self._maybe_finish_loop(name, step)
+
+    def _launch_items(self, name: str, loop: LoopState) -> None:
+        spec_loop = self.playbook.steps[name].loop
+        assert spec_loop is not None
+        limit = spec_loop.max_in_flight if spec_loop.mode == "parallel" else 1
+        while len(loop.in_flight) < limit and loop.next_index < loop.total and loop.failed_index is None:
+            loop.next_index += 1
+            self._start_attempt(name, loop.next_index - 1, 1)
+
+    def _start_attempt(self, name: str, index: int | None, attempt: int) -> None:
+        spec = self.playbook.steps[name]
+        step = self.state.steps[name]
+        if index is None:
+            step.attempt = attempt
+        else:
+            assert step.loop is not None
+            step.loop.in_flight[index] = attempt
+        try:
+            args = render(spec.args, self._context(name, index))
+        except RenderError as error:
+            self._attempt_failed(name, index, attempt, f"args: {error}", None, retryable=False)
+            return
+        timeout = duration_seconds(spec.timeout) if spec.timeout else None
+        if spec.tool == "playbook":
+            self.commands.append(
+                StartChildExecution(name, index, attempt, str(args["name"]), dict(args.get("workload") or {}), timeout)
+            )
+        else:
+            assert spec.tool is not None
+            self.commands.append(StartStep(name, index, attempt, spec.tool, args, spec.code, timeout))
+
+    # Finishing steps --------------------------------------------------------------------------
+
+    def _attempt_succeeded(self, name: str, index: int | None, result: Any) -> None:
+        step = self.state.steps[name]
+        if index is None:
+            self._complete(name, result)
+            return
+        assert step.loop is not None
+        self.results[item_key(name, index)] = result
+        del step.loop.in_flight[index]
+        step.loop.done += 1
+        self._launch_items(name, step.loop)
+        self._maybe_finish_loop(name, step)
+
+    def _attempt_failed(
+        self, name: str, index: int | None, attempt: int, error: str, result: Any, retryable: bool = True
+    ) -> None:
+        step = self.state.steps[name]
+        if retryable and self._should_retry(name, attempt, error, result):
+            self._schedule_retry(name, index, attempt, error)
+            return
+        if index is None:
+            self._fail(name, error, result)
+            return
+        assert step.loop is not None
+        del step.loop.in_flight[index]
+        if step.loop.failed_index is None:
+            step.loop.failed_index = index
+            step.message = short(f"item {index} failed: {error}")
+        self._maybe_finish_loop(name, step)
+
+    def _should_retry(self, name: str, attempt: int, error: str, result: Any) -> bool:
+        retry = self.playbook.steps[name].retry
+        if retry is None or attempt >= retry.max_attempts:
+            return False
+        if retry.when is None:
+            return True
+        try:
+            return truthy(render_string(retry.when, self._context(name, extras={"error": error, "result": result})))
+        except RenderError:
+            return False  # a condition that cannot be read does not earn another attempt
+
+    def _schedule_retry(self, name: str, index: int | None, attempt: int, error: str) -> None:
+        retry = self.playbook.steps[name].retry
+        assert retry is not None
+        step = self.state.steps[name]
+        next_attempt = attempt + 1
+        timer_id = "retry:" + run_key(name, index, next_attempt)
+        due = self.at + retry.delay_seconds(attempt)
+        self.state.timers[timer_id] = Timer(due=due, step=name, index=index, attempt=next_attempt)
+        if index is None:
+            step.phase, step.attempt = "Retrying", next_attempt
+        else:
+            assert step.loop is not None
+            step.loop.in_flight[index] = next_attempt
+        step.message = short(f"attempt {attempt} failed: {error}")
+        self.commands.append(ScheduleRetry(name, index, next_attempt, timer_id, due, short(error)))
+
+    def _maybe_finish_loop(self, name: str, step: StepState) -> None:
+        loop = step.loop
+        if loop is None or step.phase in FINISHED_STEP_PHASES or loop.in_flight:
+            return
+        if loop.failed_index is not None:
+            self._drop_loop_data(name, loop)
+            self._fail(name, step.message or f"item {loop.failed_index} failed")
+        elif loop.next_index == loop.total:
+            collected = [self.results.pop(item_key(name, i)) for i in range(loop.total)]
+            self.results.pop(items_key(name), None)
+            self._complete(name, {"results": collected})
+
+    def _drop_loop_data(self, name: str, loop: LoopState) -> None:
+        self.results.pop(items_key(name), None)
+        for index in range(loop.next_index):
+            self.results.pop(item_key(name, index), None)
+
+    def _complete(self, name: str, result: Any, has_result: bool = True) -> None:
+        if has_result:
+            self.results[name] = result
+            self.state.last_result_step = name
+        try:
+            targets = self._next_targets(name)
+        except RenderError as error:
+            self._fail(name, str(error))
+            return
+        self._settle_step(name, "Succeeded")
+        for target in targets:
+            self._route_to(target, name)
+
+    def _fail(self, name: str, error: str, result: Any = None) -> None:
+        step = self._settle_step(name, "Failed")
+        step.message = short(error)
+        if self.playbook.steps[name].on_error == "continue":
+            self.results[name] = {"error": error, "result": result}
+            try:
+                targets = self._next_targets(name)
+            except RenderError as routing_error:
+                self._record_failure(name, str(routing_error))
+                return
+            for target in targets:
+                self._route_to(target, name)
+        else:
+            self._record_failure(name, error)
+
+    def _record_failure(self, name: str, error: str) -> None:
+        self.state.failed.append(name)
+        if self.state.error is None:
+            self.state.error = f"step {name!r} failed: {error}"
+
+    def _settle_step(self, name: str, phase: str) -> StepState:
+        step = self.state.steps[name]
+        step.phase = phase  # type: ignore[assignment]
+        step.finished_at = self.at
+        self.state.active.pop(name, None)
+        return step
+
+    def _next_targets(self, name: str) -> list[str]:
+        """The steps `next` starts: plain entries always, the first `when` that holds, else `else`."""
+        spec = self.playbook.steps[name]
+        targets: list[str] = []
+        otherwise: list[str] = []
+        matched = False
+        context = self._context(name)
+        for position, entry in enumerate(spec.next):
+            if entry.step is not None:
+                targets.append(entry.step)
+            elif entry.else_ is not None:
+                otherwise += [target.step for target in entry.else_]
+            elif not matched and entry.when is not None and entry.then is not None:
+                try:
+                    matched = truthy(render_string(entry.when, context))
+                except RenderError as error:
+                    raise RenderError(error.expression, f"next[{position}].when: {error.reason}") from None
+                if matched:
+                    targets += [target.step for target in entry.then]
+        if not matched:
+            targets += otherwise
+        return list(dict.fromkeys(targets))
+
+    # The whole execution ----------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Start the joins nothing can reach any more, then finish if nothing is left to do."""
+        if self.state.phase != "Running":
+            return
+        progress = True
+        while progress and self.state.waiting:
+            progress = False
+            for join in list(self.state.waiting):
+                if not self._may_still_arrive(join):
+                    del self.state.waiting[join]
+                    self._start_join(join)
+                    progress = True
+        if not self.state.active and not self.state.waiting:
+            if self.state.failed:
+                self._finish("Failed", error=self.state.error)
+            else:
+                self._finish("Succeeded")
+
+    def _may_still_arrive(self, join: str) -> bool:
+        reaches = self.graph.reaches
+        return any(reaches(name, join) for name in self.state.active) or any(
+            other != join and reaches(other, join) for other in self.state.waiting
+        )
+
+    def _start_join(self, name: str) -> None:
+        failed = sorted(p for p in self.graph.predecessors[name] if p in self.state.failed)
+        if failed:
+            step = self._settle_step(name, "Skipped")
+            step.message = f"skipped: {', '.join(failed)} failed"
+        else:
+            self._begin(name)
+
+    def _abort(self, phase: str, reason: str) -> None:
+        for name in list(self.state.active):
+            step = self.state.steps[name]
+            if step.loop is not None:
+                runs = list(step.loop.in_flight.items())
+            else:
+                runs = [(None, step.attempt)] if step.phase == "Running" else []
+            for index, attempt in runs:
+                self.commands.append(CancelStep(name, index, attempt))
+            self._settle_step(name, "Cancelled").message = short(reason)
+        for name in self.state.waiting:
+            self.state.steps[name].phase = "Cancelled"
+        self.state.waiting.clear()
+        self.state.timers.clear()
+        self._finish(phase, error=reason)  # type: ignore[arg-type]
+
+    def _finish(self, phase: str, error: str | None = None) -> None:
+        result = None
+        if phase == "Succeeded":
+            try:
+                result = self._final_result()
+            except RenderError as render_error:
+                phase, error = "Failed", f"output: {render_error}"
+        self.state.phase = phase  # type: ignore[assignment]
+        self.state.finished_at = self.at
+        self.state.error = error
+        self.commands.append(FinishExecution(phase, result, error))  # type: ignore[arg-type]
+
+    def _final_result(self) -> Any:
+        output = self.playbook.spec.output
+        if output is not None:
+            return render(output, self._context(None))
+        last = self.state.last_result_step
+        return self.results.get(last) if last is not None else None
+
+    def _context(
+        self, name: str | None, index: int | None = None, extras: Mapping[str, Any] | None = None
+    ) -> RenderContext:
+        values = dict(extras or {})
+        if name is not None and index is not None:
+            spec_loop = self.playbook.steps[name].loop
+            assert spec_loop is not None
+            items = self.results[items_key(name)]
+            values[spec_loop.iterator] = items[index]
+            values["loop"] = {"index": index, "length": len(items)}
+        return RenderContext(self.engine, self.results, values)

@@ -1,0 +1,86 @@
+"""The recorded state of one execution: small, JSON-serialisable, enough to carry on after a crash.
+
+Results are not kept here: they live in the result store the shell passes to the engine (a dict
+locally, ConfigMaps in Kubernetes), so the state stays small whatever the steps return. A loop
+keeps counters and the items in flight, never one record per item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ExecutionPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+StepPhase = Literal["Waiting", "Running", "Retrying", "Succeeded", "Failed", "Skipped", "Cancelled"]
+FINISHED_STEP_PHASES = ("Succeeded", "Failed", "Skipped", "Cancelled")
+MESSAGE_LIMIT = 300
+
+
+def short(message: str) -> str:
+    """A message cut to the length a status summary keeps."""
+    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
+
+
+@dataclass
+class LoopState:
+    total: int
+    next_index: int = 0
+    done: int = 0
+    in_flight: dict[int, int] = field(default_factory=dict)  # item index -> attempt
+    failed_index: int | None = None  # the first item that failed for good
+
+
+@dataclass
+class Timer:
+    due: float
+    step: str | None = None
+    index: int | None = None
+    attempt: int = 0
+
+
+@dataclass
+class StepState:
+    phase: StepPhase
+    attempt: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str | None = None
+    loop: LoopState | None = None
+    arrived: list[str] = field(default_factory=list)  # a join's predecessors that routed here
+
+
+@dataclass
+class ExecutionState:
+    phase: ExecutionPhase = "Pending"
+    started_at: float | None = None
+    finished_at: float | None = None
+    steps: dict[str, StepState] = field(default_factory=dict)
+    active: dict[str, None] = field(default_factory=dict)  # steps running or waiting to retry
+    waiting: dict[str, None] = field(default_factory=dict)  # joins with arrivals, not yet started
+    timers: dict[str, Timer] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # steps whose failure fails the execution
+    last_result_step: str | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed", "Cancelled")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
+        steps = {}
+        for name, raw in data.get("steps", {}).items():
+            loop = raw.get("loop")
+            steps[name] = StepState(
+                **{**raw, "loop": LoopState(**{**loop, "in_flight": {int(k): v for k, v in loop["in_flight"].items()}}) if loop else None}
+            )
+        return cls(
+            **{
+                **data,
+                "steps": steps,
+                "timers": {key: Timer(**timer) for key, timer in data.get("timers", {}).items()},
+            }
+        )

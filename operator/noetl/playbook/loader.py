@@ -1,0 +1,117 @@
+"""Reading a playbook: YAML text -> validated `Playbook`, or `PlaybookInvalid` with every error.
+
+A playbook file is either a bare NoETL document (`kind: Playbook` with the spec at the top level)
+or the Kubernetes resource (`apiVersion: noetl.io/v1alpha1`, spec under `spec`). Error paths are
+given as they stand in the file the user wrote: `spec.workflow[2].tool` for the resource,
+`workflow[2].tool` for the bare document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
+from noetl.playbook.models import API_GROUP, PlaybookSpec, Step
+from noetl.playbook.validation import validate_spec
+
+_ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """A valid playbook, with workbook tasks already folded into the steps that use them."""
+
+    name: str
+    spec: PlaybookSpec
+    steps: dict[str, Step] = field(repr=False)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: PlaybookSpec, path_prefix: str = "") -> Playbook:
+        errors = validate_spec(spec)
+        if errors:
+            raise PlaybookInvalid(
+                [PlaybookError(join_path(path_prefix, e.path), e.message) for e in errors], name
+            )
+        return cls(name=name, spec=spec, steps={s.step: _resolve_task(spec, s) for s in spec.workflow})
+
+
+def _resolve_task(spec: PlaybookSpec, step: Step) -> Step:
+    if step.task is None:
+        return step
+    task = next(t for t in spec.workbook if t.name == step.task)
+    return step.model_copy(
+        update={
+            "tool": task.tool,
+            "args": {**task.args, **step.args},
+            "code": step.code if step.code is not None else task.code,
+        }
+    )
+
+
+def pydantic_errors(error: ValidationError, prefix: str) -> list[PlaybookError]:
+    """Turn pydantic's errors into path + message, in the words a playbook author needs."""
+    result = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "string_pattern_mismatch":
+            pattern = (item.get("ctx") or {}).get("pattern", "")
+            message = f"{item['input']!r} does not match the pattern {pattern}"
+        result.append(PlaybookError(join_path(prefix, *item["loc"]), message))
+    return result
+
+
+def parse_playbook(document: Any, source: str = "") -> Playbook:
+    """Validate a parsed YAML/JSON document as a playbook."""
+    if not isinstance(document, dict):
+        raise PlaybookInvalid([PlaybookError("", "a playbook is a mapping (YAML object)")], source)
+    errors: list[PlaybookError] = []
+    kind = document.get("kind", "Playbook")
+    if kind != "Playbook":
+        errors.append(PlaybookError("kind", f"expected Playbook, got {kind!r}"))
+    api_version = document.get("apiVersion")
+    if api_version is not None and not str(api_version).startswith(f"{API_GROUP}/"):
+        errors.append(PlaybookError("apiVersion", f"expected {API_GROUP}/v1alpha1, got {api_version!r}"))
+    metadata = document.get("metadata") or {}
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    name = name or document.get("name") or (Path(source).stem if source else "playbook")
+
+    if "spec" in document:
+        prefix, body = "spec", document["spec"]
+        extra = set(document) - _ENVELOPE_KEYS - {"spec", "status"}
+        errors += [PlaybookError(key, "unknown field (the resource form keeps the playbook under spec)") for key in sorted(extra)]
+    else:
+        prefix, body = "", {k: v for k, v in document.items() if k not in _ENVELOPE_KEYS}
+    try:
+        spec = PlaybookSpec.model_validate(body)
+    except ValidationError as invalid:
+        raise PlaybookInvalid(errors + pydantic_errors(invalid, prefix), source) from None
+    if errors:
+        raise PlaybookInvalid(errors, source)
+    try:
+        return Playbook.from_spec(str(name), spec, prefix)
+    except PlaybookInvalid as invalid:
+        raise PlaybookInvalid(invalid.errors, source) from None
+
+
+def load_playbook(path: str | Path) -> Playbook:
+    """Read and validate a playbook file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PlaybookInvalid([PlaybookError("", f"cannot read file: {error.strerror}")], str(path)) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise PlaybookInvalid([PlaybookError("", f"not valid YAML: {where}{problem}")], str(path)) from None
+    return parse_playbook(document, str(path))

@@ -1,0 +1,265 @@
+"""The playbook DSL as pydantic models: the shape of a Playbook and of an Execution.
+
+These models check types and shapes only. Rules that need the whole document (unique step names,
+edges that point somewhere, reachability, template syntax) live in `noetl.playbook.validation`.
+The CRDs in crds/ are generated from these models (`noetl.kube.crds`), so every field carries a
+description that `kubectl explain` shows.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+API_GROUP = "noetl.io"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+
+STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
+DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_RE = re.compile(DURATION_PATTERN)
+
+TOOLS = ("shell", "python", "http", "postgres", "duckdb", "playbook")
+"""Tools a step may name: every one but `playbook` is a plugin image; `playbook` starts a child."""
+
+
+def _duration_from_number(value: Any) -> Any:
+    # YAML users write `timeout: 30`; keep one canonical string form so the CRD schema stays simple.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value}s"
+    return value
+
+
+Duration = Annotated[
+    str,
+    BeforeValidator(_duration_from_number),
+    Field(
+        pattern=DURATION_PATTERN,
+        description="A duration such as 500ms, 30s, 5m or 1h (a bare number means seconds).",
+    ),
+]
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a duration string that the model already accepted, e.g. '5m' -> 300.0."""
+    match = _DURATION_RE.match(duration)
+    if match is None:
+        raise ValueError(f"not a duration: {duration!r}")
+    unit = match.group(2)
+    return float(duration[: -len(unit)]) * _DURATION_UNITS[unit]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Target(_Model):
+    """A step to start next."""
+
+    step: str = Field(description="Name of the step to start.")
+
+
+class NextEntry(_Model):
+    """One entry of a step's `next` list.
+
+    Plain entries (`{step: x}`) always fire, so several of them fan out in parallel. Entries with
+    `when` form an if/elif chain in list order: the first whose condition holds fires its `then`;
+    an `else` entry fires when none did.
+    """
+
+    step: str | None = Field(default=None, description="Start this step unconditionally.")
+    when: str | None = Field(
+        default=None, description="A template; when it renders truthy, `then` fires."
+    )
+    then: list[Target] | None = Field(
+        default=None, description="Steps started when `when` holds."
+    )
+    else_: list[Target] | None = Field(
+        default=None,
+        alias="else",
+        description="Steps started when no `when` entry of this list held.",
+    )
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> NextEntry:
+        shapes = {
+            "step": self.step is not None,
+            "when/then": self.when is not None or self.then is not None,
+            "else": self.else_ is not None,
+        }
+        chosen = [name for name, present in shapes.items() if present]
+        if len(chosen) != 1:
+            raise ValueError(
+                "a next entry takes exactly one of `step`, `when` with `then`, or `else`"
+                + (f" (found {', '.join(chosen)})" if chosen else "")
+            )
+        if chosen == ["when/then"] and (self.when is None or self.then is None):
+            raise ValueError("`when` and `then` go together")
+        return self
+
+    def targets(self) -> list[str]:
+        """Every step this entry may start."""
+        if self.step is not None:
+            return [self.step]
+        return [target.step for target in (self.then or self.else_ or [])]
+
+
+class Loop(_Model):
+    """Run the step once for each item of a list."""
+
+    in_: str | list[Any] = Field(
+        alias="in",
+        description="The items: a list, or a template that renders to one.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    iterator: str = Field(
+        default="item",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name under which each item is seen in templates.",
+    )
+    mode: Literal["sequential", "parallel"] = Field(
+        default="sequential", description="Run the items one after the other, or concurrently."
+    )
+    max_in_flight: int = Field(
+        default=16,
+        alias="maxInFlight",
+        ge=1,
+        le=1000,
+        description="At most this many items run at once in parallel mode.",
+    )
+
+
+class Retry(_Model):
+    """Run a failed step again, after a delay, up to `maxAttempts` times in all."""
+
+    max_attempts: int = Field(
+        default=3, alias="maxAttempts", ge=1, le=100, description="Attempts in all, the first included."
+    )
+    backoff: Literal["fixed", "exponential"] = Field(
+        default="exponential", description="Wait the same delay each time, or double it."
+    )
+    initial_delay: Duration = Field(default="1s", alias="initialDelay")
+    max_delay: Duration = Field(default="5m", alias="maxDelay")
+    when: str | None = Field(
+        default=None,
+        description="Retry only when this template holds; it sees `error` and `result`.",
+    )
+
+    def delay_seconds(self, failed_attempt: int) -> float:
+        """The delay before the attempt that follows `failed_attempt` (1-based)."""
+        initial = duration_seconds(self.initial_delay)
+        factor = 2 ** (failed_attempt - 1) if self.backoff == "exponential" else 1
+        return min(initial * factor, duration_seconds(self.max_delay))
+
+
+class PodOptions(_Model):
+    """Kubernetes settings for the Job of a step (ignored by `noetl run`)."""
+
+    resources: dict[str, Any] | None = Field(
+        default=None,
+        description="Container resources (requests/limits) for the step's pod.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    node_selector: dict[str, str] | None = Field(default=None, alias="nodeSelector")
+    tolerations: list[dict[str, Any]] | None = Field(
+        default=None,
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+
+
+class Task(_Model):
+    """A reusable unit of work in the workbook; steps refer to it with `task`."""
+
+    name: str = Field(pattern=STEP_NAME_PATTERN, description="Name steps use to refer to it.")
+    tool: str = Field(description=f"What runs it: one of {', '.join(TOOLS)}.")
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings of the tool; strings are templates.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    code: str | None = Field(default=None, description="Source of a python task.")
+
+
+class Step(_Model):
+    """A node of the workflow: a tool to run (or none, for routing steps) and where to go next."""
+
+    step: str = Field(pattern=STEP_NAME_PATTERN, description="The step's name, unique in the workflow.")
+    description: str | None = None
+    tool: str | None = Field(
+        default=None,
+        description=f"What runs the step: one of {', '.join(TOOLS)}; none for routing steps.",
+    )
+    task: str | None = Field(default=None, description="Run this workbook task (instead of `tool`).")
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings of the tool; strings are templates. Merged over the task's args.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    code: str | None = Field(default=None, description="Source of a python step.")
+    loop: Loop | None = None
+    retry: Retry | None = None
+    timeout: Duration | None = Field(default=None, description="Fail an attempt that runs longer.")
+    on_error: Literal["fail", "continue"] = Field(
+        default="fail",
+        alias="onError",
+        description="`continue` routes a failed step onward with `<step>.error` set.",
+    )
+    pod: PodOptions | None = None
+    next: list[NextEntry] = Field(default_factory=list, description="Where to go after this step.")
+
+
+class PlaybookSpec(_Model):
+    """A workflow: default inputs, reusable tasks and the graph of steps."""
+
+    description: str | None = None
+    workload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Default inputs, seen as `workload` in templates; an Execution overrides them.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    workbook: list[Task] = Field(default_factory=list, description="Reusable named tasks.")
+    workflow: list[Step] = Field(min_length=1, description="The steps; the graph begins at `start`.")
+    output: Any = Field(
+        default=None,
+        description="The execution's result, a template rendered when it ends; by default the "
+        "result of the last tool step that finished.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    timeout: Duration | None = Field(default=None, description="Fail the whole execution after this.")
+
+
+class PlaybookRef(_Model):
+    name: str = Field(description="Name of a Playbook in the Execution's namespace.")
+
+
+class ExecutionSpec(_Model):
+    """One run of a playbook, with its inputs."""
+
+    playbook_ref: PlaybookRef | None = Field(default=None, alias="playbookRef")
+    playbook: PlaybookSpec | None = Field(default=None, description="An embedded playbook.")
+    workload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Inputs merged over the playbook's workload.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    cancel: bool = Field(default=False, description="Set to true to cancel the execution.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        alias="ttlSecondsAfterFinished",
+        ge=0,
+        description="Delete the execution this long after it finished (operator default otherwise).",
+    )
+
+    @model_validator(mode="after")
+    def _one_playbook(self) -> ExecutionSpec:
+        if (self.playbook_ref is None) == (self.playbook is None):
+            raise ValueError("an execution takes exactly one of `playbookRef` or `playbook`")
+        return self
