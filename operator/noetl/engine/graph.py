@@ -7,6 +7,7 @@ join (answered from a topological order first, and memoised: the graph never cha
 
 from __future__ import annotations
 
+from collections import deque
 from functools import lru_cache
 
 from noetl.playbook import Playbook
@@ -32,9 +33,9 @@ class Graph:
     def _topological_order(self) -> dict[str, int]:
         # Validation guarantees an acyclic graph where every step is reachable from `start`.
         indegree = {name: len(preds) for name, preds in self.predecessors.items()}
-        ready, order = [START], {}
+        ready, order = deque([START]), {}
         while ready:
-            name = ready.pop()
+            name = ready.popleft()
             order[name] = len(order)
             for target in self.successors[name]:
                 indegree[target] -= 1

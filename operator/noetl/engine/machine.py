@@ -236,7 +236,7 @@ class _Transition:
             assert step.loop is not None
             step.loop.in_flight[index] = attempt
         try:
-            args = render(spec.args, self._context(name, index))
+            args = render(spec.args, self._context(name, index, {"attempt": attempt}))
         except RenderError as error:
             self._attempt_failed(name, index, attempt, f"args: {error}", None, retryable=False)
             return

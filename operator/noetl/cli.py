@@ -1,0 +1,210 @@
+"""The `noetl` command: run, validate and plan playbooks locally; operate them on a cluster.
+
+Each command imports what it needs when it runs, so `noetl run` does not pay for the Kubernetes
+client and `noetl operator` does not pay for the local runner.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="noetl",
+    help="Run workflow playbooks: locally, or as Kubernetes Jobs through the NoETL operator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_CANCELLED = 130
+
+PlaybookFile = Annotated[Path, typer.Argument(help="A playbook YAML file.", show_default=False)]
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> Any:
+    from noetl.playbook import PlaybookInvalid, load_playbook
+
+    try:
+        return load_playbook(path)
+    except PlaybookInvalid as invalid:
+        _fail(str(invalid))
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']} (values read as YAML)."""
+    import yaml
+
+    workload: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            _fail(f"--set expects KEY=VALUE, got {assignment!r}")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        *parents, leaf = key.split(".")
+        target = workload
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                _fail(f"--set {key}: {parent} is not a mapping")
+        target[leaf] = value
+    return workload
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        _fail(f"{what} {path}: {error}")
+    if not isinstance(data, dict):
+        _fail(f"{what} {path}: expected a mapping")
+    return data
+
+
+def _read_secret(spec: str) -> tuple[str, dict[str, str]]:
+    """`NAME=FILE`, FILE holding KEY=VALUE lines (a dotenv file, as a Secret's data would be)."""
+    name, sep, file = spec.partition("=")
+    if not sep:
+        _fail(f"--secret expects NAME=FILE, got {spec!r}")
+    try:
+        lines = Path(file).read_text().splitlines()
+    except OSError as error:
+        _fail(f"--secret {name}: cannot read {file}: {error.strerror}")
+    values = {}
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    return name, values
+
+
+@app.command()
+def run(
+    file: PlaybookFile,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a workload value: KEY=VALUE (YAML value; dotted keys nest).")] = [],  # noqa: B006
+    workload_file: Annotated[Path | None, typer.Option(help="A YAML/JSON file of workload values.")] = None,
+    secret: Annotated[list[str], typer.Option(help="NAME=FILE: a dotenv file standing for the Secret NAME that steps name in args.secretRef.")] = [],  # noqa: B006
+    event_log: Annotated[Path | None, typer.Option(help="Where to write the JSON-lines event log.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary (execution, phase, result, error).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run a playbook on this machine, each step in a process of its own."""
+    import asyncio
+
+    from noetl.local.eventlog import EventLog
+    from noetl.local.progress import make_reporter
+    from noetl.local.runner import LocalRunner, new_execution_id, playbook_directory_resolver
+    from noetl.local.steps import StepExecutor
+
+    playbook = _load(file)
+    workload = _read_mapping(workload_file, "workload file") if workload_file else {}
+    workload = _deep_merge(workload, parse_assignments(set_))
+    secrets = dict(_read_secret(spec) for spec in secret)
+    executor = StepExecutor(secrets=secrets)
+    reporter = make_reporter(quiet or as_json)
+    execution_id = new_execution_id(playbook.name)
+    log_path = event_log or Path(".noetl") / "runs" / f"{execution_id}.jsonl"
+    log = EventLog(log_path)
+    runner = LocalRunner(
+        playbook,
+        executor,
+        workload=workload,
+        resolver=playbook_directory_resolver(file.parent),
+        reporter=reporter,
+        event_log=log,
+        execution_id=execution_id,
+    )
+
+    async def main() -> Any:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, runner.cancel)
+        loop.add_signal_handler(signal.SIGTERM, runner.cancel, "terminated")
+        try:
+            return await runner.run()
+        finally:
+            await executor.close()
+
+    try:
+        outcome = asyncio.run(main())
+    finally:
+        if reporter:
+            reporter.close()
+        log.close()
+    if as_json:
+        summary = {"execution": outcome.execution_id, "phase": outcome.phase, "result": outcome.result, "error": outcome.error, "eventLog": str(log_path)}
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    elif outcome.ok:
+        typer.echo(json.dumps(outcome.result, indent=2, default=str))
+    else:
+        typer.echo(f"{outcome.phase}: {outcome.error}", err=True)
+    if not quiet and not as_json:
+        typer.echo(f"{outcome.phase.lower()}: {outcome.execution_id} (event log {log_path})", err=True)
+    if not outcome.ok:
+        raise typer.Exit(EXIT_CANCELLED if outcome.phase == "Cancelled" else EXIT_FAILED)
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Playbook files.", show_default=False)]) -> None:
+    """Check playbooks without running them; every error is listed, with the path of its field."""
+    from noetl.playbook import PlaybookInvalid, load_playbook
+
+    failed = False
+    for file in files:
+        try:
+            playbook = load_playbook(file)
+        except PlaybookInvalid as invalid:
+            failed = True
+            typer.echo(str(invalid), err=True)
+        else:
+            typer.echo(f"{file}: valid ({len(playbook.steps)} steps)")
+    if failed:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def plan(
+    file: PlaybookFile,
+    dot: Annotated[bool, typer.Option("--dot", help="Print the graph in Graphviz dot.")] = False,
+) -> None:
+    """Show the graph of steps and what each would run."""
+    from noetl.plan import describe, to_dot
+
+    playbook = _load(file)
+    typer.echo(to_dot(playbook) if dot else describe(playbook))
+
+
+def main() -> None:
+    app(prog_name="noetl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

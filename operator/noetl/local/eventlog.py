@@ -1,0 +1,31 @@
+"""The event log of a local run: one JSON object per line, for every event and command.
+
+Lines carry a `type` (the event or command class name), the wall-clock `time` and the fields of
+the message. Step results are logged as the engine sees them; secrets never are, since they reach
+steps only as environment variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import IO, Any
+
+
+class EventLog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # Line-buffered: a run that is killed still leaves every line it reached.
+        self._file: IO[str] = path.open("a", encoding="utf-8", buffering=1)
+
+    def write(self, message: Any, **extra: Any) -> None:
+        record = {"time": round(time.time(), 6), "type": type(message).__name__}
+        record.update(dataclasses.asdict(message))
+        record.update(extra)
+        self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
