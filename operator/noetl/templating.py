@@ -71,7 +71,7 @@ def is_template(text: str) -> bool:
 @lru_cache(maxsize=4096)
 def _compile(source: str) -> Template:
     single = _SINGLE_EXPRESSION.match(source)
-    if single and "{{" not in single.group("expr"):
+    if single and single.group("expr").strip() and "{{" not in single.group("expr"):
         # `{% set %}` keeps the value's type; reading it back beats rendering to text.
         return ENVIRONMENT.from_string("{% set __value__ = (" + single.group("expr") + ") %}")
     return ENVIRONMENT.from_string(source)

@@ -8,7 +8,7 @@ keeps the cost of one event independent of how many steps have finished.
 
 Semantics in brief (docs/architecture.md has the whole story):
 - a step runs when a predecessor routes to it; a join (a step with several predecessors) waits
-  until no running step can still reach it, and is skipped if a predecessor failed;
+  until no running step can still reach it, and is skipped if any step upstream of it failed;
 - steps without a tool are routing steps: decided here, no process;
 - a failed step fails only itself and what depends on it; the execution fails when all is done,
   unless the step says `onError: continue`;
@@ -414,10 +414,11 @@ class _Transition:
         )
 
     def _start_join(self, name: str) -> None:
-        failed = sorted(p for p in self.graph.predecessors[name] if p in self.state.failed)
+        # A join merges branches: if any step upstream failed, its inputs are incomplete.
+        failed = [failure for failure in self.state.failed if self.graph.reaches(failure, name)]
         if failed:
-            step = self._settle_step(name, "Skipped")
-            step.message = f"skipped: {', '.join(failed)} failed"
+            self.state.steps[name].message = f"skipped: upstream {', '.join(failed)} failed"
+            self._settle_step(name, "Skipped")
         else:
             self._begin(name)
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
-from noetl.playbook.models import API_GROUP, PlaybookSpec, Step
+from noetl.playbook.models import API_GROUP, DURATION_PATTERN, PlaybookSpec, Step
 from noetl.playbook.validation import validate_spec
 
 _ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
@@ -63,6 +63,8 @@ def pydantic_errors(error: ValidationError, prefix: str) -> list[PlaybookError]:
         elif item["type"] == "string_pattern_mismatch":
             pattern = (item.get("ctx") or {}).get("pattern", "")
             message = f"{item['input']!r} does not match the pattern {pattern}"
+            if pattern == DURATION_PATTERN:
+                message = f"{item['input']!r} is not a duration (write e.g. 500ms, 30s, 5m or 1h)"
         result.append(PlaybookError(join_path(prefix, *item["loc"]), message))
     return result
 

@@ -1,0 +1,164 @@
+"""Broken playbooks, each rejected with the exact path of the bad field and the reason."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from noetl.playbook import PlaybookInvalid, load_playbook, parse_playbook
+
+GOOD: dict[str, Any] = yaml.safe_load(
+    """
+apiVersion: noetl.io/v1alpha1
+kind: Playbook
+metadata: {name: good}
+spec:
+  workload: {cities: [Paris, Oslo]}
+  workbook:
+    - name: fetch
+      tool: http
+      args: {url: "http://example.org/{{ city }}"}
+  workflow:
+    - step: start
+      next: [{step: fetch_all}]
+    - step: fetch_all
+      task: fetch
+      loop: {in: "{{ workload.cities }}", iterator: city, mode: parallel, maxInFlight: 4}
+      retry: {maxAttempts: 3, backoff: exponential, initialDelay: 2s}
+      timeout: 5m
+      next:
+        - when: "{{ fetch_all.results | length == 2 }}"
+          then: [{step: store}]
+        - else: [{step: report}]
+    - step: store
+      tool: shell
+      args: {command: "echo stored"}
+      next: [{step: end}]
+    - step: report
+      tool: python
+      code: "result = 1"
+      next: [{step: end}]
+    - step: end
+"""
+)
+
+
+def broken(change: str) -> dict[str, Any]:
+    """GOOD with one change applied: `path = yaml value`, or `del path`."""
+    document = copy.deepcopy(GOOD)
+    delete = change.startswith("del ")
+    path, _, value = change.removeprefix("del ").partition(" = ")
+    keys: list[Any] = [int(k) if k.isdigit() else k for k in path.replace("[", ".").replace("]", "").split(".")]
+    target = document
+    for key in keys[:-1]:
+        target = target[key]
+    if delete:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = yaml.safe_load(value)
+    return document
+
+
+CASES = [
+    ("spec.workflow[1].step = Fetch All", "spec.workflow[1].step", "does not match the pattern"),
+    ("spec.workflow[2].step = fetch_all", "spec.workflow[2].step", "duplicate step name 'fetch_all' (first at workflow[1])"),
+    ("spec.workflow[0].step = begin", "spec.workflow", "no step named 'start'"),
+    ("spec.workflow[2].next[0].step = nowhere", "spec.workflow[2].next[0].step", "no step named 'nowhere'"),
+    ("spec.workflow[1].next[0].then[0].step = ghost", "spec.workflow[1].next[0].then[0].step", "no step named 'ghost'"),
+    ("spec.workflow[1].next[1].else[0].step = ghost", "spec.workflow[1].next[1].else[0].step", "no step named 'ghost'"),
+    ("spec.workflow[1].task = missing", "spec.workflow[1].task", "no workbook task named 'missing' (known: fetch)"),
+    ("spec.workflow[2].tool = bash", "spec.workflow[2].tool", "unknown tool 'bash'"),
+    ("spec.workbook[0].tool = curl", "spec.workbook[0].tool", "unknown tool 'curl'"),
+    ("spec.workflow[1].tool = shell", "spec.workflow[1].task", "a step takes `task` or `tool`, not both"),
+    ("del spec.workflow[3].code", "spec.workflow[3].code", "a python step needs `code`"),
+    ("spec.workflow[2].code = print(1)", "spec.workflow[2].code", "`code` is for python steps, not shell"),
+    ("spec.workflow[4].retry = {maxAttempts: 2}", "spec.workflow[4].retry", "a routing step (no tool) takes no retry"),
+    ("spec.workflow[4].next = [{step: start}]", "spec.workflow[4].next[0].step", "this edge closes a cycle (start -> fetch_all -> store -> end -> start)"),
+    ("spec.workflow[0].next = [{step: store}]", "spec.workflow[1].step", "step 'fetch_all' is not reachable from 'start'"),
+    ("spec.workflow[2].args.command = 'echo {{ oops'", "spec.workflow[2].args.command", "template syntax error"),
+    ("spec.workflow[1].next[0].when = '{{ a ==  }}'", "spec.workflow[1].next[0].when", "template syntax error"),
+    ("spec.workflow[1].loop.in = cities", "spec.workflow[1].loop.in", "expected a list or a template"),
+    ("spec.workflow[1].loop.mode = sometimes", "spec.workflow[1].loop.mode", "Input should be 'sequential' or 'parallel'"),
+    ("spec.workflow[1].loop.maxInFlight = 0", "spec.workflow[1].loop.maxInFlight", "greater than or equal to 1"),
+    ("spec.workflow[1].loop.iterator = 2city", "spec.workflow[1].loop.iterator", "does not match the pattern"),
+    ("spec.workflow[1].retry.backoff = linear", "spec.workflow[1].retry.backoff", "Input should be 'fixed' or 'exponential'"),
+    ("spec.workflow[1].retry.initialDelay = soon", "spec.workflow[1].retry.initialDelay", "'soon' is not a duration"),
+    ("spec.workflow[1].timeout = 5x", "spec.workflow[1].timeout", "'5x' is not a duration"),
+    ("spec.workflow[1].next[0].then = null", "spec.workflow[1].next[0]", "`when` and `then` go together"),
+    ("spec.workflow[1].next[0].step = store", "spec.workflow[1].next[0]", "a next entry takes exactly one of"),
+    ("spec.workflow[1].nxt = []", "spec.workflow[1].nxt", "unknown field"),
+    ("spec.workflow = []", "spec.workflow", "List should have at least 1 item"),
+    ("spec.workload = [1, 2]", "spec.workload", "Input should be a valid dictionary"),
+    ("spec.workflow[1].retry.when = '{% if %}'", "spec.workflow[1].retry.when", "template syntax error"),
+    ("spec.output = '{{ }}'", "spec.output", "template syntax error"),
+    ("spec.workflow[2].tool = playbook", "spec.workflow[2].args.name", "a playbook step needs args.name"),
+    ("kind = Workflow", "kind", "expected Playbook, got 'Workflow'"),
+    ("apiVersion = argoproj.io/v1alpha1", "apiVersion", "expected noetl.io/v1alpha1"),
+]
+
+
+@pytest.mark.parametrize(("change", "path", "reason"), CASES, ids=[case[0] for case in CASES])
+def test_a_broken_playbook_is_rejected_with_the_path_and_why(change, path, reason):
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(broken(change), "broken.yaml")
+    messages = {error.path: error.message for error in caught.value.errors}
+    assert path in messages, f"expected an error at {path}, got {messages}"
+    assert reason in messages[path]
+
+
+def test_the_good_playbook_is_valid():
+    playbook = parse_playbook(copy.deepcopy(GOOD))
+    assert playbook.name == "good"
+    # the workbook task is folded into the step that uses it
+    assert playbook.steps["fetch_all"].tool == "http"
+    assert playbook.steps["fetch_all"].args == {"url": "http://example.org/{{ city }}"}
+
+
+def test_every_error_is_reported_at_once():
+    document = broken("spec.workflow[2].tool = bash")
+    document["spec"]["workflow"][3]["next"] = [{"step": "ghost"}]
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    assert [e.path for e in caught.value.errors] == ["spec.workflow[2].tool", "spec.workflow[3].next[0].step"]
+
+
+def test_the_bare_form_reports_paths_as_written():
+    bare = {"kind": "Playbook", "name": "bare", **copy.deepcopy(GOOD["spec"])}
+    bare["workflow"][2]["tool"] = "bash"
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(bare)
+    assert [e.path for e in caught.value.errors] == ["workflow[2].tool"]
+
+
+def test_the_bare_and_resource_forms_are_the_same_playbook():
+    bare = {"kind": "Playbook", "name": "good", **copy.deepcopy(GOOD["spec"])}
+    assert parse_playbook(bare).spec == parse_playbook(copy.deepcopy(GOOD)).spec
+
+
+def test_a_resource_with_fields_outside_spec_is_rejected():
+    document = copy.deepcopy(GOOD)
+    document["workflow"] = []
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    assert caught.value.errors[0].path == "workflow"
+
+
+def test_numbers_are_durations_in_seconds():
+    playbook = parse_playbook(broken("spec.workflow[1].timeout = 90"))
+    assert playbook.steps["fetch_all"].timeout == "90s"
+
+
+def test_yaml_errors_give_the_line(tmp_path):
+    file = tmp_path / "bad.yaml"
+    file.write_text("kind: Playbook\nworkflow:\n  - step: start\n   next: oops\n")
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook(file)
+    assert "not valid YAML: line 4" in str(caught.value)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(PlaybookInvalid, match="cannot read file"):
+        load_playbook(tmp_path / "nope.yaml")
