@@ -1,0 +1,183 @@
+"""The local worker pool with real worker processes: speed, isolation, crashes and cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from noetl.local.workers import WorkerPool
+from noetl.plugins.runtime import Outcome
+from tests.plugins import step
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not count: it has ended, only not been reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+async def gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return not alive(pid)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[WorkerPool]:
+    workers = WorkerPool(size=2)
+    await workers.start()
+    yield workers
+    await workers.close()
+
+
+PID = "import os\nresult = os.getpid()"
+
+
+async def test_a_python_step_runs_in_a_warm_worker(pool: WorkerPool) -> None:
+    started = time.perf_counter()
+    outcome = await pool.run(step("python", {"x": 2}, code="def main(x): return x * 21"))
+    assert outcome == Outcome(ok=True, result=42)
+    assert (
+        time.perf_counter() - started < 0.1
+    )  # no interpreter start: well under the 0.1 s one costs
+
+
+async def test_any_plugin_runs_in_a_worker(pool: WorkerPool) -> None:
+    assert (await pool.run(step("duckdb", {"command": "SELECT 1 AS one"}))).result["rows"] == [
+        {"one": 1}
+    ]
+    unknown = await pool.run(step("teleport"))
+    assert (
+        unknown.error
+        == "unknown tool 'teleport'; the plugins are shell, python, http, postgres, duckdb"
+    )
+
+
+async def test_steps_run_concurrently_up_to_the_pool_size() -> None:
+    workers = WorkerPool(size=4)
+    await workers.start()
+    try:
+        sleep = step("python", code="import time\ntime.sleep(0.3)")
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(workers.run(sleep) for _ in range(4)))
+        parallel = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.gather(*(workers.run(sleep) for _ in range(8)))
+        bounded = time.perf_counter() - started
+    finally:
+        await workers.close()
+    assert all(o.ok for o in outcomes)
+    assert 0.3 <= parallel < 0.6  # four at once, not 1.2 s one after another
+    assert 0.6 <= bounded < 0.9  # eight through four slots: two rounds
+
+
+async def test_a_crashed_worker_fails_only_its_step(pool: WorkerPool) -> None:
+    crash = await pool.run(step("python", code="import os\nos._exit(1)"))
+    assert crash == Outcome(ok=False, error="worker process died (exit code 1)")
+    killed = await pool.run(
+        step("python", code="import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    )
+    assert killed == Outcome(ok=False, error="worker process died (exit code -9)")
+    assert (await pool.run(step("python", code="result = 'still here'"))).result == "still here"
+
+
+async def test_a_worker_killed_while_idle_is_replaced_unnoticed(pool: WorkerPool) -> None:
+    pids = {(await pool.run(step("python", code=PID))).result for _ in range(2)}
+    for pid in pids:
+        os.kill(pid, 9)
+        assert await gone(pid)
+    assert all([(await pool.run(step("python", code=PID))).ok for _ in range(4)])
+
+
+async def test_a_step_over_its_timeout_has_its_worker_killed(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    code = f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True: pass"
+    started = time.perf_counter()
+    outcome = await pool.run(step("python", code=code), timeout=0.3)
+    assert outcome == Outcome(ok=False, error="timed out after 0.3s")
+    assert time.perf_counter() - started < 1.5
+    assert await gone(int(pid_file.read_text()))
+    assert (await pool.run(step("python", code="result = 1"))).ok
+
+
+async def test_cancelling_a_step_kills_its_worker_and_its_children(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids"
+    code = (
+        "import os, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(60)\n"
+    )
+    task = asyncio.ensure_future(pool.run(step("python", code=code)))
+    while not pid_file.exists() or not pid_file.read_text():
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for pid in map(int, pid_file.read_text().split()):
+        assert await gone(pid)
+    assert (await pool.run(step("python", code="result = 2"))).result == 2
+
+
+async def test_workers_are_recycled_after_max_tasks() -> None:
+    workers = WorkerPool(size=1, max_tasks=3)
+    await workers.start()
+    try:
+        pids = [(await workers.run(step("python", code=PID))).result for _ in range(7)]
+    finally:
+        await workers.close()
+    assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] == pids[5] != pids[6]
+    assert not any(alive(pid) for pid in pids)
+
+
+async def test_a_steps_env_does_not_leak_into_the_next(pool: WorkerPool) -> None:
+    read = (
+        "import os\nresult = [os.environ.get('NOETL_TEST_SECRET'), os.environ.get('LEFT_BEHIND')]"
+    )
+    first = await pool.run(
+        step(
+            "python",
+            code=read + "\nos.environ['LEFT_BEHIND'] = 'x'",
+            env={"NOETL_TEST_SECRET": "s3"},
+        )
+    )
+    assert first.result == ["s3", None]
+    for _ in range(2):  # whichever worker it lands in
+        assert (await pool.run(step("python", code=read, env={}))).result == [None, None]
+
+
+async def test_the_working_directory_is_restored(pool: WorkerPool, tmp_path: Path) -> None:
+    before = (await pool.run(step("python", code="import os\nresult = os.getcwd()"))).result
+    await pool.run(step("python", code=f"import os\nos.chdir({str(tmp_path)!r})"))
+    for _ in range(2):
+        assert (
+            await pool.run(step("python", code="import os\nresult = os.getcwd()"))
+        ).result == before
+
+
+async def test_close_leaves_no_process_behind(tmp_path: Path) -> None:
+    workers = WorkerPool(size=2)
+    await workers.start()
+    spawn = "import os, subprocess\nresult = [os.getpid(), subprocess.Popen(['sleep', '60']).pid]"
+    pids = [pid for _ in range(2) for pid in (await workers.run(step("python", code=spawn))).result]
+    busy = asyncio.ensure_future(workers.run(step("python", code="import time\ntime.sleep(60)")))
+    await asyncio.sleep(0.2)
+    await workers.close()
+    assert (await busy).error is not None
+    for pid in pids:
+        assert await gone(pid, within=2)
+    with pytest.raises(RuntimeError, match="closed"):
+        await workers.run(step("python", code="result = 1"))
