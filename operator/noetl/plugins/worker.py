@@ -7,9 +7,9 @@ its tool, through runtime.execute as a container would, and sends back the Outco
 its input closes, and (on Linux) is killed when the process that started it dies.
 
 The pipe is the worker's original stdin and stdout; a step's own prints go to stderr, so they
-cannot garble it. During a step the process environment is the step's env (a step's code and
-libraries see what they would see in a pod), and afterwards the worker's own environment and
-working directory come back, so nothing of one step reaches the next.
+cannot garble it. Each step runs with the process environment set to exactly the step's env (its
+code and libraries see what they would see in a pod, and nothing a previous step set or changed),
+and in the worker's own working directory.
 """
 
 from __future__ import annotations
@@ -60,15 +60,24 @@ def handle(message: Mapping[str, Any]) -> Outcome:
 
 @contextmanager
 def _step_environment(env: Mapping[str, str]) -> Iterator[None]:
-    own_env, own_cwd = dict(os.environ), os.getcwd()
-    os.environ.clear()
-    os.environ.update(env)
+    own_cwd = os.getcwd()
+    _set_environ(env)
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(own_env)
         os.chdir(own_cwd)
+
+
+def _set_environ(env: Mapping[str, str]) -> None:
+    # Only what differs: each change is a putenv, and a step's env is mostly the one before.
+    current = dict(os.environ)
+    if current == env:
+        return
+    for name in current.keys() - env.keys():
+        del os.environ[name]
+    for name, value in env.items():
+        if current.get(name) != value:
+            os.environ[name] = value
 
 
 def serve(inbox: BinaryIO, outbox: BinaryIO) -> None:
