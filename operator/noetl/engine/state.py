@@ -67,16 +67,19 @@ class ExecutionState:
         return self.phase in ("Succeeded", "Failed", "Cancelled")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Empty and unset fields are left out: a status holds one record per step that ran.
+        return asdict(self, dict_factory=lambda items: {k: v for k, v in items if v not in (None, [], {})})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
         steps = {}
         for name, raw in data.get("steps", {}).items():
             loop = raw.get("loop")
-            steps[name] = StepState(
-                **{**raw, "loop": LoopState(**{**loop, "in_flight": {int(k): v for k, v in loop["in_flight"].items()}}) if loop else None}
-            )
+            if loop is not None:
+                # JSON object keys are strings; item indexes are ints.
+                in_flight = {int(index): attempt for index, attempt in loop.get("in_flight", {}).items()}
+                loop = LoopState(**{**loop, "in_flight": in_flight})
+            steps[name] = StepState(**{**raw, "loop": loop})
         return cls(
             **{
                 **data,

@@ -153,6 +153,8 @@ class LocalRunner:
                 ok, result, error = outcome.ok, outcome.result, outcome.error or "step failed"
             else:
                 ok, result, error = await self._run_child(command)
+        except Exception as crash:  # the runner's own fault must still end the step, never hang
+            ok, result, error = False, None, f"could not run the step: {type(crash).__name__}: {crash}"
         finally:
             self._running.pop(command.key, None)
         if ok:

@@ -12,11 +12,14 @@ import asyncio
 import os
 import signal
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from noetl.engine import StartStep
-from noetl.local.workers import WorkerPool
 from noetl.plugins import shell
 from noetl.plugins.runtime import Outcome, StepRequest
+
+if TYPE_CHECKING:
+    from noetl.local.workers import WorkerPool
 
 
 class StepExecutor:
@@ -63,6 +66,8 @@ class StepExecutor:
     async def _worker_pool(self) -> WorkerPool:
         async with self._pool_lock:
             if self._pool is None:
+                from noetl.local.workers import WorkerPool  # only playbooks with such steps pay for it
+
                 pool = WorkerPool(size=self._pool_size) if self._pool_size else WorkerPool()
                 await pool.start()
                 self._pool = pool

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     model_validator,
 )
 
@@ -40,11 +41,9 @@ def _duration_from_number(value: Any) -> Any:
 
 Duration = Annotated[
     str,
-    BeforeValidator(_duration_from_number),
-    Field(
-        pattern=DURATION_PATTERN,
-        description="A duration such as 500ms, 30s, 5m or 1h (a bare number means seconds).",
-    ),
+    StringConstraints(pattern=DURATION_PATTERN),
+    BeforeValidator(_duration_from_number),  # listed last so that it runs first
+    Field(description="A duration such as 500ms, 30s, 5m or 1h (a bare number means seconds)."),
 ]
 
 

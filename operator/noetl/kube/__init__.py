@@ -1,0 +1,1 @@
+"""The Kubernetes operator: CRDs, kopf handlers, Jobs for steps, status, events and metrics."""
