@@ -48,9 +48,18 @@ def test_positional_and_named_params() -> None:
     assert sql("SELECT $who AS who", params={"who": "me"}).result["rows"] == [{"who": "me"}]
 
 
-def test_params_need_a_single_statement() -> None:
+def test_params_go_to_the_statements_with_placeholders() -> None:
+    outcome = sql(
+        "CREATE TABLE t AS SELECT * FROM (VALUES ('a', 1), ('b', 5)) AS v(name, n);"
+        "SELECT name FROM t WHERE n >= ?",
+        params=[3],
+    )
+    assert outcome.result["rows"] == [{"name": "b"}]
+
+
+def test_params_without_placeholders_are_an_error() -> None:
     outcome = sql("SELECT 1; SELECT 2", params=[1])
-    assert outcome.error == "args.params needs a single statement; the command has 2"
+    assert outcome.error == "args.params is given, but no statement has a placeholder"
 
 
 def test_values_are_made_json() -> None:

@@ -154,7 +154,7 @@ class WorkerPool:
         self._dying: set[asyncio.Task[int]] = set()
 
     async def start(self) -> None:
-        """Start every worker and wait until all are ready."""
+        """Start every worker now and wait until all are ready (else each starts on first use)."""
         await asyncio.gather(*(slot.worker() for slot in self._slots))
 
     async def spawn(self) -> _Worker:

@@ -1,7 +1,8 @@
 """The duckdb plugin: SQL run in-process by DuckDB, on a database file or in memory.
 
 Args: `command` (one or more statements), `params` (a list for `?`/`$1` placeholders or a
-mapping for `$name`, for a single statement), `database` (a file path; in memory by default).
+mapping for `$name`, bound to each statement that has placeholders, so set-up statements can
+come first), `database` (a file path; in memory by default).
 The statements run in one transaction, committed when all succeed, unless the command manages
 transactions itself (BEGIN/COMMIT). Result: see sqlresult.py.
 """
@@ -22,10 +23,8 @@ def run(request: StepRequest) -> Any:
     try:
         with duckdb.connect(str(request.args.get("database", ":memory:"))) as con:
             statements = con.extract_statements(sql)
-            if params is not None and len(statements) != 1:
-                raise PluginError(
-                    f"args.params needs a single statement; the command has {len(statements)}"
-                )
+            if params is not None and not any(s.named_parameters for s in statements):
+                raise PluginError("args.params is given, but no statement has a placeholder")
             own_transaction = any(s.type == duckdb.StatementType.TRANSACTION for s in statements)
             if not own_transaction:
                 con.begin()
@@ -41,7 +40,7 @@ def run(request: StepRequest) -> Any:
 def _run_all(con: duckdb.DuckDBPyConnection, statements: list[Any], params: Any) -> dict[str, Any]:
     result, row_count = None, 0
     for statement in statements:
-        con.execute(statement, params)
+        con.execute(statement, params if statement.named_parameters else None)
         columns = [d[0] for d in con.description or ()]
         rows = con.fetchall() if columns else []
         # DuckDB answers INSERT/UPDATE/DELETE/DDL with one "Count" column, not with rows.

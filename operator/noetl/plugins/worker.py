@@ -21,7 +21,7 @@ import signal
 import struct
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, BinaryIO
 
 from noetl import plugins
@@ -48,24 +48,24 @@ def read_frame(stream: BinaryIO) -> Any | None:
     return json.loads(body) if len(body) == size else None
 
 
-def handle(message: Mapping[str, Any]) -> Outcome:
-    """Run one request message under its step's environment."""
+def handle(message: Mapping[str, Any], home: str) -> Outcome:
+    """Run one request message under its step's environment, back in `home` afterwards."""
     try:
         request = StepRequest.from_json(message.get("request"), env=dict(message.get("env") or {}))
     except ValueError as exc:
         return Outcome(ok=False, error=f"bad step request: {exc}")
-    with _step_environment(request.env):
+    with _step_environment(request.env, home):
         return runtime.execute(plugins.run, request)
 
 
 @contextmanager
-def _step_environment(env: Mapping[str, str]) -> Iterator[None]:
-    own_cwd = os.getcwd()
+def _step_environment(env: Mapping[str, str], home: str) -> Iterator[None]:
     _set_environ(env)
     try:
         yield
     finally:
-        os.chdir(own_cwd)
+        with suppress(OSError):  # a step may have removed it: then stay where we are
+            os.chdir(home)
 
 
 def _set_environ(env: Mapping[str, str]) -> None:
@@ -82,10 +82,11 @@ def _set_environ(env: Mapping[str, str]) -> None:
 
 def serve(inbox: BinaryIO, outbox: BinaryIO) -> None:
     """Answer request frames from `inbox` with outcome frames on `outbox` until it closes."""
+    home = os.getcwd()
     outbox.write(frame({"ready": True}))
     outbox.flush()
     while (message := read_frame(inbox)) is not None:
-        reply = frame(handle(message).to_json())
+        reply = frame(handle(message, home).to_json())
         sys.stdout.flush()
         sys.stderr.flush()
         outbox.write(reply)
