@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from noetl.engine import StartStep
 from noetl.plugins import shell
-from noetl.plugins.runtime import Outcome, StepRequest
+from noetl.plugins.runtime import Outcome, PluginError, StepRequest
 
 if TYPE_CHECKING:
     from noetl.local.workers import WorkerPool
@@ -81,15 +81,20 @@ class StepExecutor:
 
 async def run_shell(request: StepRequest, timeout: float | None) -> Outcome:
     """Run a shell step's command as a child process of its own session."""
-    process = await asyncio.create_subprocess_exec(
-        *shell.command_argv(request.args),
-        env=shell.command_env(request),
-        cwd=request.args.get("cwd"),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *shell.command_argv(request.args),
+            env=shell.command_env(request),
+            cwd=request.args.get("cwd"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except PluginError as error:
+        return Outcome(ok=False, error=str(error))
+    except OSError as error:  # e.g. args.cwd does not exist
+        return Outcome(ok=False, error=f"cannot start the command: {error.strerror}: {error.filename}")
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:

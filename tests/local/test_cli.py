@@ -1,0 +1,164 @@
+"""`noetl run`, `validate` and `plan` as a user meets them: exit codes, messages, isolation, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+def noetl(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "noetl", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def write(tmp_path: Path, text: str, name: str = "pb.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def events(tmp_path: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (tmp_path / summary["eventLog"]).read_text().splitlines()]
+
+
+def max_overlap(log: list[dict[str, Any]], step: str) -> int:
+    running, most = 0, 0
+    for record in log:
+        if record.get("step") != step:
+            continue
+        if record["type"] == "StepStarted":
+            running += 1
+            most = max(most, running)
+        elif record["type"] in ("StepSucceeded", "StepFailed"):
+            running -= 1
+    return most
+
+
+def test_parallel_branches_overlap_and_the_join_waits(tmp_path):
+    result = noetl("run", "--json", str(PLAYBOOKS / "fan-out-join.yaml"), "--set", "pause=0.5", cwd=tmp_path)
+    summary = json.loads(result.stdout)
+    log = events(tmp_path, summary)
+    kinds = [(r["type"], r.get("step")) for r in log if r["type"] in ("StepStarted", "StepSucceeded")]
+    first_done = next(i for i, (kind, _) in enumerate(kinds) if kind == "StepSucceeded")
+    assert {step for kind, step in kinds[:first_done]} == {"one", "two", "three"}
+    combine_start = kinds.index(("StepStarted", "combine"))
+    assert {step for kind, step in kinds[:combine_start] if kind == "StepSucceeded"} == {"one", "two", "three"}
+
+
+def test_a_parallel_loop_runs_max_in_flight_items_at_once(tmp_path):
+    result = noetl("run", "--json", str(PLAYBOOKS / "parallel-loop.yaml"), cwd=tmp_path)
+    assert max_overlap(events(tmp_path, json.loads(result.stdout)), "square") == 3
+
+
+def test_a_failing_step_exits_non_zero_naming_the_step_and_error(tmp_path):
+    path = write(tmp_path, "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: broken}]\n  - step: broken\n    tool: shell\n    args: {command: 'echo nope >&2; exit 7'}\n")
+    result = noetl("run", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "step 'broken' failed: command exited with code 7: nope" in result.stderr
+
+
+def test_an_invalid_playbook_is_refused_with_paths_before_anything_runs(tmp_path):
+    path = write(tmp_path, "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: ghost}]\n  - step: x\n    tool: bash\n")
+    result = noetl("run", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "workflow[0].next[0].step: no step named 'ghost'" in result.stderr
+    assert "workflow[1].tool: unknown tool 'bash'" in result.stderr
+    assert not (tmp_path / ".noetl").exists()
+
+
+def test_a_step_timeout_kills_the_command(tmp_path):
+    marker = f"noetl-timeout-{uuid.uuid4().hex[:8]}"
+    path = write(tmp_path, f"kind: Playbook\nname: t\nworkflow:\n  - step: start\n    next: [{{step: slow}}]\n  - step: slow\n    tool: shell\n    timeout: 500ms\n    args: {{command: 'sleep 30 # {marker}'}}\n")
+    result = noetl("run", str(path), cwd=tmp_path, timeout=20)
+    assert result.returncode == 1
+    assert "timed out after 0.5s" in result.stderr
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+
+
+def test_a_crashing_python_step_fails_alone(tmp_path):
+    path = write(
+        tmp_path,
+        "kind: Playbook\nname: c\nworkflow:\n  - step: start\n    next: [{step: crash}, {step: fine}]\n"
+        "  - step: crash\n    tool: python\n    code: 'import os; os._exit(3)'\n"
+        "  - step: fine\n    tool: python\n    code: 'result = 42'\n",
+    )
+    result = noetl("run", "--json", str(path), cwd=tmp_path)
+    summary = json.loads(result.stdout)
+    assert summary["phase"] == "Failed"
+    assert "step 'crash' failed" in summary["error"]
+    assert [r for r in events(tmp_path, summary) if r["type"] == "StepSucceeded" and r["step"] == "fine"]
+
+
+def test_ctrl_c_cancels_cleanly_and_kills_the_steps(tmp_path):
+    marker = f"noetl-cancel-{uuid.uuid4().hex[:8]}"
+    path = write(tmp_path, f"kind: Playbook\nname: c\nworkflow:\n  - step: start\n    next: [{{step: a}}, {{step: b}}]\n  - step: a\n    tool: shell\n    args: {{command: 'sleep 60 # {marker}'}}\n  - step: b\n    tool: python\n    code: 'import time; time.sleep(60)'\n")
+    process = subprocess.Popen([sys.executable, "-m", "noetl", "run", "--json", str(path)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.1)
+    time.sleep(0.5)  # let the python step reach its worker
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=20)
+    assert process.returncode == 130
+    summary = json.loads(stdout)
+    assert summary["phase"] == "Cancelled"
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+    workers = subprocess.run(["pgrep", "-f", "noetl.plugins.worker", "-P", str(process.pid)], capture_output=True)
+    assert workers.returncode == 1
+
+
+def test_workload_file_and_set_merge(tmp_path):
+    workload = write(tmp_path, "name: FromFile\n", "workload.yaml")
+    result = noetl("run", "--json", str(PLAYBOOKS / "hello.yaml"), "--workload-file", str(workload), cwd=tmp_path)
+    assert json.loads(result.stdout)["result"] == "Hello, FromFile!"
+    result = noetl("run", "--json", str(PLAYBOOKS / "hello.yaml"), "--workload-file", str(workload), "--set", "name=Set", cwd=tmp_path)
+    assert json.loads(result.stdout)["result"] == "Hello, Set!"
+
+
+def test_the_event_log_holds_every_event_and_command(tmp_path):
+    result = noetl("run", "--json", str(PLAYBOOKS / "retry.yaml"), cwd=tmp_path)
+    kinds = [r["type"] for r in events(tmp_path, json.loads(result.stdout))]
+    assert kinds[0] == "ExecutionStarted"
+    assert kinds.count("StartStep") == 3
+    assert kinds.count("ScheduleRetry") == 2
+    assert kinds.count("TimerFired") == 2
+    assert kinds[-1] == "FinishExecution"
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path):
+    result = noetl("run", str(PLAYBOOKS / "hello.yaml"), cwd=tmp_path)
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == "Hello, World!"
+    assert "start   greet#1 (shell)" in result.stderr
+    assert "ok      greet#1" in result.stderr
+
+
+def test_validate_reports_every_file(tmp_path):
+    bad = write(tmp_path, "kind: Playbook\nname: b\nworkflow:\n  - step: begin\n")
+    result = noetl("validate", str(PLAYBOOKS / "hello.yaml"), str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "hello.yaml: valid (3 steps)" in result.stdout
+    assert "workflow: no step named 'start'" in result.stderr
+
+
+def test_plan_shows_the_graph_as_text_and_dot(tmp_path):
+    text = noetl("plan", str(PLAYBOOKS / "fan-out-join.yaml"), cwd=tmp_path).stdout
+    assert "combine: python  [join of one, three, two]" in text
+    dot = noetl("plan", "--dot", str(PLAYBOOKS / "conditional.yaml"), cwd=tmp_path).stdout
+    assert dot.startswith('digraph "conditional" {')
+    assert '"check" -> "hot" [label="when {{ check.hot }}"];' in dot
+    assert '"check" -> "cold" [label="else"];' in dot
+
+
+def test_set_values_are_yaml(tmp_path):
+    path = write(tmp_path, "kind: Playbook\nname: s\nworkflow:\n  - step: start\n    next: [{step: p}]\n  - step: p\n    tool: python\n    code: 'def main(v): return v'\n    args: {v: '{{ workload.v }}'}\n")
+    result = noetl("run", "--json", str(path), "--set", "v=[1, two, {x: 3}]", cwd=tmp_path)
+    assert json.loads(result.stdout)["result"] == [1, "two", {"x": 3}]
