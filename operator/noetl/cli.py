@@ -7,7 +7,6 @@ client and `noetl operator` does not pay for the local runner.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -227,9 +226,26 @@ def crds(
         _fail(f"out of date (run `noetl crds`): {', '.join(stale)}", EXIT_FAILED)
 
 
+@app.command()
+def operator(
+    namespace: Annotated[list[str], typer.Option(help="Watch this namespace (repeat for more); none: all namespaces.")] = [],  # noqa: B006
+    metrics_port: Annotated[int, typer.Option(help="Port of the Prometheus /metrics endpoint (0: off).")] = 8080,
+    health_port: Annotated[int, typer.Option(help="Port of the /healthz liveness endpoint (0: off).")] = 8081,
+    peering: Annotated[str | None, typer.Option(help="Elect one active instance through this kopf peering object.")] = None,
+) -> None:
+    """Run the operator: Playbooks validated, Executions driven step by step as Jobs."""
+    from noetl.kube.operator import main as run_operator
+    from noetl.kube.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env()
+    if namespace:
+        settings.namespaces = namespace
+    run_operator(settings, metrics_port or None, health_port or None, peering)
+
+
 def main() -> None:
     app(prog_name="noetl")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -78,7 +78,7 @@ def test_failures_stay_local_and_nothing_runs_below_them(dag, rng: random.Random
 @settings(max_examples=100, deadline=None)
 @given(dags(), st.randoms(use_true_random=False), st.integers(0, 20))
 def test_cancel_stops_everything(dag, rng: random.Random, cancel_after: int):
-    source, predecessors = dag
+    source, _ = dag
     world = World(source)
     world.start()
     for _ in range(cancel_after):

@@ -33,7 +33,8 @@ class Graph:
     def _topological_order(self) -> dict[str, int]:
         # Validation guarantees an acyclic graph where every step is reachable from `start`.
         indegree = {name: len(preds) for name, preds in self.predecessors.items()}
-        ready, order = deque([START]), {}
+        ready: deque[str] = deque([START])
+        order: dict[str, int] = {}
         while ready:
             name = ready.popleft()
             order[name] = len(order)

@@ -162,12 +162,7 @@ class _Transition:
 
     def _current(self, name: str, index: int | None, attempt: int) -> StepState | None:
         """The step's state if this (index, attempt) is the one running now; stale events are dropped."""
-        step = self.state.steps.get(name)
-        if step is None or step.phase != "Running":
-            return None
-        if index is None:
-            return step if step.loop is None and step.attempt == attempt else None
-        return step if step.loop is not None and step.loop.in_flight.get(index) == attempt else None
+        return self.state.running_step(name, index, attempt)
 
     def _timer_fired(self, timer_id: str) -> None:
         timer = self.state.timers.pop(timer_id, None)
@@ -423,20 +418,15 @@ class _Transition:
             self._begin(name)
 
     def _abort(self, phase: str, reason: str) -> None:
+        for name, index, attempt in self.state.runs_in_flight():
+            self.commands.append(CancelStep(name, index, attempt))
         for name in list(self.state.active):
-            step = self.state.steps[name]
-            if step.loop is not None:
-                runs = list(step.loop.in_flight.items())
-            else:
-                runs = [(None, step.attempt)] if step.phase == "Running" else []
-            for index, attempt in runs:
-                self.commands.append(CancelStep(name, index, attempt))
             self._settle_step(name, "Cancelled").message = short(reason)
         for name in self.state.waiting:
             self.state.steps[name].phase = "Cancelled"
         self.state.waiting.clear()
         self.state.timers.clear()
-        self._finish(phase, error=reason)  # type: ignore[arg-type]
+        self._finish(phase, error=reason)
 
     def _finish(self, phase: str, error: str | None = None) -> None:
         result = None

@@ -66,6 +66,26 @@ class ExecutionState:
     def finished(self) -> bool:
         return self.phase in ("Succeeded", "Failed", "Cancelled")
 
+    def running_step(self, name: str, index: int | None, attempt: int) -> StepState | None:
+        """The step's record if (index, attempt) is the run in flight now, else None (stale)."""
+        step = self.steps.get(name)
+        if step is None or step.phase != "Running":
+            return None
+        if index is None:
+            return step if step.loop is None and step.attempt == attempt else None
+        return step if step.loop is not None and step.loop.in_flight.get(index) == attempt else None
+
+    def runs_in_flight(self) -> list[tuple[str, int | None, int]]:
+        """(step, index, attempt) of every run started and not yet finished."""
+        runs: list[tuple[str, int | None, int]] = []
+        for name in self.active:
+            step = self.steps[name]
+            if step.loop is not None:
+                runs += [(name, index, attempt) for index, attempt in step.loop.in_flight.items()]
+            elif step.phase == "Running":
+                runs.append((name, None, step.attempt))
+        return runs
+
     def to_dict(self) -> dict[str, Any]:
         # Empty and unset fields are left out: a status holds one record per step that ran.
         return asdict(self, dict_factory=lambda items: {k: v for k, v in items if v not in (None, [], {})})

@@ -58,12 +58,12 @@ class LiveReporter(PlainReporter):
 
     def __init__(self, console: Console | None = None) -> None:
         self._console = console or Console(stderr=True)
-        super().__init__(self._console.file)
+        super().__init__(self._console.file)  # type: ignore[arg-type]
         self._live = Live(self._panel(), console=self._console, refresh_per_second=8, transient=True)
         self._live.start()
 
     def _line(self, text: str) -> None:
-        style = "red" if "FAILED" in text else "yellow" if text.startswith("retry") else None
+        style = "red" if "FAILED" in text else "yellow" if text.startswith("retry") else ""
         self._console.print(Text(f"[{time.monotonic() - self._begin:7.2f}s] {text}", style=style))
         self._live.update(self._panel())
 

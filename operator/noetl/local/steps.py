@@ -9,6 +9,7 @@ down, and a cancelled or timed-out step is killed with all its children.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Mapping
@@ -66,7 +67,9 @@ class StepExecutor:
     async def _worker_pool(self) -> WorkerPool:
         async with self._pool_lock:
             if self._pool is None:
-                from noetl.local.workers import WorkerPool  # only playbooks with such steps pay for it
+                from noetl.local.workers import (
+                    WorkerPool,  # only playbooks with such steps pay for it
+                )
 
                 pool = WorkerPool(size=self._pool_size) if self._pool_size else WorkerPool()
                 await pool.start()
@@ -109,8 +112,6 @@ async def run_shell(request: StepRequest, timeout: float | None) -> Outcome:
 
 async def _kill_session(process: asyncio.subprocess.Process) -> None:
     # The command may have started children of its own: end the whole session.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     await process.wait()

@@ -1,0 +1,70 @@
+"""The kopf handlers: watch events in, deliveries to execution drivers out.
+
+Only `on.event` handlers are used, so kopf keeps no per-object state of its own (no
+last-handled-configuration annotation, which breaks past 256 KiB on a 2,000-step playbook, and
+no finalizers: deletion is garbage collection through ownerReferences). All progress lives in
+the objects' status. Each Job that finishes is delivered at once, so the next step starts on the
+watch event that ends the previous one, with no periodic requeue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from noetl.kube import metrics
+from noetl.kube.driver import ChildChanged, ExecutionChanged, JobChanged
+from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
+from noetl.kube.outcomes import job_finished
+from noetl.kube.playbooks import reconcile_playbook
+from noetl.kube.registry import DriverRegistry
+from noetl.playbook import API_VERSION
+
+log = logging.getLogger(__name__)
+GROUP, VERSION = API_VERSION.split("/")
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
+    api = drivers.context.api
+
+    @kopf.on.event(GROUP, VERSION, "executions", registry=registry)
+    async def execution_event(type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+        assert namespace is not None
+        raw = dict(body)
+        if type == "DELETED":
+            drivers.forget(namespace, name)
+            return
+        parent = body.metadata.labels.get(PARENT_LABEL)
+        phase = (body.get("status") or {}).get("phase")
+        if parent and phase in TERMINAL:
+            drivers.deliver(namespace, parent, ChildChanged(raw))
+        if phase in TERMINAL:
+            drivers.deliver(namespace, name)  # its driver only schedules the TTL clean-up
+        else:
+            drivers.deliver(namespace, name, ExecutionChanged(raw))
+
+    @kopf.on.event("batch", "v1", "jobs", labels={EXECUTION_LABEL: kopf.PRESENT}, registry=registry)
+    async def job_event(type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+        assert namespace is not None
+        raw = dict(body)
+        deleted = type == "DELETED"
+        if job_finished(raw) or deleted:
+            drivers.context.slots.release(namespace, name)
+            drivers.deliver(namespace, body.metadata.labels[EXECUTION_LABEL], JobChanged(raw, deleted=deleted))
+
+    @kopf.on.event(GROUP, VERSION, "playbooks", registry=registry)
+    async def playbook_event(type: str, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            return
+        try:
+            await reconcile_playbook(api, dict(body))
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(where="playbook").inc()
+            raise
+
+    @kopf.on.probe(id="executions", registry=registry)
+    def active_executions(**_: Any) -> int:
+        return len(drivers)

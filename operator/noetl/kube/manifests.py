@@ -1,0 +1,157 @@
+"""The objects the operator creates, as plain manifests: step Jobs, child Executions, ConfigMaps.
+
+Pods of steps run as non-root with every capability dropped, a read-only root filesystem (a
+scratch /tmp is mounted) and no service-account token. Step args travel as an environment value;
+secrets only by reference (`envFrom` of the Secret named in `args.secretRef`), never inlined.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from noetl.engine import StartChildExecution, StartStep
+from noetl.kube.names import run_name
+from noetl.kube.settings import OperatorSettings
+from noetl.playbook import API_VERSION, Step
+
+EXECUTION_LABEL = "noetl.io/execution"
+STEP_LABEL = "noetl.io/step"
+INDEX_LABEL = "noetl.io/index"
+ATTEMPT_LABEL = "noetl.io/attempt"
+PARENT_LABEL = "noetl.io/parent"
+PURPOSE_LABEL = "noetl.io/purpose"
+TOOL_LABEL = "noetl.io/tool"
+MAX_ARGS_BYTES = 128 * 1024
+
+
+def owner_reference(execution: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Execution",
+        "name": execution["metadata"]["name"],
+        "uid": execution["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def run_labels(execution: str, command: StartStep | StartChildExecution) -> dict[str, str]:
+    labels = {
+        EXECUTION_LABEL: execution,
+        STEP_LABEL: command.step,
+        ATTEMPT_LABEL: str(command.attempt),
+        TOOL_LABEL: command.tool if isinstance(command, StartStep) else "playbook",
+        "app.kubernetes.io/name": "noetl-step",
+        "app.kubernetes.io/part-of": "noetl",
+        "app.kubernetes.io/managed-by": "noetl-operator",
+    }
+    if command.index is not None:
+        labels[INDEX_LABEL] = str(command.index)
+    return labels
+
+
+def step_job(execution: dict[str, Any], command: StartStep, step: Step, settings: OperatorSettings) -> dict[str, Any]:
+    name = execution["metadata"]["name"]
+    request = {
+        "step": command.step,
+        "tool": command.tool,
+        "args": command.args,
+        "code": command.code,
+        "attempt": command.attempt,
+        "index": command.index,
+        "execution": {"id": execution["metadata"]["uid"], "name": name},
+    }
+    payload = json.dumps(request, separators=(",", ":"))
+    if len(payload) > MAX_ARGS_BYTES:
+        raise ValueError(f"step input is {len(payload)} bytes, over the {MAX_ARGS_BYTES} byte limit")
+    labels = run_labels(name, command)
+    pod = step.pod
+    container: dict[str, Any] = {
+        "name": "step",
+        "image": settings.images[command.tool],
+        "imagePullPolicy": settings.image_pull_policy,
+        "env": [{"name": "NOETL_INPUT_JSON", "value": payload}],
+        "resources": (pod.resources if pod and pod.resources else settings.step_resources),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    secret = command.args.get("secretRef")
+    if isinstance(secret, str) and secret:
+        container["envFrom"] = [{"secretRef": {"name": secret}}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.step_run_as_user,
+            "runAsGroup": settings.step_run_as_user,
+            "fsGroup": settings.step_run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "nodeSelector": (pod.node_selector if pod and pod.node_selector else settings.step_node_selector) or None,
+        "tolerations": (pod.tolerations if pod and pod.tolerations else settings.step_tolerations) or None,
+        "serviceAccountName": settings.step_service_account,
+    }
+    timeout = command.timeout or settings.step_timeout_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run_name(name, command.step, command.index, command.attempt),
+            "namespace": execution["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": {"noetl.io/run": command.key},
+            "ownerReferences": [owner_reference(execution)],
+        },
+        "spec": {
+            "backoffLimit": 0,  # retries belong to the engine, which knows the playbook's policy
+            "activeDeadlineSeconds": max(1, round(timeout)),
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {key: value for key, value in pod_spec.items() if value is not None},
+            },
+        },
+    }
+
+
+def child_execution(execution: dict[str, Any], command: StartChildExecution) -> dict[str, Any]:
+    name = execution["metadata"]["name"]
+    labels = {**run_labels(name, command), PARENT_LABEL: name}
+    labels["app.kubernetes.io/name"] = "noetl-execution"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Execution",
+        "metadata": {
+            "name": run_name(name, command.step, command.index, command.attempt),
+            "namespace": execution["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": {"noetl.io/run": command.key},
+            "ownerReferences": [owner_reference(execution)],
+        },
+        "spec": {"playbookRef": {"name": command.playbook}, "workload": command.workload},
+    }
+
+
+def execution_config_map(execution: dict[str, Any], name: str, purpose: str, data: dict[str, str]) -> dict[str, Any]:
+    execution_name = execution["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": execution["metadata"]["namespace"],
+            "labels": {EXECUTION_LABEL: execution_name, PURPOSE_LABEL: purpose, "app.kubernetes.io/part-of": "noetl"},
+            "ownerReferences": [owner_reference(execution)],
+        },
+        "data": data,
+    }

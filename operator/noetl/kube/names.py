@@ -1,0 +1,35 @@
+"""Deterministic, valid Kubernetes names for what the operator creates.
+
+The same execution, step, item and attempt always give the same name, so a restarted operator
+that issues a command again meets AlreadyExists instead of starting a step twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_INVALID = re.compile(r"[^a-z0-9-]+")
+
+
+def dns_label(*parts: object, limit: int = 63) -> str:
+    """Join parts into a DNS-1123 label; too long a name is cut and given a hash of the whole."""
+    text = "-".join(str(part) for part in parts if part is not None and part != "")
+    name = _INVALID.sub("-", text.lower()).strip("-")
+    if len(name) <= limit and name == text:
+        return name
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+
+def run_name(execution: str, step: str, index: int | None, attempt: int) -> str:
+    """The name of the Job (or child Execution) of one attempt of one step or loop item."""
+    return dns_label(execution, step, index, f"a{attempt}")
+
+
+def results_config_map(execution: str, number: int) -> str:
+    return dns_label(execution, "results", number, limit=253)
+
+
+def snapshot_config_map(execution: str) -> str:
+    return dns_label(execution, "playbook", limit=253)

@@ -1,0 +1,73 @@
+"""`noetl operator`: the kopf operator with its metrics and health endpoints, in one process.
+
+It watches the given namespaces (or all), serves Prometheus metrics on /metrics and kopf's
+liveness probe on /healthz. Peering is off by default (one replica, Recreate): with a peering
+name, instances elect one active operator, each with a random priority so that two never tie
+(equal priorities freeze kopf peering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import kopf
+import prometheus_client
+from kubernetes import client, config
+
+from noetl.kube.api import KubeApi
+from noetl.kube.driver import OperatorContext
+from noetl.kube.handlers import register
+from noetl.kube.ratelimit import TokenBucket
+from noetl.kube.registry import DriverRegistry
+from noetl.kube.settings import OperatorSettings
+from noetl.kube.slots import JobSlots
+
+
+def load_kube_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+async def run_operator(
+    settings: OperatorSettings,
+    metrics_port: int | None = 8080,
+    health_port: int | None = 8081,
+    peering: str | None = None,
+) -> None:
+    api = KubeApi(load_kube_config(), TokenBucket(settings.api_qps, settings.api_burst))
+    context = OperatorContext(api, settings, JobSlots(settings.max_running_jobs_per_namespace))
+    registry = kopf.OperatorRegistry()
+    drivers = DriverRegistry(context)
+    register(registry, drivers)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.networking.error_backoffs = [1, 2, 5, 10]
+        settings.peering.priority = random.randint(1, 1_000_000)
+        settings.peering.mandatory = peering is not None
+
+    if metrics_port:
+        prometheus_client.start_http_server(metrics_port)
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=peering is None,
+            peering_name=peering or "default",
+            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+        )
+    finally:
+        api.close()
+
+
+def main(settings: OperatorSettings, metrics_port: int | None, health_port: int | None, peering: str | None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_operator(settings, metrics_port, health_port, peering))

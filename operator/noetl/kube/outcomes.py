@@ -1,0 +1,61 @@
+"""What a finished step Job says: its result, or why it failed, in words a user can act on.
+
+Kubernetes has many ways to end a pod besides the plugin's own verdict: deadline exceeded, out of
+memory, evicted, deleted. Each becomes a clear failure of the step, never a silent hang.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noetl.kube.api import KubeApi
+from noetl.plugins.runtime import Outcome, read_outcome
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_finished(job: dict[str, Any]) -> bool:
+    return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
+
+
+def job_started(job: dict[str, Any]) -> bool:
+    return bool((job.get("status") or {}).get("startTime"))
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated
+    return None
+
+
+async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
+    metadata = job["metadata"]
+    failed = _condition(job, "Failed")
+    if failed is not None and failed.get("reason") == "DeadlineExceeded":
+        return Outcome(ok=False, error=f"timed out after {job['spec'].get('activeDeadlineSeconds')}s")
+    pods = await api.list_pods(metadata["namespace"], f"job-name={metadata['name']}")
+    finished = [(pod, _terminated(pod)) for pod in pods]
+    finished = [(pod, terminated) for pod, terminated in finished if terminated is not None]
+    if not finished:
+        reason = (failed or {}).get("message") or (failed or {}).get("reason")
+        pod_reason = next((p["status"].get("message") or p["status"].get("reason") for p in pods if (p.get("status") or {}).get("reason")), None)
+        why = pod_reason or reason or "its pod was deleted before it finished"
+        return Outcome(ok=False, error=f"the step's pod ended without a result: {why}")
+    pod, terminated = finished[-1]
+    assert terminated is not None
+    if terminated.get("reason") == "OOMKilled":
+        return Outcome(ok=False, error="the step ran out of memory (OOMKilled); raise its memory limit in pod.resources")
+    message = terminated.get("message") or ""
+    log = await api.pod_log(metadata["namespace"], pod["metadata"]["name"]) if '"resultInLog"' in message else None
+    outcome = read_outcome(message, log)
+    exit_code = terminated.get("exitCode")
+    if outcome.ok and (failed is not None or exit_code not in (0, None)):
+        return Outcome(ok=False, result=outcome.result, error=f"the step's container exited with code {exit_code}")
+    return outcome

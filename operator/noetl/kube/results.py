@@ -1,0 +1,134 @@
+"""Where an execution's step results live in the cluster: ConfigMaps owned by the Execution.
+
+The engine reads and writes results through a mapping; this one keeps them in memory and, on
+`flush`, writes what changed to ConfigMaps labelled with the execution (each up to ~900 KiB, a
+new one when full). Results therefore never swell the Execution's status, and a restarted
+operator reads them back with one list call. Keys are engine keys made ConfigMap-safe:
+`step`, `step[3]` -> `step.3`, `step#items` -> `step.items`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from noetl.kube.api import KubeApi
+from noetl.kube.manifests import EXECUTION_LABEL, PURPOSE_LABEL, execution_config_map
+from noetl.kube.names import results_config_map
+
+PURPOSE = "results"
+CONFIG_MAP_CAPACITY = 900 * 1024
+MAX_RESULT_BYTES = 800 * 1024
+
+
+class ResultTooLarge(ValueError):
+    pass
+
+
+def to_data_key(key: str) -> str:
+    return key.replace("[", ".").replace("]", "").replace("#", ".")
+
+
+def from_data_key(data_key: str) -> str:
+    step, dot, rest = data_key.partition(".")
+    if not dot:
+        return step
+    return f"{step}[{rest}]" if rest.isdigit() else f"{step}#{rest}"
+
+
+def encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def check_size(value: Any) -> str | None:
+    """Why a step result cannot be kept, or None when it can."""
+    size = len(encode(value))
+    return f"result is {size} bytes, over the {MAX_RESULT_BYTES} byte limit" if size > MAX_RESULT_BYTES else None
+
+
+class ResultStore(MutableMapping[str, Any]):
+    def __init__(self, execution: dict[str, Any]) -> None:
+        self._execution = execution
+        self._values: dict[str, Any] = {}
+        self._home: dict[str, str] = {}  # key -> ConfigMap that holds it
+        self._sizes: dict[str, int] = {}  # ConfigMap -> bytes of data
+        self._existing: set[str] = set()  # ConfigMaps known to be in the cluster
+        self._changed: dict[str, str | None] = {}  # key -> new text, None to remove
+
+    @classmethod
+    async def load(cls, api: KubeApi, execution: dict[str, Any]) -> ResultStore:
+        store = cls(execution)
+        metadata = execution["metadata"]
+        selector = f"{EXECUTION_LABEL}={metadata['name']},{PURPOSE_LABEL}={PURPOSE}"
+        for config_map in await api.list_config_maps(metadata["namespace"], selector):
+            if not _owned_by(config_map, metadata["uid"]):
+                continue
+            name = config_map["metadata"]["name"]
+            data = config_map.get("data") or {}
+            store._sizes[name] = sum(len(v) for v in data.values())
+            store._existing.add(name)
+            for data_key, text in data.items():
+                key = from_data_key(data_key)
+                store._values[key] = json.loads(text)
+                store._home[key] = name
+        return store
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._changed[key] = encode(value)
+        self._values[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._values[key]
+        self._changed[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    async def flush(self, api: KubeApi) -> None:
+        """Write the changes since the last flush: one patch (or create) per ConfigMap touched."""
+        if not self._changed:
+            return
+        writes: dict[str, dict[str, str | None]] = {}
+        for key, text in self._changed.items():
+            if text is not None and len(text) > CONFIG_MAP_CAPACITY:
+                raise ResultTooLarge(f"the result kept as {key!r} is {len(text)} bytes, more than a ConfigMap holds")
+            home = self._home.get(key) or self._place(len(text or ""))
+            if text is None:
+                self._home.pop(key, None)
+            else:
+                self._home[key] = home
+            writes.setdefault(home, {})[to_data_key(key)] = text
+        namespace = self._execution["metadata"]["namespace"]
+        for name, data in writes.items():
+            created = False
+            if name not in self._existing:
+                new = {k: v for k, v in data.items() if v is not None}
+                created = await api.create(execution_config_map(self._execution, name, PURPOSE, new))
+                self._existing.add(name)
+            if not created:
+                await api.patch_config_map_data(namespace, name, data)
+            self._sizes[name] = self._sizes.get(name, 0) + sum(len(v or "") for v in data.values())
+        self._changed.clear()
+
+    def location(self, key: str) -> dict[str, str]:
+        """Where a flushed key is: a `resultRef` for the status."""
+        return {"configMap": self._home[key], "key": to_data_key(key)}
+
+    def _place(self, size: int) -> str:
+        for name, used in self._sizes.items():
+            if used + size <= CONFIG_MAP_CAPACITY:
+                return name
+        name = results_config_map(self._execution["metadata"]["name"], len(self._sizes))
+        self._sizes.setdefault(name, 0)
+        return name
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])

@@ -1,0 +1,60 @@
+"""Operator settings, read from NOETL_* environment variables (the Helm chart sets them).
+
+Scalars are plain strings; structured values (maps, lists) are JSON. Every setting has a default
+that works on a fresh cluster, so `noetl operator` runs with none of them set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from noetl import __version__
+from noetl.playbook.models import TOOLS
+
+PLUGIN_TOOLS = tuple(tool for tool in TOOLS if tool != "playbook")
+
+
+def default_images() -> dict[str, str]:
+    return {tool: f"ghcr.io/noetl/noetl-plugin-{tool}:{__version__}" for tool in PLUGIN_TOOLS}
+
+
+class OperatorSettings(BaseModel):
+    namespaces: list[str] = Field(default_factory=list, description="Watched namespaces; empty means all.")
+    images: dict[str, str] = Field(default_factory=default_images, description="Tool -> plugin image.")
+    image_pull_policy: str = "IfNotPresent"
+    step_resources: dict[str, Any] = Field(
+        default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
+    )
+    step_node_selector: dict[str, str] = Field(default_factory=dict)
+    step_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    step_service_account: str | None = None
+    step_timeout_seconds: int = 3600
+    step_run_as_user: int = 65532
+    job_ttl_seconds: int = 86400
+    execution_ttl_seconds: int = 7 * 86400
+    max_running_jobs_per_namespace: int = 200
+    api_qps: float = 20.0
+    api_burst: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(f"NOETL_{name.upper()}")
+            if raw is None:
+                continue
+            if name == "namespaces" and not raw.lstrip().startswith("["):
+                values[name] = [ns.strip() for ns in raw.split(",") if ns.strip()]
+            elif field.annotation in (str, "str", str | None, "str | None"):
+                values[name] = raw
+            else:
+                values[name] = json.loads(raw)
+        settings = cls.model_validate(values)
+        settings.images = {**default_images(), **settings.images}
+        return settings
