@@ -243,6 +243,78 @@ def operator(
     run_operator(settings, metrics_port or None, health_port or None, peering)
 
 
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the Execution.")]
+
+
+def _cluster(namespace: str) -> Any:
+    from noetl.kube.client import Cluster
+
+    try:
+        return Cluster(namespace)
+    except Exception as error:  # no kubeconfig, unreachable cluster...
+        _fail(f"cannot reach the cluster: {error}", EXIT_FAILED)
+
+
+@app.command()
+def submit(
+    file: PlaybookFile,
+    namespace: Namespace = "default",
+    set_: Annotated[list[str], typer.Option("--set", help="Override a workload value: KEY=VALUE.")] = [],  # noqa: B006
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the execution to its end.")] = False,
+) -> None:
+    """Apply the playbook to the cluster and start an Execution of it."""
+    from noetl.kube.client import describe
+
+    playbook = _load(file)
+    cluster = _cluster(namespace)
+    cluster.apply_playbook(playbook)
+    name = cluster.create_execution(playbook.name, parse_assignments(set_))
+    typer.echo(f"execution {name} created in namespace {namespace}", err=True)
+    if not wait:
+        typer.echo(name)
+        return
+    seen: dict[str, str] = {}
+
+    def progress(execution: dict[str, Any]) -> None:
+        for step, summary in ((execution.get("status") or {}).get("steps") or {}).items():
+            if seen.get(step) != summary["phase"]:
+                seen[step] = summary["phase"]
+                typer.echo(f"  {step}: {summary['phase']}" + (f" - {summary['message']}" if summary.get("message") else ""), err=True)
+
+    final = cluster.follow(name, progress)
+    typer.echo(describe(final), err=True)
+    if final["status"]["phase"] != "Succeeded":
+        raise typer.Exit(EXIT_CANCELLED if final["status"]["phase"] == "Cancelled" else EXIT_FAILED)
+    typer.echo(json.dumps(cluster.result(final), indent=2, default=str))
+
+
+@app.command()
+def status(name: str, namespace: Namespace = "default") -> None:
+    """Show an Execution: phase, steps, error."""
+    from noetl.kube.client import describe
+
+    typer.echo(describe(_cluster(namespace).execution(name)))
+
+
+@app.command()
+def logs(
+    name: str,
+    namespace: Namespace = "default",
+    step: Annotated[str | None, typer.Option(help="Only this step's pods.")] = None,
+) -> None:
+    """Print the logs of an Execution's step pods."""
+    for pod, text in _cluster(namespace).logs(name, step):
+        typer.echo(f"==> {pod} <==")
+        typer.echo(text.rstrip("\n"))
+
+
+@app.command()
+def cancel(name: str, namespace: Namespace = "default") -> None:
+    """Cancel an Execution: its running Jobs are deleted and it ends Cancelled."""
+    _cluster(namespace).cancel(name)
+    typer.echo(f"execution {name}: cancel requested")
+
+
 def main() -> None:
     app(prog_name="noetl")
 

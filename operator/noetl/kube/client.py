@@ -1,0 +1,115 @@
+"""The cluster side of the `noetl` command: submit, status, logs and cancel Executions.
+
+Plain, blocking calls through the official client, with the user's kubeconfig (or the pod's
+service account). `submit` creates (or updates) the Playbook, then an Execution of it with a
+generated name, and can follow it to the end through a watch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from noetl.kube.manifests import EXECUTION_LABEL, STEP_LABEL
+from noetl.kube.operator import load_kube_config
+from noetl.playbook import API_VERSION, Playbook
+
+GROUP, VERSION = API_VERSION.split("/")
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+class Cluster:
+    def __init__(self, namespace: str, api_client: client.ApiClient | None = None) -> None:
+        self.namespace = namespace
+        api_client = api_client or load_kube_config()
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def apply_playbook(self, playbook: Playbook) -> None:
+        body: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": "Playbook",
+            "metadata": {"name": playbook.name, "namespace": self.namespace},
+            "spec": playbook.spec.model_dump(by_alias=True, exclude_none=True),
+        }
+        try:
+            current: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "playbooks", playbook.name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "playbooks", body)
+            return
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, "playbooks", playbook.name, body)
+
+    def create_execution(self, playbook: str, workload: dict[str, Any]) -> str:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "Execution",
+            "metadata": {"generateName": f"{playbook}-", "namespace": self.namespace},
+            "spec": {"playbookRef": {"name": playbook}, "workload": workload},
+        }
+        created: Any = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "executions", body)
+        return str(created["metadata"]["name"])
+
+    def execution(self, name: str) -> dict[str, Any]:
+        found: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "executions", name)
+        return dict(found)
+
+    def cancel(self, name: str) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}})
+
+    def follow(self, name: str, on_change: Callable[[dict[str, Any]], None], timeout: int = 3600) -> dict[str, Any]:
+        """Watch the Execution until it ends; `on_change` sees each new version."""
+        for event in watch.Watch().stream(
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            "executions",
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=timeout,
+        ):
+            execution = event["object"]
+            on_change(execution)
+            if (execution.get("status") or {}).get("phase") in TERMINAL:
+                return dict(execution)
+        raise TimeoutError(f"execution {name} did not finish within {timeout}s")
+
+    def result(self, execution: dict[str, Any]) -> Any:
+        status = execution.get("status") or {}
+        ref = status.get("resultRef")
+        if not ref:
+            return status.get("result")
+        config_map: Any = self.core.read_namespaced_config_map(ref["configMap"], self.namespace)
+        return json.loads(config_map.data[ref["key"]])
+
+    def logs(self, name: str, step: str | None = None) -> Iterator[tuple[str, str]]:
+        """(pod name, log text) of each step pod of the execution, oldest first."""
+        selector = f"{EXECUTION_LABEL}={name}" + (f",{STEP_LABEL}={step}" if step else "")
+        pods: list[Any] = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
+            try:
+                text = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace)
+            except ApiException as error:
+                text = f"(no log: {error.reason})"
+            yield pod.metadata.name, text
+
+
+def describe(execution: dict[str, Any]) -> str:
+    """A few lines for people: phase, timing, each step in the summary."""
+    status = execution.get("status") or {}
+    lines = [
+        f"execution {execution['metadata']['name']}: {status.get('phase', 'Pending')}"
+        + (f" in {status['duration']}" if status.get("duration") else "")
+    ]
+    if status.get("error"):
+        lines.append(f"  error: {status['error']}")
+    for name, step in (status.get("steps") or {}).items():
+        detail = ", ".join(f"{key} {step[key]}" for key in ("attempts", "items") if key in step)
+        lines.append(f"  {name}: {step['phase']}" + (f" ({detail})" if detail else "") + (f" - {step['message']}" if step.get("message") else ""))
+    return "\n".join(lines)
