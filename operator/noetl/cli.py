@@ -7,6 +7,7 @@ client and `noetl operator` does not pay for the local runner.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -104,6 +105,16 @@ def _read_secret(spec: str) -> tuple[str, dict[str, str]]:
     return name, values
 
 
+def _use_pidfd_child_watcher() -> None:
+    # Python 3.11's default watcher starts a thread per child process; pidfd needs none.
+    # (3.12 picks pidfd itself and deprecates setting watchers.)
+    import asyncio
+    import os
+
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
 @app.command()
 def run(
     file: PlaybookFile,
@@ -152,6 +163,7 @@ def run(
         finally:
             await executor.close()
 
+    _use_pidfd_child_watcher()
     try:
         outcome = asyncio.run(main())
     finally:

@@ -1,0 +1,109 @@
+"""What the operator creates, checked as manifests: names, labels, security, secrets by reference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from noetl.engine import ExecutionState, StartChildExecution, StartStep, StepState
+from noetl.kube.manifests import child_execution, step_job
+from noetl.kube.names import dns_label, run_name
+from noetl.kube.results import from_data_key, to_data_key
+from noetl.kube.settings import OperatorSettings
+from noetl.kube.status import SUMMARY_LIMIT, execution_status
+from noetl.playbook import Step
+
+EXECUTION = {"metadata": {"name": "weather-x7k2p", "namespace": "team-a", "uid": "1234-abcd", "generation": 1}}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_names_are_deterministic_valid_and_short():
+    assert run_name("weather", "fetch_all", 3, 2) == run_name("weather", "fetch_all", 3, 2)
+    assert run_name("weather", "fetch_all", None, 1) != run_name("weather", "fetch-all", None, 1)
+    long = run_name("e" * 60, "s" * 63, 9999, 12)
+    assert len(long) <= 63
+    assert long == dns_label("e" * 60, "s" * 63, 9999, "a12")
+    assert dns_label("Weather", "x_y") != dns_label("weather", "x-y")  # never collide by case or _
+
+
+def test_a_step_job_is_locked_down_and_labelled():
+    command = StartStep("fetch_all", 3, 2, "http", {"url": "http://x", "secretRef": "api-token"}, None, 30.0)
+    job = step_job(EXECUTION, command, Step(step="fetch_all", tool="http"), OperatorSettings())
+    metadata, spec = job["metadata"], job["spec"]
+    assert metadata["name"] == run_name("weather-x7k2p", "fetch_all", 3, 2)
+    assert metadata["labels"]["noetl.io/execution"] == "weather-x7k2p"
+    assert (metadata["labels"]["noetl.io/step"], metadata["labels"]["noetl.io/index"], metadata["labels"]["noetl.io/attempt"]) == ("fetch_all", "3", "2")
+    assert metadata["ownerReferences"][0]["uid"] == "1234-abcd"
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 30)
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["image"] == OperatorSettings().images["http"]
+    assert container["envFrom"] == [{"secretRef": {"name": "api-token"}}]
+    request = json.loads(container["env"][0]["value"])
+    assert request["args"]["url"] == "http://x"
+    assert (request["index"], request["attempt"]) == (3, 2)
+
+
+def test_step_pod_options_override_the_operator_defaults():
+    step = Step.model_validate({"step": "big", "tool": "shell", "pod": {"resources": {"limits": {"memory": "4Gi"}}, "nodeSelector": {"disk": "ssd"}}})
+    job = step_job(EXECUTION, StartStep("big", None, 1, "shell", {"command": "x"}), step, OperatorSettings())
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == {"limits": {"memory": "4Gi"}}
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert job["spec"]["activeDeadlineSeconds"] == OperatorSettings().step_timeout_seconds
+
+
+def test_too_large_args_are_refused():
+    with pytest.raises(ValueError, match="over the"):
+        step_job(EXECUTION, StartStep("s", None, 1, "shell", {"command": "x" * 200_000}), Step(step="s", tool="shell"), OperatorSettings())
+
+
+def test_a_child_execution_is_owned_and_named_like_a_job():
+    child = child_execution(EXECUTION, StartChildExecution("greet_all", 1, 1, "greet", {"who": "Ada"}))
+    assert child["metadata"]["name"] == run_name("weather-x7k2p", "greet_all", 1, 1)
+    assert child["metadata"]["labels"]["noetl.io/parent"] == "weather-x7k2p"
+    assert child["spec"] == {"playbookRef": {"name": "greet"}, "workload": {"who": "Ada"}}
+
+
+@pytest.mark.parametrize("key", ["fetch", "fetch[3]", "fetch#items", "a-b_c[12]"])
+def test_result_keys_round_trip_through_config_map_keys(key):
+    assert from_data_key(to_data_key(key)) == key
+
+
+def test_the_status_summary_is_bounded():
+    state = ExecutionState(phase="Running", started_at=1.0)
+    for i in range(500):
+        state.steps[f"s{i}"] = StepState(phase="Succeeded", attempt=1, started_at=i, finished_at=i + 0.5)
+    state.steps["now"] = StepState(phase="Running", attempt=1, started_at=600)
+    state.active["now"] = None
+    status = execution_status(state, 1)
+    assert len(status["steps"]) == SUMMARY_LIMIT
+    assert "now" in status["steps"] and "s499" in status["steps"] and "s0" not in status["steps"]
+    assert status["stepCounts"] == {"Succeeded": 500, "Running": 1}
+    assert status["currentStep"] == "now"
+    assert status["conditions"][0]["status"] == "Unknown"
+
+
+def test_settings_come_from_the_environment():
+    settings = OperatorSettings.from_env({"NOETL_NAMESPACES": "a, b", "NOETL_IMAGES": '{"shell": "example/shell:1"}', "NOETL_API_QPS": "5", "NOETL_STEP_SERVICE_ACCOUNT": "steps"})
+    assert settings.namespaces == ["a", "b"]
+    assert settings.images["shell"] == "example/shell:1"
+    assert settings.images["python"].endswith(f"noetl-plugin-python:{__import__('noetl').__version__}")
+    assert (settings.api_qps, settings.step_service_account) == (5.0, "steps")
+
+
+def test_the_checked_in_crds_match_the_models():
+    result = subprocess.run([sys.executable, "-m", "noetl", "crds", "--check", "--output", str(ROOT / "crds")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
