@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console, Group
 
 
 class Reporter(Protocol):
@@ -57,17 +56,26 @@ class LiveReporter(PlainReporter):
     """The plain lines scroll above a live panel of the steps running now."""
 
     def __init__(self, console: Console | None = None) -> None:
+        # rich is imported only on a terminal: plain runs (CI, pipes) start faster without it.
+        from rich.console import Console
+        from rich.live import Live
+
         self._console = console or Console(stderr=True)
         super().__init__(self._console.file)  # type: ignore[arg-type]
         self._live = Live(self._panel(), console=self._console, refresh_per_second=8, transient=True)
         self._live.start()
 
     def _line(self, text: str) -> None:
+        from rich.text import Text
+
         style = "red" if "FAILED" in text else "yellow" if text.startswith("retry") else ""
         self._console.print(Text(f"[{time.monotonic() - self._begin:7.2f}s] {text}", style=style))
         self._live.update(self._panel())
 
     def _panel(self) -> Group:
+        from rich.console import Group
+        from rich.text import Text
+
         now = time.monotonic()
         running = sorted(self._started.items(), key=lambda item: item[1])
         lines = [Text(f"  running {key} {now - since:5.1f}s", style="cyan") for key, since in running[:10]]

@@ -20,6 +20,7 @@ from noetl.playbook.models import API_GROUP, DURATION_PATTERN, PlaybookSpec, Ste
 from noetl.playbook.validation import validate_spec
 
 _ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: faster
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def load_playbook(path: str | Path) -> Playbook:
     except OSError as error:
         raise PlaybookInvalid([PlaybookError("", f"cannot read file: {error.strerror}")], str(path)) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
