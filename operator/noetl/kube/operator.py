@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import Any
 
 import kopf
 import prometheus_client
@@ -44,6 +45,11 @@ async def run_operator(
     registry = kopf.OperatorRegistry()
     drivers = DriverRegistry(context)
     register(registry, drivers)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A registry of our own starts without kopf's default login handlers.
+        return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: object) -> None:
