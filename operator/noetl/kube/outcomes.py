@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from noetl.kube.api import KubeApi
 from noetl.plugins.runtime import Outcome, read_outcome
 
@@ -53,7 +55,12 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
     if terminated.get("reason") == "OOMKilled":
         return Outcome(ok=False, error="the step ran out of memory (OOMKilled); raise its memory limit in pod.resources")
     message = terminated.get("message") or ""
-    log = await api.pod_log(metadata["namespace"], pod["metadata"]["name"]) if '"resultInLog"' in message else None
+    log = None
+    if '"resultInLog"' in message:
+        try:
+            log = await api.pod_log(metadata["namespace"], pod["metadata"]["name"])
+        except ApiException as error:
+            return Outcome(ok=False, error=f"cannot read the step's result from its pod log: {error.reason} ({error.status})")
     outcome = read_outcome(message, log)
     exit_code = terminated.get("exitCode")
     if outcome.ok and (failed is not None or exit_code not in (0, None)):
