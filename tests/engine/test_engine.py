@@ -427,3 +427,15 @@ def test_a_run_replayed_from_json_after_every_event_ends_the_same(source):
     plain, reread = World(source), World(source, roundtrip=True)
     assert plain.run_to_end(decide) == reread.run_to_end(decide)
     assert [c.key for c in plain.started] == [c.key for c in reread.started]
+
+
+def test_a_long_chain_of_routing_steps_needs_no_deep_stack():
+    lines = ["kind: Playbook", "name: long", "workflow:", "  - step: start", "    next: [{step: s0}]"]
+    for i in range(5000):
+        lines += [f"  - step: s{i}", f"    next: [{{step: s{i + 1}}}]"]
+    lines += ["  - step: s5000", "    tool: shell", "    args: {command: x}"]
+    world = World("\n".join(lines))
+    world.start()
+    assert list(world.running) == ["s5000#1"]
+    world.succeed("s5000", "done")
+    assert world.finished.result == "done"

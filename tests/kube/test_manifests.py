@@ -91,7 +91,7 @@ def test_the_status_summary_is_bounded():
     status = execution_status(state, 1)
     assert len(status["steps"]) == SUMMARY_LIMIT
     assert "now" in status["steps"] and "s499" in status["steps"] and "s0" not in status["steps"]
-    assert status["stepCounts"] == {"Succeeded": 500, "Running": 1}
+    assert {k: v for k, v in status["stepCounts"].items() if v} == {"Succeeded": 500, "Running": 1}
     assert status["currentStep"] == "now"
     assert status["conditions"][0]["status"] == "Unknown"
 

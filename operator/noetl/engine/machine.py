@@ -17,6 +17,7 @@ Semantics in brief (docs/architecture.md has the whole story):
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -126,6 +127,9 @@ class _Transition:
         self.results = results
         self.at = at
         self.commands: list[Command] = []
+        # Steps routed to and ready to begin. A worklist, not recursion: a chain of thousands of
+        # routing steps finishes in one transition without growing the call stack.
+        self.ready: deque[str] = deque()
 
     # Events -----------------------------------------------------------------------------------
 
@@ -158,7 +162,7 @@ class _Transition:
             due = self.at + duration_seconds(timeout)
             self.state.timers[EXECUTION_TIMEOUT] = Timer(due=due)
             self.commands.append(ScheduleTimer(EXECUTION_TIMEOUT, due))
-        self._begin(START)
+        self.ready.append(START)
 
     def _current(self, name: str, index: int | None, attempt: int) -> StepState | None:
         """The step's state if this (index, attempt) is the one running now; stale events are dropped."""
@@ -179,7 +183,7 @@ class _Transition:
 
     def _route_to(self, target: str, source: str) -> None:
         if not self.graph.is_join(target):
-            self._begin(target)
+            self.ready.append(target)
             return
         step = self.state.steps.setdefault(target, StepState(phase="Waiting"))
         if step.phase == "Waiting":
@@ -386,16 +390,19 @@ class _Transition:
 
     def settle(self) -> None:
         """Start the joins nothing can reach any more, then finish if nothing is left to do."""
-        if self.state.phase != "Running":
-            return
         progress = True
-        while progress and self.state.waiting:
+        while progress and self.state.phase == "Running":
+            while self.ready and self.state.phase == "Running":
+                self._begin(self.ready.popleft())
             progress = False
             for join in list(self.state.waiting):
                 if not self._may_still_arrive(join):
                     del self.state.waiting[join]
                     self._start_join(join)
                     progress = True
+                    break  # a join that starts may route on: begin those steps first
+        if self.state.phase != "Running":
+            return
         if not self.state.active and not self.state.waiting:
             if self.state.failed:
                 self._finish("Failed", error=self.state.error)
@@ -415,7 +422,7 @@ class _Transition:
             self.state.steps[name].message = f"skipped: upstream {', '.join(failed)} failed"
             self._settle_step(name, "Skipped")
         else:
-            self._begin(name)
+            self.ready.append(name)
 
     def _abort(self, phase: str, reason: str) -> None:
         for name, index, attempt in self.state.runs_in_flight():

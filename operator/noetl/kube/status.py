@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from noetl.engine import ExecutionState, StepState
+from noetl.engine.state import StepPhase
 
 SUMMARY_LIMIT = 100
 INLINE_RESULT_BYTES = 2048
@@ -75,6 +76,7 @@ def _condition(state: ExecutionState) -> dict[str, Any]:
 def execution_status(state: ExecutionState, generation: int | None, result: Any = None, result_ref: dict[str, str] | None = None) -> dict[str, Any]:
     """The whole status (every field set, so that a merge patch replaces stale values)."""
     active = list(state.active)
+    counts = Counter(step.phase for step in state.steps.values())
     status: dict[str, Any] = {
         "phase": state.phase,
         "observedGeneration": generation,
@@ -83,7 +85,8 @@ def execution_status(state: ExecutionState, generation: int | None, result: Any 
         "duration": duration(state.finished_at - state.started_at) if state.finished_at and state.started_at else None,
         "currentStep": active[0] if active else None,
         "currentSteps": active[:10] or None,
-        "stepCounts": dict(Counter(step.phase for step in state.steps.values())),
+        # Every phase is named, zero as null, so that a merge patch drops counts that fell to 0.
+        "stepCounts": {phase: counts.get(phase) or None for phase in get_args(StepPhase)},
         "steps": step_summaries(state),
         "error": state.error,
         "result": None,
