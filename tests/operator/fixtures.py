@@ -1,26 +1,50 @@
 """Pytest fixtures for operator tests: CRDs installed and `noetl operator` running against the
-real control plane of tests/cluster (`kube_cluster`), one namespace per test."""
+real control plane of tests/cluster (`kube_cluster`), one namespace per test.
+
+The shared operator watches the namespaces named `nt-*` only, so that tests which run operators
+of their own (crash, RBAC) do it in namespaces no other operator touches.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+import uuid
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.operator.harness import OperatorProcess, Resources, install_crds
+
+SHARED_PREFIX = "nt-"
 
 
 @pytest.fixture(scope="session")
 def noetl_operator(kube_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     install_crds(kube_cluster.api_client())
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(kube_cluster.kubeconfig, log)
+    operator = OperatorProcess(kube_cluster.kubeconfig, log, {"NOETL_NAMESPACES": f"{SHARED_PREFIX}*"})
     operator.start()
     yield operator
     operator.stop()
 
 
+def _namespace(kube_cluster: Any, prefix: str) -> Iterator[str]:
+    core = client.CoreV1Api(kube_cluster.api_client())
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
 @pytest.fixture
-def resources(kube_cluster: Any, kube_namespace: str, noetl_operator: OperatorProcess) -> Resources:
-    return Resources(kube_cluster.api_client(), kube_namespace)
+def resources(kube_cluster: Any, noetl_operator: OperatorProcess) -> Iterator[Resources]:
+    for namespace in _namespace(kube_cluster, SHARED_PREFIX):
+        yield Resources(kube_cluster.api_client(), namespace)
+
+
+@pytest.fixture
+def isolated(kube_cluster: Any, noetl_operator: OperatorProcess) -> Iterator[Resources]:
+    """A namespace that no running operator watches: the test starts its own."""
+    for namespace in _namespace(kube_cluster, "iso-"):
+        yield Resources(kube_cluster.api_client(), namespace)

@@ -1,0 +1,57 @@
+"""The operator killed (SIGKILL) in the middle of executions: it carries on, loses no step and
+starts none twice."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.operator.harness import OperatorProcess, Resources
+
+pytestmark = pytest.mark.cluster
+
+
+def chain(name: str, steps: int, seconds: float) -> dict[str, Any]:
+    workflow: list[dict[str, Any]] = [{"step": "start", "next": [{"step": "s0"}]}]
+    for i in range(steps):
+        step: dict[str, Any] = {"step": f"s{i}", "tool": "shell", "args": {"command": f"sleep {seconds}; echo {i}"}}
+        if i + 1 < steps:
+            step["next"] = [{"step": f"s{i + 1}"}]
+        workflow.append(step)
+    return {"kind": "Playbook", "metadata": {"name": name}, "spec": {"workflow": workflow, "output": "{{ s%d.stdout }}" % (steps - 1)}}
+
+
+def fan(name: str, width: int) -> dict[str, Any]:
+    branches = [f"b{i}" for i in range(width)]
+    workflow: list[dict[str, Any]] = [{"step": "start", "next": [{"step": b} for b in branches]}]
+    workflow += [{"step": b, "tool": "shell", "args": {"command": "sleep 1; echo x"}, "next": [{"step": "join"}]} for b in branches]
+    workflow.append({"step": "join", "tool": "shell", "args": {"command": "echo joined"}})
+    return {"kind": "Playbook", "metadata": {"name": name}, "spec": {"workflow": workflow}}
+
+
+def test_killed_operators_lose_nothing_and_start_nothing_twice(kube_cluster: Any, isolated: Resources, tmp_path: Path):
+    operator = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", {"NOETL_NAMESPACES": isolated.namespace})
+    isolated.create("playbooks", chain("chain", 6, 1.0))
+    isolated.create("playbooks", fan("fan", 5))
+    operator.start()
+    isolated.execute("chain", "chain")
+    isolated.execute("fan", "fan")
+    for kill_after in (1.5, 2.0, 1.0, 2.5):
+        time.sleep(kill_after)
+        operator.kill()  # no goodbye: Jobs keep finishing while nobody watches
+        time.sleep(1.5)
+        operator.start()
+    chain_status = isolated.wait_finished("chain", timeout=120)
+    fan_status = isolated.wait_finished("fan", timeout=120)
+    operator.stop()
+    assert (chain_status["phase"], chain_status["result"]) == ("Succeeded", "5")
+    assert fan_status["phase"] == "Succeeded"
+    for name, steps in (("chain", 6), ("fan", 6)):
+        jobs = [job.metadata.labels["noetl.io/step"] for job in isolated.jobs(name)]
+        assert len(jobs) == steps, sorted(jobs)
+        assert Counter(jobs).most_common(1)[0][1] == 1  # one Job per step: none started twice
+        assert all(job.metadata.name.endswith("-a1") for job in isolated.jobs(name))
