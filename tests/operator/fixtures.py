@@ -7,8 +7,8 @@ of their own (crash, RBAC) do it in namespaces no other operator touches.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest

@@ -22,7 +22,7 @@ def chain(name: str, steps: int, seconds: float) -> dict[str, Any]:
         if i + 1 < steps:
             step["next"] = [{"step": f"s{i + 1}"}]
         workflow.append(step)
-    return {"kind": "Playbook", "metadata": {"name": name}, "spec": {"workflow": workflow, "output": "{{ s%d.stdout }}" % (steps - 1)}}
+    return {"kind": "Playbook", "metadata": {"name": name}, "spec": {"workflow": workflow, "output": f"{{{{ s{steps - 1}.stdout }}}}"}}
 
 
 def fan(name: str, width: int) -> dict[str, Any]:
