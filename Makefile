@@ -51,7 +51,7 @@ $(addprefix image-,$(PLUGINS)): image-%: image-base
 	docker build -f plugin-images/$*.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(REGISTRY)/noetl-plugin-$*:$(VERSION) .
 
 deploy:
-	helm upgrade --install noetl charts/noetl-operator --namespace $(NAMESPACE) --create-namespace \
+	helm upgrade --install noetl-operator charts/noetl-operator --namespace $(NAMESPACE) --create-namespace \
 		--set image.repository=$(REGISTRY)/noetl-operator --set image.tag=$(VERSION) --set image.pullPolicy=Never \
 		$(foreach p,$(PLUGINS),--set plugins.images.$(p)=$(REGISTRY)/noetl-plugin-$(p):$(VERSION)) \
 		--set plugins.pullPolicy=Never --wait --timeout 5m

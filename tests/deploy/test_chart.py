@@ -1,0 +1,312 @@
+"""The Helm chart: lint, render with default and non-default values, and check what it grants and
+what it tells the operator. Skipped without a helm binary (see chart.find_helm); the CRD copies
+and versions are checked without one."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+import typer.main
+import yaml
+
+import noetl
+from noetl.cli import app
+from noetl.kube.settings import OperatorSettings, default_images
+from tests.deploy.chart import (
+    CHART,
+    NAMESPACE,
+    ROOT,
+    SCENARIOS,
+    HelmError,
+    find_helm,
+    helm,
+    render_chart,
+)
+
+needs_helm = pytest.mark.skipif(
+    find_helm() is None, reason="no helm binary on PATH or in the tests/cluster cache"
+)
+
+# What the operator does in a namespace it serves (and nothing more): (apiGroup, resource, verb).
+NAMESPACED_RULES = {
+    *(("noetl.io", "executions", v) for v in ("get", "list", "watch", "create", "delete", "patch")),
+    *(("noetl.io", "executions/status", v) for v in ("get", "patch")),
+    *(("noetl.io", "playbooks", v) for v in ("get", "list", "watch")),
+    *(("noetl.io", "playbooks/status", v) for v in ("get", "patch")),
+    *(("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")),
+    *(("", "pods", v) for v in ("get", "list", "watch")),
+    ("", "pods/log", "get"),
+    *(("", "configmaps", v) for v in ("get", "list", "watch", "create", "patch")),
+    *(("", "events", v) for v in ("create", "patch")),
+    *(("events.k8s.io", "events", v) for v in ("create", "patch")),
+}
+CRD_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
+}
+NAMESPACE_RULES = {("", "namespaces", v) for v in ("list", "watch")}
+PEERING_VERBS = ("get", "list", "watch", "patch")
+
+
+def triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def only(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [m for m in manifests if m["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (operator,) = only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return operator
+
+
+def env_of(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container(manifests)["env"]}
+
+
+@pytest.fixture(scope="module")
+def renders() -> dict[str, list[dict[str, Any]]]:
+    if find_helm() is None:
+        pytest.skip("no helm binary on PATH or in the tests/cluster cache")
+    return {name: render_chart(values) for name, values in SCENARIOS.items()}
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    generated = sorted(path.name for path in (ROOT / "crds").glob("*.yaml"))
+    assert generated, "no CRDs in crds/"
+    for name in generated:
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
+            f"run `make chart-crds`: {name} differs"
+        )
+    # Besides them, only kopf's peering CRDs (see the comment in that file for why they are here).
+    extra = {path.name for path in (CHART / "crds").iterdir()} - set(generated)
+    assert extra == {"kopf.dev_peerings.yaml"}
+
+
+def test_chart_version_follows_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == noetl.__version__
+    assert chart["version"] == "0.1.0"
+
+
+@needs_helm
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_lint(scenario: str) -> None:
+    helm("lint", "--strict", str(CHART), values=SCENARIOS[scenario])
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_manifests_are_well_formed(renders: dict[str, list[dict[str, Any]]], scenario: str) -> None:
+    manifests = renders[scenario]
+    for manifest in manifests:
+        assert manifest.get("apiVersion") and manifest.get("kind"), manifest
+        assert manifest["metadata"].get("name"), manifest
+        assert manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == "noetl-operator"
+    names = Counter(
+        (m["kind"], m["metadata"].get("namespace"), m["metadata"]["name"]) for m in manifests
+    )
+    assert max(names.values()) == 1, f"duplicate objects: {names}"
+
+
+@needs_helm
+def test_crds_render_with_the_chart() -> None:
+    crds = [m for m in render_chart(include_crds=True) if m["kind"] == "CustomResourceDefinition"]
+    assert {crd["metadata"]["name"] for crd in crds} == {
+        "playbooks.noetl.io",
+        "executions.noetl.io",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
+
+
+def test_default_is_cluster_wide(renders: dict[str, list[dict[str, Any]]]) -> None:
+    manifests = renders["default"]
+    assert Counter(m["kind"] for m in manifests) == {
+        "ServiceAccount": 1,
+        "ClusterRole": 1,
+        "ClusterRoleBinding": 1,
+        "Service": 1,
+        "Deployment": 1,
+    }
+    assert triples(only(manifests, "ClusterRole")) == NAMESPACED_RULES | CRD_RULES | NAMESPACE_RULES
+    binding = only(manifests, "ClusterRoleBinding")
+    account = only(manifests, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
+    ]
+    assert binding["roleRef"]["name"] == only(manifests, "ClusterRole")["metadata"]["name"]
+    assert "NOETL_NAMESPACES" not in env_of(manifests)
+
+
+def test_namespaced_mode_grants_only_in_watched_namespaces(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = renders["namespaced"]
+    peering = {("kopf.dev", "kopfpeerings", verb) for verb in PEERING_VERBS}
+    roles = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "Role"}
+    assert set(roles) == {"team-a", "team-b"}
+    for role in roles.values():
+        assert triples(role) == NAMESPACED_RULES | peering
+    bindings = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "RoleBinding"}
+    assert set(bindings) == {"team-a", "team-b"}
+    account = only(manifests, "ServiceAccount")["metadata"]["name"]
+    for binding in bindings.values():
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": roles["team-a"]["metadata"]["name"],
+        }
+    assert triples(only(manifests, "ClusterRole")) == CRD_RULES
+    assert env_of(manifests)["NOETL_NAMESPACES"] == "team-a,team-b"
+    peerings = [m for m in manifests if m["kind"] == "KopfPeering"]
+    assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings) == [
+        ("team-a", "noetl-ha"),
+        ("team-b", "noetl-ha"),
+    ]
+    assert not [m for m in manifests if m["kind"] == "ClusterKopfPeering"]
+
+
+@needs_helm
+def test_cluster_wide_peering() -> None:
+    manifests = render_chart({"peering": {"enabled": True}})
+    peering = {("kopf.dev", "clusterkopfpeerings", verb) for verb in PEERING_VERBS}
+    assert (
+        triples(only(manifests, "ClusterRole"))
+        == NAMESPACED_RULES | CRD_RULES | NAMESPACE_RULES | peering
+    )
+    assert only(manifests, "ClusterKopfPeering")["metadata"]["name"] == "noetl"
+    assert "--peering=noetl" in container(manifests)["args"]
+
+
+def test_service_monitor(renders: dict[str, list[dict[str, Any]]]) -> None:
+    assert not [m for m in renders["default"] if m["kind"] == "ServiceMonitor"]
+    manifests = renders["namespaced"]
+    monitor = only(manifests, "ServiceMonitor")
+    service = only(manifests, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_deployment_is_locked_down(renders: dict[str, list[dict[str, Any]]], scenario: str) -> None:
+    manifests = renders[scenario]
+    deployment = only(manifests, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    operator = container(manifests)
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == SCENARIOS[scenario].get("replicaCount", 1)
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert operator["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert operator["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert operator["resources"]["requests"] and operator["resources"]["limits"]
+    ports = {port["name"]: port["containerPort"] for port in operator["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert pod["serviceAccountName"] == only(manifests, "ServiceAccount")["metadata"]["name"]
+
+
+def test_operator_image(renders: dict[str, list[dict[str, Any]]]) -> None:
+    assert (
+        container(renders["default"])["image"]
+        == f"ghcr.io/noetl/noetl-operator:{noetl.__version__}"
+    )
+    assert container(renders["default"])["imagePullPolicy"] == "IfNotPresent"
+    assert container(renders["namespaced"])["image"] == "registry.example/noetl/operator:dev"
+    assert container(renders["namespaced"])["imagePullPolicy"] == "Always"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_args_are_options_of_noetl_operator(
+    renders: dict[str, list[dict[str, Any]]], scenario: str
+) -> None:
+    # The image's entrypoint is `python -m noetl operator`: the args must parse as its options.
+    group = typer.main.get_command(app)
+    command = group.get_command(group.make_context("noetl", ["operator"]), "operator")
+    assert command is not None
+    params = command.make_context("operator", list(container(renders[scenario])["args"])).params
+    assert params["metrics_port"] == 8080
+    assert params["health_port"] == 8081
+    assert params["peering"] == ("noetl-ha" if scenario == "namespaced" else None)
+
+
+def test_default_env_gives_the_operator_defaults(renders: dict[str, list[dict[str, Any]]]) -> None:
+    settings = OperatorSettings.from_env(env_of(renders["default"]))
+    assert settings == OperatorSettings()
+    assert settings.images == default_images()
+
+
+def test_values_reach_the_operator_settings(renders: dict[str, list[dict[str, Any]]]) -> None:
+    settings = OperatorSettings.from_env(env_of(renders["namespaced"]))
+    values = SCENARIOS["namespaced"]["settings"]
+    assert settings.namespaces == ["team-a", "team-b"]
+    assert settings.images == {**default_images(), **SCENARIOS["namespaced"]["plugins"]["images"]}
+    assert settings.image_pull_policy == "Never"
+    assert settings.step_resources == values["stepResources"]
+    assert settings.step_node_selector == {"pool": "batch"}
+    assert settings.step_tolerations == values["stepTolerations"]
+    assert settings.step_service_account == "noetl-steps"
+    assert settings.step_timeout_seconds == 600
+    assert settings.step_run_as_user == 65532
+    assert settings.job_ttl_seconds == 3600
+    assert settings.execution_ttl_seconds == 2_000_000
+    assert settings.max_running_jobs_per_namespace == 25
+    assert settings.api_qps == 7.5
+    assert settings.api_burst == 15
+
+
+def test_pod_placement(renders: dict[str, list[dict[str, Any]]]) -> None:
+    pod = only(renders["namespaced"], "Deployment")["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["spec"]["tolerations"] == [{"key": "system", "operator": "Exists"}]
+    assert pod["metadata"]["annotations"] == {"example.com/team": "data"}
+    assert "nodeSelector" not in only(renders["default"], "Deployment")["spec"]["template"]["spec"]
+
+
+@needs_helm
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"watchNamespace": ["a"]}, "watchNamespace"),
+        ({"settings": {"stepTimeout": 60}}, "stepTimeout"),
+        ({"plugins": {"images": {"shel": "x:1"}}}, "shel"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"settings": {"stepTimeoutSeconds": "1h"}}, "stepTimeoutSeconds"),
+        ({"replicaCount": 2}, "peering.enabled"),
+    ],
+)
+def test_bad_values_are_refused(values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(HelmError, match=complaint):
+        render_chart(values)
