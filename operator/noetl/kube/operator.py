@@ -45,6 +45,7 @@ async def run_operator(
     registry = kopf.OperatorRegistry()
     drivers = DriverRegistry(context)
     register(registry, drivers)
+    namespaces = settings.namespaces
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -58,6 +59,8 @@ async def run_operator(
         settings.networking.error_backoffs = [1, 2, 5, 10]
         settings.peering.priority = random.randint(1, 1_000_000)
         settings.peering.mandatory = peering is not None
+        # Exact namespaces need no namespace/CRD scanning, nor the cluster-wide RBAC it takes.
+        settings.scanning.disabled = bool(namespaces) and not any(set(ns) & set("*?![") for ns in namespaces)
 
     if metrics_port:
         prometheus_client.start_http_server(metrics_port)
