@@ -1,0 +1,463 @@
+"""One pod on the node agent: its containers as local processes, its status through the API.
+
+A PodWorker thread lives from the moment the pod is bound to the node until the pod is gone from
+the API. It resolves env and volumes (retrying while a Secret or ConfigMap is missing, reported
+as CreateContainerConfigError), runs the init containers one after the other and then the
+containers together, restarts them as `restartPolicy` says, enforces `activeDeadlineSeconds`, and
+handles deletion as a kubelet does: SIGTERM, SIGKILL after the grace period, then the final
+delete with grace period 0. Every change of state is written to the pod's status.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.cluster import container_logs
+from tests.cluster.images import CommandFor, NoCommand
+from tests.cluster.pod_config import (
+    ConfigError,
+    ObjectReader,
+    container_env,
+    container_mounts,
+    expand,
+    materialise_volumes,
+)
+from tests.cluster.processes import die_with_parent, signal_group
+
+SANDBOX = Path(__file__).resolve().with_name("sandbox.py")
+TERMINATION_VAR = "NOETL_TERMINATION_LOG"
+MOUNT_POINTS = "mount-points"  # in the agent's folder: mount points the sandbox made on the host
+MAX_MESSAGE = 4096  # a kubelet's limit for one container's termination message
+FALLBACK_LINES, FALLBACK_BYTES = 80, 2048  # FallbackToLogsOnError takes this much of the log
+POD_IP = "127.0.0.1"
+TICK = 0.1
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Container:
+    """One container of the pod and the process that currently plays it."""
+
+    spec: Mapping[str, Any]
+    pod_dir: Path
+    restart_count: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = None
+    started_at: str | None = None
+    state: dict[str, Any] = field(
+        default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}}
+    )
+    last_state: dict[str, Any] = field(default_factory=dict)
+    restart_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def terminated(self) -> dict[str, Any] | None:
+        return self.state.get("terminated")
+
+    def log_path(self, restart: int | None = None) -> Path:
+        count = self.restart_count if restart is None else restart
+        return self.pod_dir / f"{self.name}.{count}.log"
+
+    @property
+    def termination_path(self) -> Path:
+        return self.pod_dir / f"{self.name}.termination-log"
+
+    def status(self, init: bool) -> dict[str, Any]:
+        running = "running" in self.state
+        status: dict[str, Any] = {
+            "name": self.name,
+            "image": self.spec.get("image", ""),
+            "imageID": "",
+            "ready": running and not init,
+            "started": running,
+            "restartCount": self.restart_count,
+            "state": self.state,
+        }
+        if self.process is not None:
+            status["containerID"] = f"noetl-node://{self.process.pid}"
+        if self.last_state:
+            status["lastState"] = self.last_state
+        return status
+
+
+def _active(container: Container) -> bool:
+    """Running, or waiting to be restarted."""
+    return container.terminated is None or container.restart_at is not None
+
+
+class PodWorker(threading.Thread):
+    def __init__(
+        self,
+        pod: dict[str, Any],
+        core: client.CoreV1Api,
+        pod_dir: Path,
+        command_for: CommandFor,
+        base_env: Callable[[Mapping[str, Any]], dict[str, str]],
+        log: Callable[[str], None],
+    ) -> None:
+        metadata = pod["metadata"]
+        super().__init__(name=f"pod {metadata['namespace']}/{metadata['name']}", daemon=True)
+        self.pod = pod
+        self.core = core
+        self.pod_dir = pod_dir
+        self.command_for = command_for
+        self.base_env = base_env
+        self.log = log
+        self.namespace, self.pod_name, self.uid = (
+            metadata["namespace"],
+            metadata["name"],
+            metadata["uid"],
+        )
+        spec = pod["spec"]
+        self.inits = [Container(c, pod_dir) for c in spec.get("initContainers") or []]
+        self.containers = [Container(c, pod_dir) for c in spec.get("containers") or []]
+        self.restart_policy = spec.get("restartPolicy", "Always")
+        self.deadline_seconds = spec.get("activeDeadlineSeconds")
+        self.status: dict[str, Any] = dict(pod.get("status") or {})
+        self.deleting = threading.Event()
+        if metadata.get("deletionTimestamp"):
+            self.deleting.set()
+        self.gone = threading.Event()
+        self.lock = threading.Lock()
+        self._started_monotonic = time.monotonic()
+
+    # -- called from the agent's watch thread ----------------------------------------------
+
+    def observe(self, pod: dict[str, Any]) -> None:
+        with self.lock:
+            self.pod = pod
+        if pod["metadata"].get("deletionTimestamp"):
+            self.deleting.set()
+
+    def forget(self) -> None:
+        """The pod is gone from the API: stop at once."""
+        self.gone.set()
+        self.deleting.set()
+
+    def kill_now(self) -> None:
+        for container in [*self.inits, *self.containers]:
+            if container.process is not None:
+                signal_group(container.process, signal.SIGKILL)
+
+    def find_log(self, container: str, previous: bool) -> tuple[Path, Callable[[], bool]] | None:
+        for candidate in [*self.inits, *self.containers]:
+            if candidate.name == container and candidate.process is not None:
+                if previous:
+                    if candidate.restart_count == 0:
+                        return None
+                    return candidate.log_path(candidate.restart_count - 1), lambda: False
+                return candidate.log_path(), functools.partial(getattr, candidate, "running")
+        return None
+
+    # -- the pod's life --------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            if self.status.get("phase") not in ("Succeeded", "Failed"):
+                self._live()
+            # A finished pod stays until someone deletes it; then the kubelet removes it for good.
+            while not self.deleting.wait(1.0):
+                pass
+            self._final_delete()
+        except Exception as error:  # a bug here must show in the agent's log, not vanish
+            self.log(f"pod {self.namespace}/{self.pod_name}: agent error: {error!r}")
+            self.kill_now()
+
+    def _live(self) -> None:
+        self.status["startTime"] = self.status.get("startTime") or now()
+        self._started_monotonic = time.monotonic()
+        self._publish("Pending")
+        prepared = self._prepare()
+        if prepared is None:
+            self._finish_after_deletion()
+            return
+        envs, mounts = prepared
+        for init in self.inits:
+            self._start(init, envs, mounts)
+            self._publish("Pending")
+            outcome = self._wait(functools.partial(_active, init), envs, mounts)
+            if outcome is not None:
+                self._stop_all(outcome)
+                return
+            if init.terminated and init.terminated["exitCode"] != 0:
+                self._publish("Failed")
+                return
+        for container in self.containers:
+            self._start(container, envs, mounts)
+        self._publish("Running")
+        outcome = self._wait(self._any_active, envs, mounts)
+        if outcome is not None:
+            self._stop_all(outcome)
+            return
+        failed = any(c.terminated and c.terminated["exitCode"] != 0 for c in self.containers)
+        self._publish("Failed" if failed else "Succeeded")
+
+    def _prepare(self) -> tuple[dict[str, dict[str, str]], dict[str, list[Any]]] | None:
+        """Env and mounts of every container, retried while the pod refers to missing objects."""
+        while not self.deleting.is_set():
+            try:
+                reader = ObjectReader(self.core, self.namespace)
+                volumes = materialise_volumes(self.pod, reader, self.pod_dir)
+                envs, mounts = {}, {}
+                for container in [*self.inits, *self.containers]:
+                    envs[container.name] = container_env(
+                        self.pod, container.spec, reader, self.base_env(self.pod)
+                    )
+                    mounts[container.name] = container_mounts(container.spec, volumes)
+                    self.command_for(container.spec)  # fail early on an unmapped image
+                return envs, mounts
+            except (ConfigError, NoCommand) as error:
+                for container in [*self.inits, *self.containers]:
+                    container.state = {
+                        "waiting": {"reason": "CreateContainerConfigError", "message": str(error)}
+                    }
+                self._publish("Pending")
+                if self._deadline_passed():
+                    self._stop_all("DeadlineExceeded")
+                    return None
+                self.deleting.wait(1.0)
+        return None
+
+    def _start(
+        self, container: Container, envs: dict[str, dict[str, str]], mounts: dict[str, list[Any]]
+    ) -> None:
+        env = dict(envs[container.name])
+        env[TERMINATION_VAR] = str(container.termination_path)
+        container.termination_path.write_bytes(b"")
+        argv = [expand(arg, env) for arg in self.command_for(container.spec)]
+        working_dir = container.spec.get("workingDir") or str(self.pod_dir)
+        ordered = sorted(mounts[container.name], key=lambda m: m.target.rstrip("/").count("/"))
+        spec = {
+            "argv": argv,
+            "cwd": working_dir,
+            "mounts": [[str(m.source), m.target, m.read_only] for m in ordered],
+            "termination": str(container.termination_path),
+            "created": str(self.pod_dir.parent / MOUNT_POINTS),
+        }
+        container.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(SANDBOX), json.dumps(spec)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.pod_dir,
+            start_new_session=True,  # its own process group, killed as a whole
+            preexec_fn=die_with_parent,
+        )
+        assert container.process.stdout is not None
+        container.pump = container_logs.pump(container.process.stdout, container.log_path())
+        container.started_at = now()
+        container.state = {"running": {"startedAt": container.started_at}}
+        container.restart_at = None
+
+    def _any_active(self) -> bool:
+        return any(_active(c) for c in self.containers)
+
+    def _wait(
+        self,
+        active: Callable[[], bool],
+        envs: dict[str, dict[str, str]],
+        mounts: dict[str, list[Any]],
+    ) -> str | None:
+        """Reap and restart until `active()` is false; or return why the pod must stop now."""
+        while active():
+            if self.deleting.is_set():
+                return "Deleted"
+            if self._deadline_passed():
+                return "DeadlineExceeded"
+            changed = False
+            for container in [*self.inits, *self.containers]:
+                process = container.process
+                if (
+                    process is not None
+                    and container.terminated is None
+                    and process.poll() is not None
+                ):
+                    self._reap(container)
+                    changed = True
+                if container.restart_at is not None and time.monotonic() >= container.restart_at:
+                    container.last_state = {"terminated": container.terminated}
+                    container.restart_count += 1
+                    self._start(container, envs, mounts)
+                    changed = True
+            if changed:
+                self._publish("Running" if not self._in_init() else "Pending")
+            time.sleep(TICK)
+        return None
+
+    def _in_init(self) -> bool:
+        return any(i.terminated is None for i in self.inits)
+
+    def _reap(self, container: Container, reason: str | None = None) -> None:
+        assert container.process is not None
+        code = container.process.wait()
+        signal_group(container.process, signal.SIGKILL)  # what it left running goes too
+        if container.pump is not None:
+            container.pump.join(5)
+        exit_code = 128 - code if code < 0 else code
+        terminated: dict[str, Any] = {
+            "exitCode": exit_code,
+            "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+            "startedAt": container.started_at,
+            "finishedAt": now(),
+            "containerID": f"noetl-node://{container.process.pid}",
+        }
+        message = self._termination_message(container, exit_code)
+        if message:
+            terminated["message"] = message
+        container.state = {"terminated": terminated}
+        restart = self.restart_policy == "Always" or (
+            self.restart_policy == "OnFailure" and exit_code != 0
+        )
+        if restart and reason is None:
+            # CrashLoopBackOff-like: 1 s, doubling, at most 10 s.
+            container.restart_at = time.monotonic() + min(10.0, 2.0**container.restart_count)
+
+    def _termination_message(self, container: Container, exit_code: int) -> str:
+        message = container.termination_path.read_bytes()[:MAX_MESSAGE]
+        if not message.strip() and exit_code != 0:
+            policy = container.spec.get("terminationMessagePolicy", "File")
+            if policy == "FallbackToLogsOnError":
+                lines = container_logs.text(container.log_path()).splitlines(keepends=True)
+                message = b"".join(lines[-FALLBACK_LINES:])[-FALLBACK_BYTES:]
+        return message.decode(errors="replace")
+
+    def _deadline_passed(self) -> bool:
+        if self.deadline_seconds is None:
+            return False
+        return time.monotonic() - self._started_monotonic > float(self.deadline_seconds)
+
+    def _stop_all(self, why: str) -> None:
+        """Kill what runs (SIGTERM, then SIGKILL after the grace period) and settle the phase."""
+        grace = self._grace_seconds()
+        running = [c for c in [*self.inits, *self.containers] if c.running]
+        for container in running:
+            assert container.process is not None
+            signal_group(container.process, signal.SIGTERM)
+        until = time.monotonic() + grace
+        while (
+            any(c.running for c in running) and time.monotonic() < until and not self.gone.is_set()
+        ):
+            time.sleep(TICK)
+        reason = "DeadlineExceeded" if why == "DeadlineExceeded" else None
+        for container in [*self.inits, *self.containers]:
+            if container.process is not None and container.terminated is None:
+                self._reap(container, reason)
+            container.restart_at = None
+            if container.process is None and "waiting" in container.state:
+                container.state = {
+                    "terminated": {"exitCode": 137, "reason": reason or "ContainerStatusUnknown"}
+                }
+        if self.gone.is_set():
+            return
+        if why == "DeadlineExceeded":
+            self.status["reason"] = "DeadlineExceeded"
+            self.status["message"] = "Pod was active on the node longer than the specified deadline"
+        failed = any(
+            c.terminated and c.terminated["exitCode"] != 0 for c in [*self.inits, *self.containers]
+        )
+        self._publish("Failed" if failed or why == "DeadlineExceeded" else "Succeeded")
+
+    def _finish_after_deletion(self) -> None:
+        if not self.gone.is_set() and self.deleting.is_set():
+            self._stop_all("Deleted")
+
+    def _grace_seconds(self) -> float:
+        with self.lock:
+            metadata, spec = self.pod["metadata"], self.pod["spec"]
+        grace = metadata.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        return float(grace)
+
+    # -- talking to the API ----------------------------------------------------------------
+
+    def _publish(self, phase: str) -> None:
+        if self.gone.is_set():
+            return
+        status = self.status
+        status["phase"] = phase
+        status["hostIP"] = POD_IP
+        status["hostIPs"] = [{"ip": POD_IP}]
+        if any("running" in c.state or c.terminated for c in self.containers):
+            status["podIP"] = POD_IP
+            status["podIPs"] = [{"ip": POD_IP}]
+        status["initContainerStatuses"] = [c.status(init=True) for c in self.inits]
+        status["containerStatuses"] = [c.status(init=False) for c in self.containers]
+        if not self.inits:
+            status.pop("initContainerStatuses")
+        ready = phase == "Running" and all("running" in c.state for c in self.containers)
+        initialized = all(i.terminated and i.terminated["exitCode"] == 0 for i in self.inits)
+        started = any(c.process is not None for c in [*self.inits, *self.containers])
+        finished = phase in ("Succeeded", "Failed")
+        self._conditions(
+            {
+                "PodScheduled": (True, None),
+                "PodReadyToStartContainers": (started, None),
+                "Initialized": (initialized or finished, None),
+                "ContainersReady": (ready, "PodCompleted" if finished else None),
+                "Ready": (ready, "PodCompleted" if finished else None),
+            }
+        )
+        patch = [{"op": "replace", "path": "/status", "value": status}]
+        try:
+            self.core.patch_namespaced_pod_status(self.pod_name, self.namespace, patch)
+        except ApiException as error:
+            if error.status != 404:
+                self.log(f"pod {self.namespace}/{self.pod_name}: status update: {error.reason}")
+
+    def _conditions(self, wanted: dict[str, tuple[bool, str | None]]) -> None:
+        existing = {c["type"]: c for c in self.status.get("conditions") or []}
+        conditions = []
+        for kind, (value, reason) in wanted.items():
+            text = "True" if value else "False"
+            old = existing.get(kind)
+            condition = {"type": kind, "status": text, "lastProbeTime": None}
+            if old is not None and old.get("status") == text:
+                condition["lastTransitionTime"] = old.get("lastTransitionTime")
+            else:
+                condition["lastTransitionTime"] = now()
+            if reason and not value:
+                condition["reason"] = reason
+            conditions.append(condition)
+        self.status["conditions"] = conditions
+
+    def _final_delete(self) -> None:
+        """The kubelet's last word on a pod being deleted: remove it with grace period 0."""
+        if self.gone.is_set():
+            return
+        options = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)
+        )
+        try:
+            self.core.delete_namespaced_pod(
+                self.pod_name, self.namespace, grace_period_seconds=0, body=options
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                self.log(f"pod {self.namespace}/{self.pod_name}: final delete: {error.reason}")
