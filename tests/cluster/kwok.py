@@ -8,6 +8,7 @@ Succeeded, without running anything.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class Kwok:
         self.plane = plane
         self.log_path = plane.logs / "kwok.log"
         self.nodes: list[str] = []
-        self._process = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Kwok:
         stages = self.bin_dir / KWOK_STAGES_FILE
@@ -56,7 +57,7 @@ class Kwok:
     def stop(self) -> None:
         if self._process is not None:
             stop(self._process)
-            self._process = None
+            self._process: subprocess.Popen[bytes] | None = None
 
     def add_nodes(self, count: int, prefix: str = "kwok-node", timeout: float = 60.0) -> list[str]:
         """Create `count` simulated nodes and wait until kwok reports them Ready."""

@@ -250,7 +250,7 @@ class PodWorker(threading.Thread):
         env[TERMINATION_VAR] = str(container.termination_path)
         container.termination_path.write_bytes(b"")
         argv = [expand(arg, env) for arg in self.command_for(container.spec)]
-        working_dir = container.spec.get("workingDir") or str(self.pod_dir)
+        working_dir = container.spec.get("workingDir") or "/"  # an image without WORKDIR
         ordered = sorted(mounts[container.name], key=lambda m: m.target.rstrip("/").count("/"))
         spec = {
             "argv": argv,
@@ -293,15 +293,11 @@ class PodWorker(threading.Thread):
             changed = False
             for container in [*self.inits, *self.containers]:
                 process = container.process
-                if (
-                    process is not None
-                    and container.terminated is None
-                    and process.poll() is not None
-                ):
+                exited = process is not None and process.poll() is not None
+                if exited and container.terminated is None and container.restart_at is None:
                     self._reap(container)
                     changed = True
                 if container.restart_at is not None and time.monotonic() >= container.restart_at:
-                    container.last_state = {"terminated": container.terminated}
                     container.restart_count += 1
                     self._start(container, envs, mounts)
                     changed = True
@@ -335,8 +331,12 @@ class PodWorker(threading.Thread):
             self.restart_policy == "OnFailure" and exit_code != 0
         )
         if restart and reason is None:
-            # CrashLoopBackOff-like: 1 s, doubling, at most 10 s.
-            container.restart_at = time.monotonic() + min(10.0, 2.0**container.restart_count)
+            # A kubelet's back-off: 1 s, doubling, at most 10 s here (5 min there).
+            delay = min(10.0, 2.0**container.restart_count)
+            container.restart_at = time.monotonic() + delay
+            container.last_state = container.state
+            message = f"back-off {delay:.0f}s restarting failed container={container.name}"
+            container.state = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
 
     def _termination_message(self, container: Container, exit_code: int) -> str:
         message = container.termination_path.read_bytes()[:MAX_MESSAGE]
