@@ -7,6 +7,7 @@ of their own (crash, RBAC) do it in namespaces no other operator touches.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,10 @@ def _namespace(kube_cluster: Any, prefix: str) -> Iterator[str]:
     core = client.CoreV1Api(kube_cluster.api_client())
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
+    deadline = time.monotonic() + 30
+    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+        assert time.monotonic() < deadline, f"namespace {name} got no default ServiceAccount"
+        time.sleep(0.1)  # pods are refused until it exists
     yield name
     core.delete_namespace(name)
 
