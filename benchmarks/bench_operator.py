@@ -49,9 +49,11 @@ def cluster(kubeconfig: str | None) -> Iterator[str]:
     if kubeconfig:
         yield kubeconfig
         return
-    from tests.cluster.control_plane import LocalCluster  # built from Go modules on first use
+    from tests.cluster.build import ensure_binaries, kubernetes_version
+    from tests.cluster.cluster import Cluster
 
-    with LocalCluster() as local:
+    binaries = ensure_binaries()  # built from Go modules on first use, then cached
+    with Cluster(binaries.bin_dir, kubernetes_version=kubernetes_version(), log=lambda _: None) as local:
         yield str(local.kubeconfig)
 
 
