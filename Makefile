@@ -6,10 +6,10 @@ PYTHON ?= python3
 setup:
 	bash .ci/setup
 
-test: setup
+test: setup lint
 	$(PYTHON) -m pytest
 
-lint:
+lint: setup
 	$(PYTHON) -m ruff check operator tests benchmarks
 	$(PYTHON) -m mypy
 

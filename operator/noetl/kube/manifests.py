@@ -51,6 +51,17 @@ def run_labels(execution: str, command: StartStep | StartChildExecution) -> dict
     return labels
 
 
+def run_metadata(execution: dict[str, Any], command: StartStep | StartChildExecution, labels: dict[str, str]) -> dict[str, Any]:
+    """Metadata of what runs one attempt: its deterministic name, owned by the Execution."""
+    return {
+        "name": run_name(execution["metadata"]["name"], command.step, command.index, command.attempt),
+        "namespace": execution["metadata"]["namespace"],
+        "labels": labels,
+        "annotations": {"noetl.io/run": command.key},
+        "ownerReferences": [owner_reference(execution)],
+    }
+
+
 def step_job(execution: dict[str, Any], command: StartStep, step: Step, settings: OperatorSettings) -> dict[str, Any]:
     name = execution["metadata"]["name"]
     request = {
@@ -105,13 +116,7 @@ def step_job(execution: dict[str, Any], command: StartStep, step: Step, settings
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": run_name(name, command.step, command.index, command.attempt),
-            "namespace": execution["metadata"]["namespace"],
-            "labels": labels,
-            "annotations": {"noetl.io/run": command.key},
-            "ownerReferences": [owner_reference(execution)],
-        },
+        "metadata": run_metadata(execution, command, labels),
         "spec": {
             "backoffLimit": 0,  # retries belong to the engine, which knows the playbook's policy
             "activeDeadlineSeconds": max(1, round(timeout)),
@@ -131,13 +136,7 @@ def child_execution(execution: dict[str, Any], command: StartChildExecution) -> 
     return {
         "apiVersion": API_VERSION,
         "kind": "Execution",
-        "metadata": {
-            "name": run_name(name, command.step, command.index, command.attempt),
-            "namespace": execution["metadata"]["namespace"],
-            "labels": labels,
-            "annotations": {"noetl.io/run": command.key},
-            "ownerReferences": [owner_reference(execution)],
-        },
+        "metadata": run_metadata(execution, command, labels),
         "spec": {"playbookRef": {"name": command.playbook}, "workload": command.workload},
     }
 
