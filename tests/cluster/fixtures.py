@@ -31,6 +31,7 @@ def _uses_cluster(item: pytest.Item) -> bool:
     return "kube_cluster" in getattr(item, "fixturenames", ())
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _uses_cluster(item):
