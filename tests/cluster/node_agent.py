@@ -36,6 +36,7 @@ RENEW_SECONDS = 10
 STATUS_SECONDS = 60
 # Host variables a pod's process keeps, so that the test's Python and `sh` work in it.
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
+ROOT_PREFIX = "noetl-node-"
 CAPACITY = {"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 
 
@@ -61,7 +62,7 @@ class NodeAgent:
         self.extra_env = dict(extra_env or {})
         self.capacity = dict(capacity or CAPACITY)
         self.log = log
-        self.root = Path(tempfile.mkdtemp(prefix="noetl-node-"))
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
         self._api = api_client_factory()
         self._watch_api = api_client_factory()  # a watch holds its connection
         self.core = client.CoreV1Api(self._api)
@@ -110,7 +111,9 @@ class NodeAgent:
     def _remove_mount_points(self) -> None:
         """Remove the empty folders and files that pods' mounts made on the host, deepest first."""
         record = self.root / MOUNT_POINTS
-        if not record.exists():
+        others = set(self.root.parent.glob(f"{ROOT_PREFIX}*")) - {self.root}
+        if not record.exists() or others:
+            # Another agent's pods may use them: removing a folder detaches their mounts on it.
             return
         for path in sorted(set(record.read_text().split("\n")) - {""}, reverse=True):
             with contextlib.suppress(OSError):
