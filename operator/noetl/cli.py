@@ -244,6 +244,7 @@ def operator(
     metrics_port: Annotated[int, typer.Option(help="Port of the Prometheus /metrics endpoint (0: off).")] = 8080,
     health_port: Annotated[int, typer.Option(help="Port of the /healthz liveness endpoint (0: off).")] = 8081,
     peering: Annotated[str | None, typer.Option(help="Elect one active instance through this kopf peering object.")] = None,
+    log_format: Annotated[str, typer.Option(help="json (structured, one object per line) or plain.")] = "json",
 ) -> None:
     """Run the operator: Playbooks validated, Executions driven step by step as Jobs."""
     from noetl.kube.operator import main as run_operator
@@ -252,7 +253,9 @@ def operator(
     settings = OperatorSettings.from_env()
     if namespace:
         settings.namespaces = namespace
-    run_operator(settings, metrics_port or None, health_port or None, peering)
+    if log_format not in ("json", "plain"):
+        _fail(f"--log-format: expected json or plain, got {log_format!r}")
+    run_operator(settings, metrics_port or None, health_port or None, peering, log_format)
 
 
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the Execution.")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -258,6 +259,7 @@ class PodWorker(threading.Thread):
             "mounts": [[str(m.source), m.target, m.read_only] for m in ordered],
             "termination": str(container.termination_path),
             "created": str(self.pod_dir.parent / MOUNT_POINTS),
+            "keep": [path for path in sys.path if path and os.path.isdir(path)],
         }
         container.process = subprocess.Popen(
             [sys.executable, "-I", "-S", str(SANDBOX), json.dumps(spec)],

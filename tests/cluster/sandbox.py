@@ -62,6 +62,10 @@ def _isolate(mounts: list[list], spec: dict, env: dict[str, str]) -> None:
         descriptor = os.open(termination, os.O_WRONLY | os.O_CREAT, 0o644)
         os.set_inheritable(descriptor, True)
         env[TERMINATION_VAR] = f"/proc/self/fd/{descriptor}"
+    targets = [target for _, target, _ in mounts]
+    # The test's Python environment lives on the host; a volume over one of its folders (an
+    # emptyDir on /tmp, when the checkout is under /tmp) must not hide the code the pod runs.
+    kept = [(path, os.open(path, os.O_PATH)) for path in spec.get("keep", []) if _covered(path, targets)]
     for (_, target, read_only), fd in zip(mounts, sources, strict=True):
         # By descriptor, not by path: an earlier mount may hide the source's path.
         _make_target(target, stat.S_ISDIR(os.fstat(fd).st_mode), created)
@@ -70,6 +74,10 @@ def _isolate(mounts: list[list], spec: dict, env: dict[str, str]) -> None:
             _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
         os.close(fd)
     created.close()
+    for path, fd in kept:
+        os.makedirs(path, exist_ok=True)  # inside the volume, not on the host: nothing to note
+        _mount(f"/proc/self/fd/{fd}", path, MS_BIND | MS_REC)
+        os.close(fd)
 
 
 def _make_target(target: str, directory: bool, created) -> None:

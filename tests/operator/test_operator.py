@@ -136,6 +136,7 @@ def test_retry_creates_one_job_per_attempt_and_records_events(resources: Resourc
     assert sorted(job.metadata.name for job in resources.jobs("flaky")) == ["flaky-flaky-a1", "flaky-flaky-a2", "flaky-flaky-a3"]
     reasons = [e.reason for e in resources.events("flaky")]
     assert reasons.count("StepRetrying") == 2
+    assert (reasons.count("StepStarted"), reasons.count("StepFailed"), reasons.count("StepSucceeded")) == (3, 2, 1)
     assert "ExecutionSucceeded" in reasons
 
 

@@ -278,9 +278,19 @@ class ExecutionDriver:
     async def _feed(self, incoming: list[Event]) -> None:
         pending = list(incoming)
         while pending:
-            commands = self.engine.handle(self.state, self.results, pending.pop(0))
+            event = pending.pop(0)
+            ran = isinstance(event, StepSucceeded | StepFailed) and self.state.running_step(event.step, event.index, event.attempt)
+            commands = self.engine.handle(self.state, self.results, event)
+            if ran:
+                await self._record_outcome(event)
             pending += await self._carry_out(commands)
         await self._save()
+
+    async def _record_outcome(self, event: Event) -> None:
+        if isinstance(event, StepSucceeded):
+            await events.record(self.api, self.execution, "StepSucceeded", f"step {event.key} succeeded")
+        elif isinstance(event, StepFailed):
+            await events.record(self.api, self.execution, "StepFailed", f"step {event.key} failed: {event.error}", warning=True)
 
     async def _carry_out(self, commands: list[Command]) -> list[Event]:
         """Do what the engine asked; a run that cannot even start comes back as its failure."""

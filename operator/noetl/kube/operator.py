@@ -77,6 +77,8 @@ async def run_operator(
         api.close()
 
 
-def main(settings: OperatorSettings, metrics_port: int | None, health_port: int | None, peering: str | None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(settings: OperatorSettings, metrics_port: int | None, health_port: int | None, peering: str | None, log_format: str = "json") -> None:
+    # JSON lines for log collectors by default; plain text for people at a terminal.
+    kopf.configure(log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
+    logging.getLogger().setLevel(logging.INFO)
     asyncio.run(run_operator(settings, metrics_port, health_port, peering))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +76,11 @@ def run(request: StepRequest) -> Any:
         capture_output=True,
         check=False,
     )
+    # The output is the result, and also the container's log, where `noetl logs` finds it.
+    sys.stdout.buffer.write(completed.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(completed.stderr)
+    sys.stderr.flush()
     outcome = shell_outcome(completed.returncode, completed.stdout, completed.stderr)
     if not outcome.ok:
         raise PluginError(outcome.error or "command failed", outcome.result)

@@ -1,0 +1,56 @@
+"""`noetl submit`, `status`, `logs` and `cancel` against the real API server and operator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.operator.harness import Resources
+
+pytestmark = pytest.mark.cluster
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+def noetl(kube_cluster: Any, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "noetl", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_submit_wait_status_and_logs(kube_cluster: Any, resources: Resources):
+    ns = resources.namespace
+    submitted = noetl(kube_cluster, "submit", str(PLAYBOOKS / "hello.yaml"), "-n", ns, "--set", "name=CLI", "--wait")
+    assert submitted.returncode == 0, submitted.stderr
+    assert submitted.stdout.strip() == '"Hello, CLI!"'
+    name = submitted.stderr.split("execution ", 1)[1].split()[0]
+    assert name.startswith("hello-")
+    assert "greet: Succeeded" in submitted.stderr
+    status = noetl(kube_cluster, "status", name, "-n", ns)
+    assert status.stdout.startswith(f"execution {name}: Succeeded")
+    logs = noetl(kube_cluster, "logs", name, "-n", ns, "--step", "greet")
+    assert "Hello, CLI!" in logs.stdout
+
+
+def test_submit_without_wait_then_cancel(kube_cluster: Any, resources: Resources, tmp_path: Path):
+    ns = resources.namespace
+    path = tmp_path / "sleepy.yaml"
+    path.write_text(
+        "apiVersion: noetl.io/v1alpha1\nkind: Playbook\nmetadata: {name: sleepy}\nspec:\n  workflow:\n"
+        "    - step: start\n      next: [{step: nap}]\n    - step: nap\n      tool: shell\n      args: {command: sleep 120}\n"
+    )
+    submitted = noetl(kube_cluster, "submit", str(path), "-n", ns)
+    name = submitted.stdout.strip()
+    assert name.startswith("sleepy-"), submitted.stderr
+    resources.wait("executions", name, lambda obj: (obj.get("status") or {}).get("currentStep") == "nap")
+    deadline = time.monotonic() + 10
+    while not resources.jobs(name):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert noetl(kube_cluster, "cancel", name, "-n", ns).returncode == 0
+    assert resources.wait_finished(name, timeout=60)["phase"] == "Cancelled"
+    assert "Cancelled" in noetl(kube_cluster, "status", name, "-n", ns).stdout
