@@ -13,6 +13,7 @@ from typing import Any, Literal
 ExecutionPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 StepPhase = Literal["Waiting", "Running", "Retrying", "Succeeded", "Failed", "Skipped", "Cancelled"]
 FINISHED_STEP_PHASES = ("Succeeded", "Failed", "Skipped", "Cancelled")
+FINISHED_PHASES = ("Succeeded", "Failed", "Cancelled")  # of an execution
 MESSAGE_LIMIT = 300
 
 
@@ -64,7 +65,7 @@ class ExecutionState:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed", "Cancelled")
+        return self.phase in FINISHED_PHASES
 
     def running_step(self, name: str, index: int | None, attempt: int) -> StepState | None:
         """The step's record if (index, attempt) is the run in flight now, else None (stale)."""

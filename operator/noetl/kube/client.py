@@ -14,12 +14,12 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.manifests import EXECUTION_LABEL, STEP_LABEL
 from noetl.kube.operator import load_kube_config
 from noetl.playbook import API_VERSION, Playbook
 
 GROUP, VERSION = API_VERSION.split("/")
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
 class Cluster:
@@ -76,7 +76,7 @@ class Cluster:
         ):
             execution = event["object"]
             on_change(execution)
-            if (execution.get("status") or {}).get("phase") in TERMINAL:
+            if (execution.get("status") or {}).get("phase") in FINISHED_PHASES:
                 return dict(execution)
         raise TimeoutError(f"execution {name} did not finish within {timeout}s")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +43,7 @@ from noetl.engine import (
     StepSucceeded,
     TimerFired,
 )
+from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.manifests import (
@@ -64,8 +64,6 @@ from noetl.kube.slots import JobSlots
 from noetl.kube.status import execution_status, fits_inline
 from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
 
-log = logging.getLogger(__name__)
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
 OUTPUT_KEY = "__output"
 
 
@@ -133,7 +131,7 @@ class ExecutionDriver:
             return
         self.execution = execution
         status = execution.get("status") or {}
-        if status.get("phase") in TERMINAL:
+        if status.get("phase") in FINISHED_PHASES:
             finished = status.get("finishedAt")
             self.finished_at = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() if finished else time.time()
             return
@@ -208,8 +206,12 @@ class ExecutionDriver:
         seen = {run_of(obj["metadata"]["labels"]) for obj in [*jobs, *children]}
         lost = [run for run in self.state.runs_in_flight() if run not in seen]
         replay: list[Event] = [StepFailed(*run, at=time.time(), error="the step's Job no longer exists") for run in lost]
-        replay += [event for job in sorted(jobs, key=_finish_time) if job_finished(job) for event in [await self._job_event(job)] if event]
-        replay += [event for child in children for event in [await self._child_event(child)] if event]
+        for job in sorted(jobs, key=_finish_time):
+            if job_finished(job) and (event := await self._job_event(job)):
+                replay.append(event)
+        for child in children:
+            if event := await self._child_event(child):
+                replay.append(event)
         # A finished run may only become current once the run before it is fed: go round until still.
         while replay:
             before = json.dumps(self.state.to_dict())
@@ -258,7 +260,7 @@ class ExecutionDriver:
 
     async def _child_event(self, child: dict[str, Any]) -> Event | None:
         status = child.get("status") or {}
-        if status.get("phase") not in TERMINAL or not owned_by(child, self.uid):
+        if status.get("phase") not in FINISHED_PHASES or not owned_by(child, self.uid):
             return None
         step, index, attempt = run_of(child["metadata"]["labels"])
         if self.state.running_step(step, index, attempt) is None:

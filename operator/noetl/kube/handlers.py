@@ -9,11 +9,11 @@ watch event that ends the previous one, with no periodic requeue.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
 
+from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.driver import ChildChanged, ExecutionChanged, JobChanged
 from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
@@ -22,9 +22,7 @@ from noetl.kube.playbooks import reconcile_playbook
 from noetl.kube.registry import DriverRegistry
 from noetl.playbook import API_VERSION
 
-log = logging.getLogger(__name__)
 GROUP, VERSION = API_VERSION.split("/")
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
@@ -39,9 +37,9 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
             return
         parent = body.metadata.labels.get(PARENT_LABEL)
         phase = (body.get("status") or {}).get("phase")
-        if parent and phase in TERMINAL:
+        if parent and phase in FINISHED_PHASES:
             drivers.deliver(namespace, parent, ChildChanged(raw))
-        if phase in TERMINAL:
+        if phase in FINISHED_PHASES:
             drivers.deliver(namespace, name)  # its driver only schedules the TTL clean-up
         else:
             drivers.deliver(namespace, name, ExecutionChanged(raw))
