@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from noetl.kube.names import run_name
 from tests.local.test_examples import EXPECTED, USERS, users_server  # noqa: F401  (fixture)
 from tests.operator.harness import Resources
 
@@ -227,3 +228,13 @@ def test_a_2000_step_playbook_runs_its_routing_steps(resources: Resources):
     assert (status["phase"], status["result"]["stdout"]) == ("Succeeded", "done")
     assert len(status["steps"]) <= 100
     assert status["stepCounts"] == {"Succeeded": 2001}
+
+
+def test_a_child_execution_past_its_step_timeout_is_stopped(resources: Resources):
+    resources.create("playbooks", sleeper("nap", 120))
+    parent = {"step": "child", "tool": "playbook", "timeout": "3s", "args": {"name": "nap"}}
+    resources.create("playbooks", {"kind": "Playbook", "metadata": {"name": "impatient"}, "spec": {"workflow": [{"step": "start", "next": [{"step": "child"}]}, parent]}})
+    resources.execute("impatient", "impatient")
+    status = resources.wait_finished("impatient", timeout=60)
+    assert (status["phase"], status["error"]) == ("Failed", "step 'child' failed: timed out after 3s")
+    resources.wait("executions", run_name("impatient", "child", None, 1), lambda obj: not obj, timeout=60)  # deleted

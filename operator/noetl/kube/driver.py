@@ -62,7 +62,7 @@ from noetl.kube.results import ResultStore, ResultTooLarge, check_size
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
 from noetl.kube.status import execution_status, fits_inline
-from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
+from noetl.playbook import Playbook, PlaybookInvalid, duration_seconds, parse_playbook
 
 OUTPUT_KEY = "__output"
 
@@ -88,7 +88,17 @@ class TimerDue:
     timer: str
 
 
-Message = JobChanged | ChildChanged | ExecutionChanged | TimerDue
+@dataclass(frozen=True)
+class ChildDeadline:
+    """A child execution's step timeout is up (a Job has activeDeadlineSeconds; a child has this)."""
+
+    step: str
+    index: int | None
+    attempt: int
+    seconds: float
+
+
+Message = JobChanged | ChildChanged | ExecutionChanged | TimerDue | ChildDeadline
 
 
 @dataclass
@@ -204,6 +214,12 @@ class ExecutionDriver:
         jobs = [job for job in await self.api.list_jobs(self.namespace, selector) if owned_by(job, self.uid)]
         children = [c for c in await self.api.list_custom("executions", self.namespace, selector) if owned_by(c, self.uid)]
         seen = {run_of(obj["metadata"]["labels"]) for obj in [*jobs, *children]}
+        for child in children:
+            step, index, attempt = run_of(child["metadata"]["labels"])
+            timeout = self.engine.playbook.steps[step].timeout
+            if timeout is not None:
+                created = datetime.fromisoformat(child["metadata"]["creationTimestamp"].replace("Z", "+00:00")).timestamp()
+                self._child_deadline(step, index, attempt, created + duration_seconds(timeout), duration_seconds(timeout))
         lost = [run for run in self.state.runs_in_flight() if run not in seen]
         replay: list[Event] = [StepFailed(*run, at=time.time(), error="the step's Job no longer exists") for run in lost]
         for job in sorted(jobs, key=_finish_time):
@@ -229,6 +245,9 @@ class ExecutionDriver:
             event = await self._child_event(message.child)
         elif isinstance(message, TimerDue):
             event = TimerFired(message.timer, at=time.time())
+        elif isinstance(message, ChildDeadline) and self.state.running_step(message.step, message.index, message.attempt):
+            await self.api.delete("Execution", self.namespace, run_name(self.name, message.step, message.index, message.attempt))
+            event = StepFailed(message.step, message.index, message.attempt, at=time.time(), error=f"timed out after {message.seconds:g}s")
         elif isinstance(message, ExecutionChanged) and message.body["spec"].get("cancel"):
             event = CancelRequested(at=time.time(), reason="spec.cancel is true")
         if event is not None:
@@ -305,6 +324,8 @@ class ExecutionDriver:
                         failures.append(failure)
                 case StartChildExecution():
                     created = await self.api.create(child_execution(self.execution, command))
+                    if command.timeout is not None:
+                        self._child_deadline(command.step, command.index, command.attempt, time.time() + command.timeout, command.timeout)
                     if created:
                         await events.record(self.api, self.execution, "StepStarted", f"step {command.key} started child execution of playbook {command.playbook}")
                 case ScheduleRetry():
@@ -344,6 +365,10 @@ class ExecutionDriver:
         await events.record(self.api, self.execution, f"Execution{command.phase}", message, warning=command.phase != "Succeeded")
         self.finished_at = time.time()
         self._result = command.result
+
+    def _child_deadline(self, step: str, index: int | None, attempt: int, due: float, seconds: float) -> None:
+        deadline = ChildDeadline(step, index, attempt, seconds)
+        asyncio.get_running_loop().call_later(max(0.0, due - time.time()), self.queue.put_nowait, deadline)
 
     def _schedule(self, timer: str, due: float) -> None:
         if timer in self._timers:
