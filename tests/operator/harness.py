@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.cluster.control_plane import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "noetl.io", "v1alpha1"
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def install_crds(api_client: client.ApiClient) -> None:

@@ -21,7 +21,6 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -61,7 +60,7 @@ from noetl.kube.outcomes import job_finished, job_outcome
 from noetl.kube.results import ResultStore, ResultTooLarge, check_size
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
-from noetl.kube.status import execution_status, fits_inline
+from noetl.kube.status import epoch_seconds, execution_status, fits_inline
 from noetl.playbook import Playbook, PlaybookInvalid, duration_seconds, parse_playbook
 
 OUTPUT_KEY = "__output"
@@ -143,7 +142,7 @@ class ExecutionDriver:
         status = execution.get("status") or {}
         if status.get("phase") in FINISHED_PHASES:
             finished = status.get("finishedAt")
-            self.finished_at = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() if finished else time.time()
+            self.finished_at = epoch_seconds(finished) if finished else time.time()
             return
         try:
             playbook = await self._snapshot()
@@ -218,7 +217,7 @@ class ExecutionDriver:
             step, index, attempt = run_of(child["metadata"]["labels"])
             timeout = self.engine.playbook.steps[step].timeout
             if timeout is not None:
-                created = datetime.fromisoformat(child["metadata"]["creationTimestamp"].replace("Z", "+00:00")).timestamp()
+                created = epoch_seconds(child["metadata"]["creationTimestamp"])
                 self._child_deadline(step, index, attempt, created + duration_seconds(timeout), duration_seconds(timeout))
         lost = [run for run in self.state.runs_in_flight() if run not in seen]
         replay: list[Event] = [StepFailed(*run, at=time.time(), error="the step's Job no longer exists") for run in lost]
@@ -253,37 +252,35 @@ class ExecutionDriver:
         if event is not None:
             await self._feed([event])
 
+    def _awaited_run(self, obj: dict[str, Any]) -> tuple[str, int | None, int] | None:
+        """The run a Job or child Execution stands for, if it is ours and still awaited."""
+        if not owned_by(obj, self.uid):
+            return None
+        run = run_of(obj["metadata"]["labels"])
+        return run if self.state.running_step(*run) else None
+
     async def _job_event(self, job: dict[str, Any], deleted: bool = False) -> Event | None:
-        if not owned_by(job, self.uid):
-            return None
-        step, index, attempt = run_of(job["metadata"]["labels"])
-        if self.state.running_step(step, index, attempt) is None:
-            return None  # stale, or already recorded: no need to read its pod
-        finished = job_finished(job)
-        if not finished and not deleted:
-            return None
-        if finished:
-            outcome = await job_outcome(self.api, job)
-            _observe(job, outcome.ok)
-        else:
-            outcome = None
+        run = self._awaited_run(job)
+        if run is None:
+            return None  # not ours, stale, or already recorded: no need to read its pod
         at = time.time()
-        if outcome is None:
-            return StepFailed(step, index, attempt, at=at, error="the step's Job was deleted before it finished")
-        if outcome.ok:
-            too_large = check_size(outcome.result)
-            if too_large:
-                return StepFailed(step, index, attempt, at=at, error=too_large)
-            return StepSucceeded(step, index, attempt, at=at, result=outcome.result)
-        return StepFailed(step, index, attempt, at=at, error=outcome.error or "step failed", result=outcome.result)
+        if not job_finished(job):
+            return StepFailed(*run, at=at, error="the step's Job was deleted before it finished") if deleted else None
+        outcome = await job_outcome(self.api, job)
+        _observe(job, outcome.ok)
+        if not outcome.ok:
+            return StepFailed(*run, at=at, error=outcome.error or "step failed", result=outcome.result)
+        too_large = check_size(outcome.result)
+        if too_large:
+            return StepFailed(*run, at=at, error=too_large)
+        return StepSucceeded(*run, at=at, result=outcome.result)
 
     async def _child_event(self, child: dict[str, Any]) -> Event | None:
         status = child.get("status") or {}
-        if status.get("phase") not in FINISHED_PHASES or not owned_by(child, self.uid):
+        run = self._awaited_run(child) if status.get("phase") in FINISHED_PHASES else None
+        if run is None:
             return None
-        step, index, attempt = run_of(child["metadata"]["labels"])
-        if self.state.running_step(step, index, attempt) is None:
-            return None
+        step, index, attempt = run
         at = time.time()
         if status["phase"] != "Succeeded":
             return StepFailed(step, index, attempt, at=at, error=f"child execution {child['metadata']['name']} {status['phase'].lower()}: {status.get('error')}")
@@ -415,8 +412,7 @@ def _observe(job: dict[str, Any], ok: bool) -> None:
     status = job.get("status") or {}
     started, ended = status.get("startTime"), status.get("completionTime") or _last_condition_time(job)
     if started and ended:
-        seconds = (datetime.fromisoformat(ended.replace("Z", "+00:00")) - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
-        metrics.STEP_DURATION.labels(tool=tool).observe(seconds)
+        metrics.STEP_DURATION.labels(tool=tool).observe(epoch_seconds(ended) - epoch_seconds(started))
 
 
 def _last_condition_time(job: dict[str, Any]) -> str | None:

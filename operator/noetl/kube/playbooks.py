@@ -7,11 +7,12 @@ problem and the path of its field otherwise; `status.errors` lists them one by o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from noetl.kube import events
 from noetl.kube.api import KubeApi
+from noetl.kube.status import timestamp
 from noetl.playbook import PlaybookInvalid, parse_playbook
 
 MAX_ERRORS = 50
@@ -19,7 +20,6 @@ MAX_ERRORS = 50
 
 def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
     metadata = body["metadata"]
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     document = {"kind": "Playbook", "metadata": {"name": metadata["name"]}, "spec": body.get("spec")}
     try:
         playbook = parse_playbook(document)
@@ -34,7 +34,7 @@ def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
         "observedGeneration": metadata.get("generation"),
         "steps": steps,
         "errors": errors or None,
-        "conditions": [{"type": "Ready", **condition, "lastTransitionTime": now}],
+        "conditions": [{"type": "Ready", **condition, "lastTransitionTime": timestamp(time.time())}],
     }
 
 

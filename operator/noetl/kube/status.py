@@ -9,6 +9,7 @@ is small (else a reference to the ConfigMap holding it), and a `Succeeded` condi
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, get_args
@@ -21,9 +22,15 @@ INLINE_RESULT_BYTES = 2048
 
 
 def timestamp(seconds: float | None) -> str | None:
+    """Seconds since the epoch as a Kubernetes (RFC 3339, UTC) time."""
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch_seconds(text: str) -> float:
+    """The inverse of `timestamp`, for the times the API server writes."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 def duration(seconds: float) -> str:
@@ -69,7 +76,7 @@ def _condition(state: ExecutionState) -> dict[str, Any]:
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": timestamp(changed) or timestamp(datetime.now(UTC).timestamp()),
+        "lastTransitionTime": timestamp(changed or time.time()),
     }
 
 
