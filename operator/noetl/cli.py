@@ -65,16 +65,6 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     return workload
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     import yaml
 
@@ -128,6 +118,7 @@ def run(
     """Run a playbook on this machine, each step in a process of its own."""
     import asyncio
 
+    from noetl.engine import merge_workload
     from noetl.local.eventlog import EventLog
     from noetl.local.progress import make_reporter
     from noetl.local.runner import LocalRunner, new_execution_id, playbook_directory_resolver
@@ -135,7 +126,7 @@ def run(
 
     playbook = _load(file)
     workload = _read_mapping(workload_file, "workload file") if workload_file else {}
-    workload = _deep_merge(workload, parse_assignments(set_))
+    workload = merge_workload(workload, parse_assignments(set_))
     secrets = dict(_read_secret(spec) for spec in secret)
     executor = StepExecutor(secrets=secrets)
     reporter = make_reporter(quiet or as_json)

@@ -409,6 +409,13 @@ def test_the_workload_of_the_execution_overrides_the_playbook_default():
     assert world.running["a#1"].args == {"command": "92"}
 
 
+def test_a_nested_workload_override_keeps_the_defaults_beside_it():
+    source = CHAIN.replace("name: chain", "name: chain\nworkload: {db: {host: h, port: 5432}, tags: [a]}").replace("echo a", "{{ workload.db.host }}:{{ workload.db.port }} {{ workload.tags }}")
+    world = World(source, workload={"db": {"port": 6543}, "tags": ["b"]})
+    world.start()
+    assert world.running["a#1"].args == {"command": "h:6543 ['b']"}
+
+
 def test_the_state_stays_small_for_a_large_loop():
     import json
 

@@ -3,7 +3,7 @@
 It imports nothing from the shells (local runner, operator) or the plugins.
 """
 
-from noetl.engine.machine import Engine, RenderContext
+from noetl.engine.machine import Engine, RenderContext, merge_workload
 from noetl.engine.messages import (
     CancelRequested,
     CancelStep,
@@ -43,5 +43,6 @@ __all__ = [
     "StepState",
     "StepSucceeded",
     "TimerFired",
+    "merge_workload",
     "run_key",
 ]

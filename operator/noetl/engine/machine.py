@@ -64,6 +64,17 @@ def items_key(step: str) -> str:
     return f"{step}#items"
 
 
+def merge_workload(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, nested mappings merged key by key (lists and values replace)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_workload(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 class Engine:
     """The rules of one execution: its playbook, its workload and its identity."""
 
@@ -75,7 +86,7 @@ class Engine:
     ) -> None:
         self.playbook = playbook
         self.graph = Graph(playbook)
-        self.workload = {**playbook.spec.workload, **(workload or {})}
+        self.workload = merge_workload(playbook.spec.workload, workload or {})
         self.execution = dict(execution or {})
 
     def handle(
