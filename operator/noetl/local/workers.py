@@ -74,6 +74,18 @@ class _Worker:
         except (asyncio.IncompleteReadError, ConnectionError):
             raise WorkerDied(await self.process.wait()) from None
 
+    @property
+    def alive(self) -> bool:
+        """Whether the process still runs, asked of the kernel: the event loop learns of a death late."""
+        if self.process.returncode is not None:
+            return False
+        try:
+            # WNOWAIT only looks: reaping the process stays the event loop's job.
+            waited = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False  # reaped already, its exit not yet reported to the loop
+        return waited is None
+
     def kill(self) -> None:
         """Kill the worker and everything its steps started, at once."""
         with contextlib.suppress(ProcessLookupError):
@@ -207,7 +219,7 @@ class WorkerPool:
     @staticmethod
     async def _live_worker(slot: _Slot) -> _Worker:
         worker = await slot.worker()
-        if worker.process.returncode is None:
+        if worker.alive:
             return worker
         slot.replace(worker)  # it died while idle, losing nothing: take a fresh one
         return await slot.worker()
