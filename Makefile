@@ -11,6 +11,7 @@ test: setup lint
 
 lint: setup
 	$(PYTHON) -m ruff check operator tests benchmarks
+	$(PYTHON) -m ruff format --check operator tests benchmarks
 	$(PYTHON) -m mypy
 
 # --- A local cluster for users with Docker: kind, the images, the chart, a demo run. ---

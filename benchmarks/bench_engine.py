@@ -28,7 +28,14 @@ def chain(n: int) -> dict[str, Any]:
     steps: list[dict[str, Any]] = [{"step": "start", "next": [{"step": "s1"}]}]
     for i in range(1, n + 1):
         following = f"s{i + 1}" if i < n else "end"
-        steps.append({"step": f"s{i}", "tool": "shell", "args": {"command": "echo {{ workload.x }}"}, "next": [{"step": following}]})
+        steps.append(
+            {
+                "step": f"s{i}",
+                "tool": "shell",
+                "args": {"command": "echo {{ workload.x }}"},
+                "next": [{"step": following}],
+            }
+        )
     steps.append({"step": "end"})
     return {"kind": "Playbook", "name": "chain", "workload": {"x": 1}, "workflow": steps}
 
@@ -36,7 +43,10 @@ def chain(n: int) -> dict[str, Any]:
 def fan_out(n: int) -> dict[str, Any]:
     branches = [f"b{i}" for i in range(n)]
     steps: list[dict[str, Any]] = [{"step": "start", "next": [{"step": b} for b in branches]}]
-    steps += [{"step": b, "tool": "shell", "args": {"command": "echo"}, "next": [{"step": "join"}]} for b in branches]
+    steps += [
+        {"step": b, "tool": "shell", "args": {"command": "echo"}, "next": [{"step": "join"}]}
+        for b in branches
+    ]
     steps.append({"step": "join"})
     return {"kind": "Playbook", "name": "fan", "workflow": steps}
 
@@ -51,7 +61,12 @@ def loop(n: int) -> dict[str, Any]:
             {
                 "step": "each",
                 "tool": "shell",
-                "loop": {"in": "{{ workload['items'] }}", "iterator": "item", "mode": "parallel", "maxInFlight": 100},
+                "loop": {
+                    "in": "{{ workload['items'] }}",
+                    "iterator": "item",
+                    "mode": "parallel",
+                    "maxInFlight": 100,
+                },
                 "args": {"command": "echo {{ item }}"},
                 "next": [{"step": "end"}],
             },
@@ -79,7 +94,15 @@ def drive(playbook: Playbook) -> tuple[int, float, int]:
     while pending:
         command = pending.pop(0)
         clock += 0.001
-        handle(StepSucceeded(command.step, command.index, command.attempt, at=clock, result={"stdout": "ok\n", "stderr": "", "exitCode": 0}))
+        handle(
+            StepSucceeded(
+                command.step,
+                command.index,
+                command.attempt,
+                at=clock,
+                result={"stdout": "ok\n", "stderr": "", "exitCode": 0},
+            )
+        )
     assert state.phase == "Succeeded", state.error
     return events, spent, len(json.dumps(state.to_dict()))
 

@@ -29,21 +29,46 @@ STEPS = 100
 
 
 def ours(tool: str, steps: int = STEPS) -> str:
-    lines = ["kind: Playbook", f"name: chain-{tool}", "workflow:", "  - step: start", "    next: [{step: s0}]"]
+    lines = [
+        "kind: Playbook",
+        f"name: chain-{tool}",
+        "workflow:",
+        "  - step: start",
+        "    next: [{step: s0}]",
+    ]
     for i in range(steps):
         following = f"s{i + 1}" if i < steps - 1 else "end"
-        body = "    tool: shell\n    args: {command: 'true'}" if tool == "shell" else "    tool: python\n    code: 'result = 1'"
+        body = (
+            "    tool: shell\n    args: {command: 'true'}"
+            if tool == "shell"
+            else "    tool: python\n    code: 'result = 1'"
+        )
         lines += [f"  - step: s{i}", body, f"    next: [{{step: {following}}}]"]
     lines.append("  - step: end")
     return "\n".join(lines) + "\n"
 
 
 def reference() -> str:
-    lines = ["apiVersion: noetl.io/v2", "kind: Playbook", "metadata:", "  name: chain", "  path: bench/chain", "workflow:"]
+    lines = [
+        "apiVersion: noetl.io/v2",
+        "kind: Playbook",
+        "metadata:",
+        "  name: chain",
+        "  path: bench/chain",
+        "workflow:",
+    ]
     lines += ["  - step: start", "    next:", "      arcs:", "        - step: s0"]
     for i in range(STEPS):
         following = f"s{i + 1}" if i < STEPS - 1 else "end"
-        lines += [f"  - step: s{i}", "    tool:", "      kind: shell", '      cmds: ["true"]', "    next:", "      arcs:", f"        - step: {following}"]
+        lines += [
+            f"  - step: s{i}",
+            "    tool:",
+            "      kind: shell",
+            '      cmds: ["true"]',
+            "    next:",
+            "      arcs:",
+            f"        - step: {following}",
+        ]
     lines.append("  - step: end")
     return "\n".join(lines) + "\n"
 
@@ -73,7 +98,12 @@ def main() -> None:
     ours_cli = [sys.executable, "-m", "noetl", "run", "--quiet"]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        texts = {"shell.yaml": ours("shell"), "python.yaml": ours("python"), "python1.yaml": ours("python", 1), "ref.yaml": reference()}
+        texts = {
+            "shell.yaml": ours("shell"),
+            "python.yaml": ours("python"),
+            "python1.yaml": ours("python", 1),
+            "ref.yaml": reference(),
+        }
         for name, text in texts.items():
             (folder / name).write_text(text)
         bare = median_seconds([sys.executable, "-c", "pass"], runs)
@@ -84,10 +114,16 @@ def main() -> None:
     print(f"median of {runs} runs, {STEPS}-step chains, whole commands")
     print(f"  python interpreter start (bare)     {bare * 1000:8.0f} ms")
     print(f"  NoETL 5.3.2, shell chain            {ref * 1000:8.0f} ms")
-    print(f"  noetl run, shell chain              {shell * 1000:8.0f} ms  ({shell / ref:.1f}x NoETL 5.3.2)")
+    print(
+        f"  noetl run, shell chain              {shell * 1000:8.0f} ms  ({shell / ref:.1f}x NoETL 5.3.2)"
+    )
     per_step = (python - python_one) / (STEPS - 1) * 1000
-    print(f"  noetl run, one python step          {python_one * 1000:8.0f} ms  (start-up, worker pool included)")
-    print(f"  noetl run, python chain             {python * 1000:8.0f} ms  ({per_step:.1f} ms per further step)")
+    print(
+        f"  noetl run, one python step          {python_one * 1000:8.0f} ms  (start-up, worker pool included)"
+    )
+    print(
+        f"  noetl run, python chain             {python * 1000:8.0f} ms  ({per_step:.1f} ms per further step)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,11 @@ WRITES = ("create", "patch", "delete")
 def chain(steps: int) -> dict[str, Any]:
     workflow: list[dict[str, Any]] = [{"step": "start", "next": [{"step": "s0"}]}]
     for i in range(steps):
-        step: dict[str, Any] = {"step": f"s{i}", "tool": "shell", "args": {"command": "echo {{ workload.x }}"}}
+        step: dict[str, Any] = {
+            "step": f"s{i}",
+            "tool": "shell",
+            "args": {"command": "echo {{ workload.x }}"},
+        }
         if i + 1 < steps:
             step["next"] = [{"step": f"s{i + 1}"}]
         workflow.append(step)
@@ -40,7 +44,12 @@ def chain(steps: int) -> dict[str, Any]:
 
 
 def loop(items: int) -> dict[str, Any]:
-    each = {"step": "each", "tool": "shell", "loop": {"in": list(range(items)), "iterator": "i", "mode": "parallel", "maxInFlight": 20}, "args": {"command": "echo {{ i }}"}}
+    each = {
+        "step": "each",
+        "tool": "shell",
+        "loop": {"in": list(range(items)), "iterator": "i", "mode": "parallel", "maxInFlight": 20},
+        "args": {"command": "echo {{ i }}"},
+    }
     return {"workflow": [{"step": "start", "next": [{"step": "each"}]}, each]}
 
 
@@ -53,11 +62,15 @@ def cluster(kubeconfig: str | None) -> Iterator[str]:
     from tests.cluster.cluster import Cluster
 
     binaries = ensure_binaries()  # built from Go modules on first use, then cached
-    with Cluster(binaries.bin_dir, kubernetes_version=kubernetes_version(), log=lambda _: None) as local:
+    with Cluster(
+        binaries.bin_dir, kubernetes_version=kubernetes_version(), log=lambda _: None
+    ) as local:
         yield str(local.kubeconfig)
 
 
-def measure(resources: Resources, operator: OperatorProcess, name: str, spec: dict[str, Any], steps: int) -> dict[tuple[str, str], float]:
+def measure(
+    resources: Resources, operator: OperatorProcess, name: str, spec: dict[str, Any], steps: int
+) -> dict[tuple[str, str], float]:
     resources.create("playbooks", {"kind": "Playbook", "metadata": {"name": name}, "spec": spec})
     time.sleep(1)  # let the Playbook controller settle before counting
     before = operator.api_calls()
@@ -66,7 +79,11 @@ def measure(resources: Resources, operator: OperatorProcess, name: str, spec: di
     assert status["phase"] == "Succeeded", status.get("error")
     time.sleep(1)
     after = operator.api_calls()
-    return {key: (after.get(key, 0) - before.get(key, 0)) / steps for key in after if after.get(key, 0) != before.get(key, 0)}
+    return {
+        key: (after.get(key, 0) - before.get(key, 0)) / steps
+        for key in after
+        if after.get(key, 0) != before.get(key, 0)
+    }
 
 
 def main() -> None:
@@ -78,17 +95,32 @@ def main() -> None:
         install_crds(api_client)
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
-        operator = OperatorProcess(kubeconfig, Path(scratch) / "operator.log", {"NOETL_NAMESPACES": namespace})
+        operator = OperatorProcess(
+            kubeconfig, Path(scratch) / "operator.log", {"NOETL_NAMESPACES": namespace}
+        )
         operator.start()
         resources = Resources(api_client, namespace)
-        print(f"{'execution':<16} {'steps':>6} {'writes/step':>12} {'reads/step':>11}  writes by kind")
+        print(
+            f"{'execution':<16} {'steps':>6} {'writes/step':>12} {'reads/step':>11}  writes by kind"
+        )
         try:
-            for label, spec, steps in (("chain", chain(5), 5), ("chain", chain(20), 20), ("loop", loop(20), 20), ("loop", loop(100), 100)):
+            for label, spec, steps in (
+                ("chain", chain(5), 5),
+                ("chain", chain(20), 20),
+                ("loop", loop(20), 20),
+                ("loop", loop(100), 100),
+            ):
                 per_step = measure(resources, operator, f"{label}-{steps}", spec, steps)
-                writes = {f"{verb} {resource}": n for (verb, resource), n in sorted(per_step.items()) if verb in WRITES}
+                writes = {
+                    f"{verb} {resource}": n
+                    for (verb, resource), n in sorted(per_step.items())
+                    if verb in WRITES
+                }
                 reads = sum(n for (verb, _), n in per_step.items() if verb not in WRITES)
                 detail = ", ".join(f"{kind} {n:.2f}" for kind, n in writes.items())
-                print(f"{label + '-' + str(steps):<16} {steps:>6} {sum(writes.values()):>12.2f} {reads:>11.2f}  {detail}")
+                print(
+                    f"{label + '-' + str(steps):<16} {steps:>6} {sum(writes.values()):>12.2f} {reads:>11.2f}  {detail}"
+                )
         finally:
             operator.stop()
             client.CoreV1Api(api_client).delete_namespace(namespace)

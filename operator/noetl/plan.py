@@ -16,7 +16,9 @@ def _what_runs(step: Step) -> str:
         what += f" -> child execution of {step.args.get('name')!r}"
     if step.loop is not None:
         items = step.loop.in_ if isinstance(step.loop.in_, str) else f"{len(step.loop.in_)} items"
-        limit = f", at most {step.loop.max_in_flight} at once" if step.loop.mode == "parallel" else ""
+        limit = (
+            f", at most {step.loop.max_in_flight} at once" if step.loop.mode == "parallel" else ""
+        )
         what += f", for each {step.loop.iterator} in {items} ({step.loop.mode}{limit})"
     if step.retry is not None:
         what += f", up to {step.retry.max_attempts} attempts ({step.retry.backoff} from {step.retry.initial_delay})"
@@ -44,7 +46,11 @@ def describe(playbook: Playbook) -> str:
     lines = [f"playbook {playbook.name}: {len(ordered)} steps"]
     for name in ordered:
         step = playbook.steps[name]
-        join = f"  [join of {', '.join(sorted(graph.predecessors[name]))}]" if graph.is_join(name) else ""
+        join = (
+            f"  [join of {', '.join(sorted(graph.predecessors[name]))}]"
+            if graph.is_join(name)
+            else ""
+        )
         lines.append(f"  {name}: {_what_runs(step)}{join}")
         for label, target in _edges(step):
             lines.append(f"      -> {target}" + (f"  ({label})" if label else ""))
@@ -54,11 +60,19 @@ def describe(playbook: Playbook) -> str:
 
 
 def to_dot(playbook: Playbook) -> str:
-    lines = [f"digraph {json.dumps(playbook.name)} {{", "  rankdir=TB;", "  node [shape=box, style=rounded];"]
+    lines = [
+        f"digraph {json.dumps(playbook.name)} {{",
+        "  rankdir=TB;",
+        "  node [shape=box, style=rounded];",
+    ]
     for name, step in playbook.steps.items():
         shape = ", shape=ellipse" if step.tool is None else ""
-        label = name if step.tool is None else f"{name}\\n{step.tool}" + (" (loop)" if step.loop else "")
-        lines.append(f"  {json.dumps(name)} [label=\"{label}\"{shape}];")
+        label = (
+            name
+            if step.tool is None
+            else f"{name}\\n{step.tool}" + (" (loop)" if step.loop else "")
+        )
+        lines.append(f'  {json.dumps(name)} [label="{label}"{shape}];')
         for edge_label, target in _edges(step):
             attributes = f" [label={json.dumps(edge_label)}]" if edge_label else ""
             lines.append(f"  {json.dumps(name)} -> {json.dumps(target)}{attributes};")

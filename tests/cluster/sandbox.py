@@ -65,7 +65,9 @@ def _isolate(mounts: list[list], spec: dict, env: dict[str, str]) -> None:
     targets = [target for _, target, _ in mounts]
     # The test's Python environment lives on the host; a volume over one of its folders (an
     # emptyDir on /tmp, when the checkout is under /tmp) must not hide the code the pod runs.
-    kept = [(path, os.open(path, os.O_PATH)) for path in spec.get("keep", []) if _covered(path, targets)]
+    kept = [
+        (path, os.open(path, os.O_PATH)) for path in spec.get("keep", []) if _covered(path, targets)
+    ]
     for (_, target, read_only), fd in zip(mounts, sources, strict=True):
         # By descriptor, not by path: an earlier mount may hide the source's path.
         _make_target(target, stat.S_ISDIR(os.fstat(fd).st_mode), created)

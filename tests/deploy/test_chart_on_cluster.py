@@ -35,8 +35,13 @@ def test_the_api_server_accepts_the_rendered_chart(kube_cluster: Any, scenario: 
     for name in [NAMESPACE, *values.get("watchNamespaces", [])]:
         ensure_namespace(core, name)
     crds = [m for m in with_crds if m["kind"] == "CustomResourceDefinition"]
-    assert {crd["metadata"]["name"] for crd in crds} >= {"playbooks.noetl.io", "executions.noetl.io"}
-    definitions = api.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    assert {crd["metadata"]["name"] for crd in crds} >= {
+        "playbooks.noetl.io",
+        "executions.noetl.io",
+    }
+    definitions = api.resources.get(
+        api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
+    )
     for crd in crds:
         # For real (not a dry run): the peering objects below need their kinds to exist.
         definitions.server_side_apply(body=crd, field_manager="noetl-tests", force_conflicts=True)
@@ -45,10 +50,18 @@ def test_the_api_server_accepts_the_rendered_chart(kube_cluster: Any, scenario: 
         if manifest["kind"] in ("CustomResourceDefinition", "ServiceMonitor"):
             continue  # no Prometheus Operator on the test cluster
         resource = api.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
-        namespace = manifest["metadata"].get("namespace", NAMESPACE) if resource.namespaced else None
+        namespace = (
+            manifest["metadata"].get("namespace", NAMESPACE) if resource.namespaced else None
+        )
         # Server-side apply in dry-run mode: validated and admitted like a real install, whether or
         # not another test already created the same cluster-scoped object.
-        resource.server_side_apply(body=manifest, namespace=namespace, field_manager="noetl-tests", force_conflicts=True, dry_run="All")
+        resource.server_side_apply(
+            body=manifest,
+            namespace=namespace,
+            field_manager="noetl-tests",
+            force_conflicts=True,
+            dry_run="All",
+        )
         accepted.append(manifest["kind"])
     assert "Deployment" in accepted
     assert {"ServiceAccount", "ClusterRole"} <= set(accepted)

@@ -35,7 +35,12 @@ def test_a_chain_runs_in_order_and_passes_results():
     assert world.finished.phase == "Succeeded"
     assert world.finished.result == {"stdout": "done"}  # no output: the last tool step's result
     assert world.state.phase == "Succeeded"
-    assert [s for s, st in world.state.steps.items() if st.phase == "Succeeded"] == ["start", "a", "b", "end"]
+    assert [s for s, st in world.state.steps.items() if st.phase == "Succeeded"] == [
+        "start",
+        "a",
+        "b",
+        "end",
+    ]
 
 
 FAN = """
@@ -294,7 +299,10 @@ workflow:
     )
     world.start()
     assert world.finished.phase == "Failed"
-    assert world.finished.error == "step 'bad' failed: args: template 'echo {{ nothing.here }}': 'nothing' is undefined"
+    assert (
+        world.finished.error
+        == "step 'bad' failed: args: template 'echo {{ nothing.here }}': 'nothing' is undefined"
+    )
     assert not world.retries
 
 
@@ -397,20 +405,29 @@ def test_an_output_that_cannot_render_fails_the_execution():
 
 
 def test_routing_only_playbooks_finish_at_once():
-    world = World("kind: Playbook\nname: r\nworkflow:\n  - step: start\n    next: [{step: end}]\n  - step: end\n")
+    world = World(
+        "kind: Playbook\nname: r\nworkflow:\n  - step: start\n    next: [{step: end}]\n  - step: end\n"
+    )
     world.start()
     assert world.finished.phase == "Succeeded"
     assert not world.started
 
 
 def test_the_workload_of_the_execution_overrides_the_playbook_default():
-    world = World(CHAIN.replace("name: chain", "name: chain\nworkload: {x: 1, y: 2}").replace("echo a", "{{ workload.x }}{{ workload.y }}"), workload={"x": 9})
+    world = World(
+        CHAIN.replace("name: chain", "name: chain\nworkload: {x: 1, y: 2}").replace(
+            "echo a", "{{ workload.x }}{{ workload.y }}"
+        ),
+        workload={"x": 9},
+    )
     world.start()
     assert world.running["a#1"].args == {"command": "92"}
 
 
 def test_a_nested_workload_override_keeps_the_defaults_beside_it():
-    source = CHAIN.replace("name: chain", "name: chain\nworkload: {db: {host: h, port: 5432}, tags: [a]}").replace("echo a", "{{ workload.db.host }}:{{ workload.db.port }} {{ workload.tags }}")
+    source = CHAIN.replace(
+        "name: chain", "name: chain\nworkload: {db: {host: h, port: 5432}, tags: [a]}"
+    ).replace("echo a", "{{ workload.db.host }}:{{ workload.db.port }} {{ workload.tags }}")
     world = World(source, workload={"db": {"port": 6543}, "tags": ["b"]})
     world.start()
     assert world.running["a#1"].args == {"command": "h:6543 ['b']"}
@@ -419,14 +436,19 @@ def test_a_nested_workload_override_keeps_the_defaults_beside_it():
 def test_the_state_stays_small_for_a_large_loop():
     import json
 
-    world = World(LOOP.replace("MODE", "parallel").replace("maxInFlight: 2", "maxInFlight: 50"), workload={"items": list(range(10_000))})
+    world = World(
+        LOOP.replace("MODE", "parallel").replace("maxInFlight: 2", "maxInFlight: 50"),
+        workload={"items": list(range(10_000))},
+    )
     world.run_to_end(lambda command: (True, {"stdout": "x" * 20}))
     assert world.finished.phase == "Succeeded"
     assert len(world.finished.result) == 10_000
     assert len(json.dumps(world.state.to_dict())) < 4096
 
 
-@pytest.mark.parametrize("source", [CHAIN, FAN, LOOP.replace("MODE", "parallel"), RETRY.replace(" WHEN", "")])
+@pytest.mark.parametrize(
+    "source", [CHAIN, FAN, LOOP.replace("MODE", "parallel"), RETRY.replace(" WHEN", "")]
+)
 def test_a_run_replayed_from_json_after_every_event_ends_the_same(source):
     def decide(command: StartStep | StartChildExecution):
         return (command.attempt > 1 or command.step != "flaky"), command.step
@@ -437,7 +459,13 @@ def test_a_run_replayed_from_json_after_every_event_ends_the_same(source):
 
 
 def test_a_long_chain_of_routing_steps_needs_no_deep_stack():
-    lines = ["kind: Playbook", "name: long", "workflow:", "  - step: start", "    next: [{step: s0}]"]
+    lines = [
+        "kind: Playbook",
+        "name: long",
+        "workflow:",
+        "  - step: start",
+        "    next: [{step: s0}]",
+    ]
     for i in range(5000):
         lines += [f"  - step: s{i}", f"    next: [{{step: s{i + 1}}}]"]
     lines += ["  - step: s5000", "    tool: shell", "    args: {command: x}"]

@@ -46,7 +46,9 @@ class Checked(World):
                 for pred in self.predecessors[command.step]:
                     phase = self.state.steps.get(pred)
                     if phase is not None and phase.phase not in ("Succeeded", "Failed", "Skipped"):
-                        self.violations.append(f"{command.step} started while {pred} was {phase.phase}")
+                        self.violations.append(
+                            f"{command.step} started while {pred} was {phase.phase}"
+                        )
                 if any(self.engine.graph.reaches(f, command.step) for f in self.state.failed):
                     self.violations.append(f"{command.step} started downstream of a failure")
         return commands
@@ -65,7 +67,9 @@ def test_every_step_runs_exactly_once_and_joins_wait(dag, rng: random.Random):
 
 @settings(max_examples=150, deadline=None)
 @given(dags(), st.randoms(use_true_random=False), st.floats(0, 0.4))
-def test_failures_stay_local_and_nothing_runs_below_them(dag, rng: random.Random, failure_rate: float):
+def test_failures_stay_local_and_nothing_runs_below_them(
+    dag, rng: random.Random, failure_rate: float
+):
     source, predecessors = dag
     world = Checked(source, predecessors)
     finished = world.run_to_end(lambda command: (rng.random() >= failure_rate, "x"), rng=rng)

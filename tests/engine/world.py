@@ -36,11 +36,17 @@ def playbook(text: str) -> Playbook:
 
 
 class World:
-    def __init__(self, pb: Playbook | str, workload: dict[str, Any] | None = None, roundtrip: bool = False):
-        self.engine = Engine(playbook(pb) if isinstance(pb, str) else pb, workload, {"id": "x-1", "name": "x"})
+    def __init__(
+        self, pb: Playbook | str, workload: dict[str, Any] | None = None, roundtrip: bool = False
+    ):
+        self.engine = Engine(
+            playbook(pb) if isinstance(pb, str) else pb, workload, {"id": "x-1", "name": "x"}
+        )
         self.state = ExecutionState()
         self.results: dict[str, Any] = {}
-        self.roundtrip = roundtrip  # re-read the state from JSON before every event, as after a crash
+        self.roundtrip = (
+            roundtrip  # re-read the state from JSON before every event, as after a crash
+        )
         self.clock = 0.0
         self.running: dict[str, StartStep | StartChildExecution] = {}
         self.timers: dict[str, float] = {}
@@ -91,11 +97,15 @@ class World:
 
     def succeed(self, key_or_step: str, result: Any = None) -> list[Command]:
         run = self._run(key_or_step)
-        return self.send(StepSucceeded(run.step, run.index, run.attempt, at=self.tick(), result=result))
+        return self.send(
+            StepSucceeded(run.step, run.index, run.attempt, at=self.tick(), result=result)
+        )
 
     def fail(self, key_or_step: str, error: str = "boom", result: Any = None) -> list[Command]:
         run = self._run(key_or_step)
-        return self.send(StepFailed(run.step, run.index, run.attempt, at=self.tick(), error=error, result=result))
+        return self.send(
+            StepFailed(run.step, run.index, run.attempt, at=self.tick(), error=error, result=result)
+        )
 
     def fire(self, timer: str) -> list[Command]:
         due = self.timers.pop(timer)
@@ -105,7 +115,9 @@ class World:
     def cancel(self) -> list[Command]:
         return self.send(CancelRequested(at=self.tick()))
 
-    def run_to_end(self, decide: Decide | None = None, rng: random.Random | None = None, limit: int = 100_000) -> FinishExecution:
+    def run_to_end(
+        self, decide: Decide | None = None, rng: random.Random | None = None, limit: int = 100_000
+    ) -> FinishExecution:
         """Finish running steps (in random order with `rng`) and fire timers until the end."""
         decide = decide or (lambda command: (True, command.step))
         if not self.state.started_at:

@@ -17,7 +17,14 @@ from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import SUMMARY_LIMIT, execution_status
 from noetl.playbook import Step
 
-EXECUTION = {"metadata": {"name": "weather-x7k2p", "namespace": "team-a", "uid": "1234-abcd", "generation": 1}}
+EXECUTION = {
+    "metadata": {
+        "name": "weather-x7k2p",
+        "namespace": "team-a",
+        "uid": "1234-abcd",
+        "generation": 1,
+    }
+}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,12 +38,18 @@ def test_names_are_deterministic_valid_and_short():
 
 
 def test_a_step_job_is_locked_down_and_labelled():
-    command = StartStep("fetch_all", 3, 2, "http", {"url": "http://x", "secretRef": "api-token"}, None, 30.0)
+    command = StartStep(
+        "fetch_all", 3, 2, "http", {"url": "http://x", "secretRef": "api-token"}, None, 30.0
+    )
     job = step_job(EXECUTION, command, Step(step="fetch_all", tool="http"), OperatorSettings())
     metadata, spec = job["metadata"], job["spec"]
     assert metadata["name"] == run_name("weather-x7k2p", "fetch_all", 3, 2)
     assert metadata["labels"]["noetl.io/execution"] == "weather-x7k2p"
-    assert (metadata["labels"]["noetl.io/step"], metadata["labels"]["noetl.io/index"], metadata["labels"]["noetl.io/attempt"]) == ("fetch_all", "3", "2")
+    assert (
+        metadata["labels"]["noetl.io/step"],
+        metadata["labels"]["noetl.io/index"],
+        metadata["labels"]["noetl.io/attempt"],
+    ) == ("fetch_all", "3", "2")
     assert metadata["ownerReferences"][0]["uid"] == "1234-abcd"
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 30)
     pod = spec["template"]["spec"]
@@ -57,8 +70,16 @@ def test_a_step_job_is_locked_down_and_labelled():
 
 
 def test_step_pod_options_override_the_operator_defaults():
-    step = Step.model_validate({"step": "big", "tool": "shell", "pod": {"resources": {"limits": {"memory": "4Gi"}}, "nodeSelector": {"disk": "ssd"}}})
-    job = step_job(EXECUTION, StartStep("big", None, 1, "shell", {"command": "x"}), step, OperatorSettings())
+    step = Step.model_validate(
+        {
+            "step": "big",
+            "tool": "shell",
+            "pod": {"resources": {"limits": {"memory": "4Gi"}}, "nodeSelector": {"disk": "ssd"}},
+        }
+    )
+    job = step_job(
+        EXECUTION, StartStep("big", None, 1, "shell", {"command": "x"}), step, OperatorSettings()
+    )
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"] == {"limits": {"memory": "4Gi"}}
     assert pod["nodeSelector"] == {"disk": "ssd"}
@@ -67,11 +88,18 @@ def test_step_pod_options_override_the_operator_defaults():
 
 def test_too_large_args_are_refused():
     with pytest.raises(ValueError, match="over the"):
-        step_job(EXECUTION, StartStep("s", None, 1, "shell", {"command": "x" * 200_000}), Step(step="s", tool="shell"), OperatorSettings())
+        step_job(
+            EXECUTION,
+            StartStep("s", None, 1, "shell", {"command": "x" * 200_000}),
+            Step(step="s", tool="shell"),
+            OperatorSettings(),
+        )
 
 
 def test_a_child_execution_is_owned_and_named_like_a_job():
-    child = child_execution(EXECUTION, StartChildExecution("greet_all", 1, 1, "greet", {"who": "Ada"}))
+    child = child_execution(
+        EXECUTION, StartChildExecution("greet_all", 1, 1, "greet", {"who": "Ada"})
+    )
     assert child["metadata"]["name"] == run_name("weather-x7k2p", "greet_all", 1, 1)
     assert child["metadata"]["labels"]["noetl.io/parent"] == "weather-x7k2p"
     assert child["spec"] == {"playbookRef": {"name": "greet"}, "workload": {"who": "Ada"}}
@@ -85,7 +113,9 @@ def test_result_keys_round_trip_through_config_map_keys(key):
 def test_the_status_summary_is_bounded():
     state = ExecutionState(phase="Running", started_at=1.0)
     for i in range(500):
-        state.steps[f"s{i}"] = StepState(phase="Succeeded", attempt=1, started_at=i, finished_at=i + 0.5)
+        state.steps[f"s{i}"] = StepState(
+            phase="Succeeded", attempt=1, started_at=i, finished_at=i + 0.5
+        )
     state.steps["now"] = StepState(phase="Running", attempt=1, started_at=600)
     state.active["now"] = None
     status = execution_status(state, 1)
@@ -97,13 +127,26 @@ def test_the_status_summary_is_bounded():
 
 
 def test_settings_come_from_the_environment():
-    settings = OperatorSettings.from_env({"NOETL_NAMESPACES": "a, b", "NOETL_IMAGES": '{"shell": "example/shell:1"}', "NOETL_API_QPS": "5", "NOETL_STEP_SERVICE_ACCOUNT": "steps"})
+    settings = OperatorSettings.from_env(
+        {
+            "NOETL_NAMESPACES": "a, b",
+            "NOETL_IMAGES": '{"shell": "example/shell:1"}',
+            "NOETL_API_QPS": "5",
+            "NOETL_STEP_SERVICE_ACCOUNT": "steps",
+        }
+    )
     assert settings.namespaces == ["a", "b"]
     assert settings.images["shell"] == "example/shell:1"
-    assert settings.images["python"].endswith(f"noetl-plugin-python:{__import__('noetl').__version__}")
+    assert settings.images["python"].endswith(
+        f"noetl-plugin-python:{__import__('noetl').__version__}"
+    )
     assert (settings.api_qps, settings.step_service_account) == (5.0, "steps")
 
 
 def test_the_checked_in_crds_match_the_models():
-    result = subprocess.run([sys.executable, "-m", "noetl", "crds", "--check", "--output", str(ROOT / "crds")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "noetl", "crds", "--check", "--output", str(ROOT / "crds")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr

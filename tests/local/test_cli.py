@@ -15,7 +15,13 @@ PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
 def noetl(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "noetl", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "noetl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "pb.yaml") -> Path:
@@ -42,14 +48,22 @@ def max_overlap(log: list[dict[str, Any]], step: str) -> int:
 
 
 def test_parallel_branches_overlap_and_the_join_waits(tmp_path):
-    result = noetl("run", "--json", str(PLAYBOOKS / "fan-out-join.yaml"), "--set", "pause=0.5", cwd=tmp_path)
+    result = noetl(
+        "run", "--json", str(PLAYBOOKS / "fan-out-join.yaml"), "--set", "pause=0.5", cwd=tmp_path
+    )
     summary = json.loads(result.stdout)
     log = events(tmp_path, summary)
-    kinds = [(r["type"], r.get("step")) for r in log if r["type"] in ("StepStarted", "StepSucceeded")]
+    kinds = [
+        (r["type"], r.get("step")) for r in log if r["type"] in ("StepStarted", "StepSucceeded")
+    ]
     first_done = next(i for i, (kind, _) in enumerate(kinds) if kind == "StepSucceeded")
     assert {step for kind, step in kinds[:first_done]} == {"one", "two", "three"}
     combine_start = kinds.index(("StepStarted", "combine"))
-    assert {step for kind, step in kinds[:combine_start] if kind == "StepSucceeded"} == {"one", "two", "three"}
+    assert {step for kind, step in kinds[:combine_start] if kind == "StepSucceeded"} == {
+        "one",
+        "two",
+        "three",
+    }
 
 
 def test_a_parallel_loop_runs_max_in_flight_items_at_once(tmp_path):
@@ -58,14 +72,20 @@ def test_a_parallel_loop_runs_max_in_flight_items_at_once(tmp_path):
 
 
 def test_a_failing_step_exits_non_zero_naming_the_step_and_error(tmp_path):
-    path = write(tmp_path, "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: broken}]\n  - step: broken\n    tool: shell\n    args: {command: 'echo nope >&2; exit 7'}\n")
+    path = write(
+        tmp_path,
+        "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: broken}]\n  - step: broken\n    tool: shell\n    args: {command: 'echo nope >&2; exit 7'}\n",
+    )
     result = noetl("run", str(path), cwd=tmp_path)
     assert result.returncode == 1
     assert "step 'broken' failed: command exited with code 7: nope" in result.stderr
 
 
 def test_an_invalid_playbook_is_refused_with_paths_before_anything_runs(tmp_path):
-    path = write(tmp_path, "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: ghost}]\n  - step: x\n    tool: bash\n")
+    path = write(
+        tmp_path,
+        "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: ghost}]\n  - step: x\n    tool: bash\n",
+    )
     result = noetl("run", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert "workflow[0].next[0].step: no step named 'ghost'" in result.stderr
@@ -75,7 +95,10 @@ def test_an_invalid_playbook_is_refused_with_paths_before_anything_runs(tmp_path
 
 def test_a_step_timeout_kills_the_command(tmp_path):
     marker = f"noetl-timeout-{uuid.uuid4().hex[:8]}"
-    path = write(tmp_path, f"kind: Playbook\nname: t\nworkflow:\n  - step: start\n    next: [{{step: slow}}]\n  - step: slow\n    tool: shell\n    timeout: 500ms\n    args: {{command: 'sleep 30 # {marker}'}}\n")
+    path = write(
+        tmp_path,
+        f"kind: Playbook\nname: t\nworkflow:\n  - step: start\n    next: [{{step: slow}}]\n  - step: slow\n    tool: shell\n    timeout: 500ms\n    args: {{command: 'sleep 30 # {marker}'}}\n",
+    )
     result = noetl("run", str(path), cwd=tmp_path, timeout=20)
     assert result.returncode == 1
     assert "timed out after 0.5s" in result.stderr
@@ -93,13 +116,24 @@ def test_a_crashing_python_step_fails_alone(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["phase"] == "Failed"
     assert "step 'crash' failed" in summary["error"]
-    assert [r for r in events(tmp_path, summary) if r["type"] == "StepSucceeded" and r["step"] == "fine"]
+    assert [
+        r for r in events(tmp_path, summary) if r["type"] == "StepSucceeded" and r["step"] == "fine"
+    ]
 
 
 def test_ctrl_c_cancels_cleanly_and_kills_the_steps(tmp_path):
     marker = f"noetl-cancel-{uuid.uuid4().hex[:8]}"
-    path = write(tmp_path, f"kind: Playbook\nname: c\nworkflow:\n  - step: start\n    next: [{{step: a}}, {{step: b}}]\n  - step: a\n    tool: shell\n    args: {{command: 'sleep 60 # {marker}'}}\n  - step: b\n    tool: python\n    code: 'import time; time.sleep(60)'\n")
-    process = subprocess.Popen([sys.executable, "-m", "noetl", "run", "--json", str(path)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = write(
+        tmp_path,
+        f"kind: Playbook\nname: c\nworkflow:\n  - step: start\n    next: [{{step: a}}, {{step: b}}]\n  - step: a\n    tool: shell\n    args: {{command: 'sleep 60 # {marker}'}}\n  - step: b\n    tool: python\n    code: 'import time; time.sleep(60)'\n",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "noetl", "run", "--json", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
         assert time.monotonic() < deadline, "the step never started"
@@ -111,15 +145,33 @@ def test_ctrl_c_cancels_cleanly_and_kills_the_steps(tmp_path):
     summary = json.loads(stdout)
     assert summary["phase"] == "Cancelled"
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
-    workers = subprocess.run(["pgrep", "-f", "noetl.plugins.worker", "-P", str(process.pid)], capture_output=True)
+    workers = subprocess.run(
+        ["pgrep", "-f", "noetl.plugins.worker", "-P", str(process.pid)], capture_output=True
+    )
     assert workers.returncode == 1
 
 
 def test_workload_file_and_set_merge(tmp_path):
     workload = write(tmp_path, "name: FromFile\n", "workload.yaml")
-    result = noetl("run", "--json", str(PLAYBOOKS / "hello.yaml"), "--workload-file", str(workload), cwd=tmp_path)
+    result = noetl(
+        "run",
+        "--json",
+        str(PLAYBOOKS / "hello.yaml"),
+        "--workload-file",
+        str(workload),
+        cwd=tmp_path,
+    )
     assert json.loads(result.stdout)["result"] == "Hello, FromFile!"
-    result = noetl("run", "--json", str(PLAYBOOKS / "hello.yaml"), "--workload-file", str(workload), "--set", "name=Set", cwd=tmp_path)
+    result = noetl(
+        "run",
+        "--json",
+        str(PLAYBOOKS / "hello.yaml"),
+        "--workload-file",
+        str(workload),
+        "--set",
+        "name=Set",
+        cwd=tmp_path,
+    )
     assert json.loads(result.stdout)["result"] == "Hello, Set!"
 
 
@@ -159,6 +211,9 @@ def test_plan_shows_the_graph_as_text_and_dot(tmp_path):
 
 
 def test_set_values_are_yaml(tmp_path):
-    path = write(tmp_path, "kind: Playbook\nname: s\nworkflow:\n  - step: start\n    next: [{step: p}]\n  - step: p\n    tool: python\n    code: 'def main(v): return v'\n    args: {v: '{{ workload.v }}'}\n")
+    path = write(
+        tmp_path,
+        "kind: Playbook\nname: s\nworkflow:\n  - step: start\n    next: [{step: p}]\n  - step: p\n    tool: python\n    code: 'def main(v): return v'\n    args: {v: '{{ workload.v }}'}\n",
+    )
     result = noetl("run", "--json", str(path), "--set", "v=[1, two, {x: 3}]", cwd=tmp_path)
     assert json.loads(result.stdout)["result"] == [1, "two", {"x": 3}]

@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
-USERS = [{"name": "Ada", "city": "London"}, {"name": "Grace", "city": "New York"}, {"name": "Alan", "city": "London"}]
+USERS = [
+    {"name": "Ada", "city": "London"},
+    {"name": "Grace", "city": "New York"},
+    {"name": "Alan", "city": "London"},
+]
 
 
 def noetl_run(*args: str, cwd: Path) -> tuple[int, dict[str, Any]]:
@@ -73,7 +77,9 @@ def test_example(args, tmp_path):
 
 
 def test_python_http_example(users_server, tmp_path):
-    code, summary = noetl_run(str(PLAYBOOKS / "python-http.yaml"), "--set", f"base_url={users_server}", cwd=tmp_path)
+    code, summary = noetl_run(
+        str(PLAYBOOKS / "python-http.yaml"), "--set", f"base_url={users_server}", cwd=tmp_path
+    )
     assert code == 0, summary
     assert summary["result"] == {"count": 3, "cities": ["London", "New York"]}
 
@@ -82,7 +88,9 @@ def test_python_http_example(users_server, tmp_path):
 def test_postgres_example(postgres_server, tmp_path):
     secret = tmp_path / "pg.env"
     secret.write_text("".join(f"{key}={value}\n" for key, value in postgres_server.env().items()))
-    code, summary = noetl_run(str(PLAYBOOKS / "postgres.yaml"), "--secret", f"pg={secret}", cwd=tmp_path)
+    code, summary = noetl_run(
+        str(PLAYBOOKS / "postgres.yaml"), "--secret", f"pg={secret}", cwd=tmp_path
+    )
     assert code == 0, summary
     assert summary["result"] == [
         {"city": "Oslo", "readings": 2, "average": 6.5},

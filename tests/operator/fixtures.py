@@ -21,10 +21,14 @@ SHARED_PREFIX = "nt-"
 
 
 @pytest.fixture(scope="session")
-def noetl_operator(kube_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def noetl_operator(
+    kube_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     install_crds(kube_cluster.api_client())
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(kube_cluster.kubeconfig, log, {"NOETL_NAMESPACES": f"{SHARED_PREFIX}*"})
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig, log, {"NOETL_NAMESPACES": f"{SHARED_PREFIX}*"}
+    )
     operator.start()
     yield operator
     operator.stop()
@@ -35,7 +39,9 @@ def _namespace(kube_cluster: Any, prefix: str) -> Iterator[str]:
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
     deadline = time.monotonic() + 30
-    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+    while not core.list_namespaced_service_account(
+        name, field_selector="metadata.name=default"
+    ).items:
         assert time.monotonic() < deadline, f"namespace {name} got no default ServiceAccount"
         time.sleep(0.1)  # pods are refused until it exists
     yield name

@@ -46,7 +46,9 @@ def install_crds(api_client: client.ApiClient) -> None:
 class OperatorProcess:
     """`noetl operator` in a child process, as it runs in its pod."""
 
-    def __init__(self, kubeconfig: str | Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: str | Path, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.log_path = log_path
         self.extra_env = extra_env or {}
@@ -55,10 +57,24 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONWARNINGS": "ignore", **self.extra_env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONWARNINGS": "ignore",
+            **self.extra_env,
+        }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "noetl", "operator", "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)],
+            [
+                sys.executable,
+                "-m",
+                "noetl",
+                "operator",
+                "--metrics-port",
+                str(self.metrics_port),
+                "--health-port",
+                str(self.health_port),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -67,7 +83,9 @@ class OperatorProcess:
         while True:
             assert self.process.poll() is None, f"operator exited: see {self.log_path}"
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1):
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+                ):
                     return
             except OSError:
                 assert time.monotonic() < deadline, f"operator not healthy: see {self.log_path}"
@@ -88,7 +106,9 @@ class OperatorProcess:
                 self.kill()
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as response:
             return str(response.read().decode())
 
     def api_calls(self) -> dict[tuple[str, str], float]:
@@ -115,15 +135,28 @@ class Resources:
 
     def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": f"{GROUP}/{VERSION}", **body}
-        created: Any = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, body)
+        created: Any = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural, body
+        )
         return dict(created)
 
     def get(self, plural: str, name: str) -> dict[str, Any]:
-        found: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
+        found: Any = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural, name
+        )
         return dict(found)
 
-    def execute(self, name: str, playbook: str, workload: dict[str, Any] | None = None, **spec: Any) -> None:
-        self.create("executions", {"kind": "Execution", "metadata": {"name": name}, "spec": {"playbookRef": {"name": playbook}, "workload": workload or {}, **spec}})
+    def execute(
+        self, name: str, playbook: str, workload: dict[str, Any] | None = None, **spec: Any
+    ) -> None:
+        self.create(
+            "executions",
+            {
+                "kind": "Execution",
+                "metadata": {"name": name},
+                "spec": {"playbookRef": {"name": playbook}, "workload": workload or {}, **spec},
+            },
+        )
 
     def wait(self, plural: str, name: str, done: Any, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -137,16 +170,33 @@ class Resources:
             if done(obj):
                 return obj
             if time.monotonic() > deadline:
-                status = json.dumps({k: v for k, v in (obj.get("status") or {}).items() if k != "engine"}, indent=1)
-                raise AssertionError(f"{plural}/{name} did not get there in {timeout}s; status: {status}")
+                status = json.dumps(
+                    {k: v for k, v in (obj.get("status") or {}).items() if k != "engine"}, indent=1
+                )
+                raise AssertionError(
+                    f"{plural}/{name} did not get there in {timeout}s; status: {status}"
+                )
             time.sleep(0.3)
 
     def wait_finished(self, name: str, timeout: float = 120) -> dict[str, Any]:
-        execution = self.wait("executions", name, lambda obj: (obj.get("status") or {}).get("phase") in TERMINAL, timeout)
+        execution = self.wait(
+            "executions",
+            name,
+            lambda obj: (obj.get("status") or {}).get("phase") in TERMINAL,
+            timeout,
+        )
         return dict(execution["status"])
 
     def jobs(self, execution: str) -> list[Any]:
-        return list(self.batch.list_namespaced_job(self.namespace, label_selector=f"noetl.io/execution={execution}").items)
+        return list(
+            self.batch.list_namespaced_job(
+                self.namespace, label_selector=f"noetl.io/execution={execution}"
+            ).items
+        )
 
     def events(self, name: str) -> list[Any]:
-        return [e for e in self.core.list_namespaced_event(self.namespace).items if e.involved_object.name == name]
+        return [
+            e
+            for e in self.core.list_namespaced_event(self.namespace).items
+            if e.involved_object.name == name
+        ]

@@ -19,12 +19,27 @@ PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 def noetl(kube_cluster: Any, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "noetl", *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "noetl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_submit_wait_status_and_logs(kube_cluster: Any, resources: Resources):
     ns = resources.namespace
-    submitted = noetl(kube_cluster, "submit", str(PLAYBOOKS / "hello.yaml"), "-n", ns, "--set", "name=CLI", "--wait")
+    submitted = noetl(
+        kube_cluster,
+        "submit",
+        str(PLAYBOOKS / "hello.yaml"),
+        "-n",
+        ns,
+        "--set",
+        "name=CLI",
+        "--wait",
+    )
     assert submitted.returncode == 0, submitted.stderr
     assert submitted.stdout.strip() == '"Hello, CLI!"'
     name = submitted.stderr.split("execution ", 1)[1].split()[0]
@@ -46,7 +61,9 @@ def test_submit_without_wait_then_cancel(kube_cluster: Any, resources: Resources
     submitted = noetl(kube_cluster, "submit", str(path), "-n", ns)
     name = submitted.stdout.strip()
     assert name.startswith("sleepy-"), submitted.stderr
-    resources.wait("executions", name, lambda obj: (obj.get("status") or {}).get("currentStep") == "nap")
+    resources.wait(
+        "executions", name, lambda obj: (obj.get("status") or {}).get("currentStep") == "nap"
+    )
     deadline = time.monotonic() + 10
     while not resources.jobs(name):
         assert time.monotonic() < deadline

@@ -18,23 +18,43 @@ pytestmark = pytest.mark.cluster
 def chain(name: str, steps: int, seconds: float) -> dict[str, Any]:
     workflow: list[dict[str, Any]] = [{"step": "start", "next": [{"step": "s0"}]}]
     for i in range(steps):
-        step: dict[str, Any] = {"step": f"s{i}", "tool": "shell", "args": {"command": f"sleep {seconds}; echo {i}"}}
+        step: dict[str, Any] = {
+            "step": f"s{i}",
+            "tool": "shell",
+            "args": {"command": f"sleep {seconds}; echo {i}"},
+        }
         if i + 1 < steps:
             step["next"] = [{"step": f"s{i + 1}"}]
         workflow.append(step)
-    return {"kind": "Playbook", "metadata": {"name": name}, "spec": {"workflow": workflow, "output": f"{{{{ s{steps - 1}.stdout }}}}"}}
+    return {
+        "kind": "Playbook",
+        "metadata": {"name": name},
+        "spec": {"workflow": workflow, "output": f"{{{{ s{steps - 1}.stdout }}}}"},
+    }
 
 
 def fan(name: str, width: int) -> dict[str, Any]:
     branches = [f"b{i}" for i in range(width)]
     workflow: list[dict[str, Any]] = [{"step": "start", "next": [{"step": b} for b in branches]}]
-    workflow += [{"step": b, "tool": "shell", "args": {"command": "sleep 1; echo x"}, "next": [{"step": "join"}]} for b in branches]
+    workflow += [
+        {
+            "step": b,
+            "tool": "shell",
+            "args": {"command": "sleep 1; echo x"},
+            "next": [{"step": "join"}],
+        }
+        for b in branches
+    ]
     workflow.append({"step": "join", "tool": "shell", "args": {"command": "echo joined"}})
     return {"kind": "Playbook", "metadata": {"name": name}, "spec": {"workflow": workflow}}
 
 
-def test_killed_operators_lose_nothing_and_start_nothing_twice(kube_cluster: Any, isolated: Resources, tmp_path: Path):
-    operator = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", {"NOETL_NAMESPACES": isolated.namespace})
+def test_killed_operators_lose_nothing_and_start_nothing_twice(
+    kube_cluster: Any, isolated: Resources, tmp_path: Path
+):
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig, tmp_path / "operator.log", {"NOETL_NAMESPACES": isolated.namespace}
+    )
     isolated.create("playbooks", chain("chain", 6, 1.0))
     isolated.create("playbooks", fan("fan", 5))
     operator.start()

@@ -14,13 +14,27 @@ from tests.operator.test_operator import pod_spans
 pytestmark = pytest.mark.cluster
 
 
-def test_running_jobs_are_capped_per_namespace_and_finished_executions_expire(kube_cluster: Any, isolated: Resources, tmp_path: Path):
+def test_running_jobs_are_capped_per_namespace_and_finished_executions_expire(
+    kube_cluster: Any, isolated: Resources, tmp_path: Path
+):
     env = {"NOETL_NAMESPACES": isolated.namespace, "NOETL_MAX_RUNNING_JOBS_PER_NAMESPACE": "2"}
     operator = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", env)
     operator.start()
     try:
-        each = {"step": "each", "tool": "shell", "loop": {"in": list(range(6)), "iterator": "i", "mode": "parallel", "maxInFlight": 10}, "args": {"command": "sleep 1; echo {{ i }}"}}
-        isolated.create("playbooks", {"kind": "Playbook", "metadata": {"name": "wide"}, "spec": {"workflow": [{"step": "start", "next": [{"step": "each"}]}, each]}})
+        each = {
+            "step": "each",
+            "tool": "shell",
+            "loop": {"in": list(range(6)), "iterator": "i", "mode": "parallel", "maxInFlight": 10},
+            "args": {"command": "sleep 1; echo {{ i }}"},
+        }
+        isolated.create(
+            "playbooks",
+            {
+                "kind": "Playbook",
+                "metadata": {"name": "wide"},
+                "spec": {"workflow": [{"step": "start", "next": [{"step": "each"}]}, each]},
+            },
+        )
         isolated.execute("wide", "wide", ttlSecondsAfterFinished=3)
         status = isolated.wait_finished("wide", timeout=120)
         assert status["phase"] == "Succeeded"

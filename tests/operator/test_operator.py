@@ -46,22 +46,32 @@ def test_every_example_gives_the_result_it_gives_locally(resources: Resources):
 def test_the_python_http_example(resources: Resources, users_server: str):  # noqa: F811
     resources.apply_playbook_file(PLAYBOOKS / "python-http.yaml")
     resources.execute("http", "python-http", {"base_url": users_server})
-    assert resources.wait_finished("http")["result"] == {"count": 3, "cities": ["London", "New York"]}
+    assert resources.wait_finished("http")["result"] == {
+        "count": 3,
+        "cities": ["London", "New York"],
+    }
     assert len(USERS) == 3
 
 
 @pytest.mark.postgres
 def test_the_postgres_example_with_its_secret(resources: Resources, postgres_server: Any):
     secret = {k: base64.b64encode(v.encode()).decode() for k, v in postgres_server.env().items()}
-    resources.core.create_namespaced_secret(resources.namespace, {"metadata": {"name": "pg"}, "data": secret})
+    resources.core.create_namespaced_secret(
+        resources.namespace, {"metadata": {"name": "pg"}, "data": secret}
+    )
     resources.apply_playbook_file(PLAYBOOKS / "postgres.yaml")
     resources.execute("pg", "postgres")
     status = resources.wait_finished("pg")
-    assert status["result"] == [{"city": "Oslo", "readings": 2, "average": 6.5}, {"city": "Paris", "readings": 1, "average": 19.0}]
+    assert status["result"] == [
+        {"city": "Oslo", "readings": 2, "average": 6.5},
+        {"city": "Paris", "readings": 1, "average": 19.0},
+    ]
     job = resources.jobs("pg")[0]
     container = job.spec.template.spec.containers[0]
     assert container.env_from[0].secret_ref.name == "pg"
-    text = json.dumps(resources.get("executions", "pg")) + json.dumps([e.message for e in resources.events("pg")])
+    text = json.dumps(resources.get("executions", "pg")) + json.dumps(
+        [e.message for e in resources.events("pg")]
+    )
     assert postgres_server.password not in text
 
 
@@ -73,7 +83,10 @@ def test_the_api_server_rejects_what_it_can_check(resources: Resources):
         "no-start": ([{"step": "begin"}], "needs a step named 'start'"),
         "duplicate": ([{"step": "start"}, {"step": "start"}], "Duplicate value"),
         "bad-name": ([{"step": "start"}, {"step": "Not OK"}], "spec.workflow[1].step"),
-        "bad-mode": ([{"step": "start", "tool": "shell", "loop": {"in": [1], "mode": "sometimes"}}], "spec.workflow[0].loop.mode"),
+        "bad-mode": (
+            [{"step": "start", "tool": "shell", "loop": {"in": [1], "mode": "sometimes"}}],
+            "spec.workflow[0].loop.mode",
+        ),
     }
     for name, (workflow, words) in cases.items():
         with pytest.raises(ApiException) as caught:
@@ -86,14 +99,25 @@ def test_the_controller_reports_what_only_it_can_check(resources: Resources):
     body = {
         "kind": "Playbook",
         "metadata": {"name": "broken"},
-        "spec": {"workflow": [{"step": "start", "next": [{"step": "ghost"}]}, {"step": "x", "tool": "shell", "args": {"command": "echo {{ oops"}}]},
+        "spec": {
+            "workflow": [
+                {"step": "start", "next": [{"step": "ghost"}]},
+                {"step": "x", "tool": "shell", "args": {"command": "echo {{ oops"}},
+            ]
+        },
     }
     resources.create("playbooks", body)
-    playbook = resources.wait("playbooks", "broken", lambda obj: obj.get("status", {}).get("observedGeneration") == 1)
+    playbook = resources.wait(
+        "playbooks", "broken", lambda obj: obj.get("status", {}).get("observedGeneration") == 1
+    )
     ready = playbook["status"]["conditions"][0]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "Invalid")
     paths = {error["path"] for error in playbook["status"]["errors"]}
-    assert {"spec.workflow[0].next[0].step", "spec.workflow[1].args.command", "spec.workflow[1].step"} <= paths
+    assert {
+        "spec.workflow[0].next[0].step",
+        "spec.workflow[1].args.command",
+        "spec.workflow[1].step",
+    } <= paths
     resources.execute("of-broken", "broken")
     status = resources.wait_finished("of-broken")
     assert status["phase"] == "Failed"
@@ -105,12 +129,17 @@ def test_the_controller_reports_what_only_it_can_check(resources: Resources):
 def test_a_missing_playbook_fails_the_execution_clearly(resources: Resources):
     resources.execute("orphan", "nowhere")
     status = resources.wait_finished("orphan")
-    assert status["error"] == f"spec.playbookRef.name: no Playbook named 'nowhere' in namespace {resources.namespace}"
+    assert (
+        status["error"]
+        == f"spec.playbookRef.name: no Playbook named 'nowhere' in namespace {resources.namespace}"
+    )
 
 
 def pod_spans(resources: Resources, execution: str) -> dict[str, tuple[datetime, datetime]]:
     spans = {}
-    for pod in resources.core.list_namespaced_pod(resources.namespace, label_selector=f"noetl.io/execution={execution}").items:
+    for pod in resources.core.list_namespaced_pod(
+        resources.namespace, label_selector=f"noetl.io/execution={execution}"
+    ).items:
         terminated = pod.status.container_statuses[0].state.terminated
         key = pod.metadata.labels["noetl.io/step"] + pod.metadata.labels.get("noetl.io/index", "")
         spans[key] = (terminated.started_at, terminated.finished_at)
@@ -134,18 +163,34 @@ def test_retry_creates_one_job_per_attempt_and_records_events(resources: Resourc
     status = resources.wait_finished("flaky")
     assert status["result"] == "ok on attempt 3"
     assert status["steps"]["flaky"]["attempts"] == 3
-    assert sorted(job.metadata.name for job in resources.jobs("flaky")) == ["flaky-flaky-a1", "flaky-flaky-a2", "flaky-flaky-a3"]
+    assert sorted(job.metadata.name for job in resources.jobs("flaky")) == [
+        "flaky-flaky-a1",
+        "flaky-flaky-a2",
+        "flaky-flaky-a3",
+    ]
     reasons = [e.reason for e in resources.events("flaky")]
     assert reasons.count("StepRetrying") == 2
-    assert (reasons.count("StepStarted"), reasons.count("StepFailed"), reasons.count("StepSucceeded")) == (3, 2, 1)
+    assert (
+        reasons.count("StepStarted"),
+        reasons.count("StepFailed"),
+        reasons.count("StepSucceeded"),
+    ) == (3, 2, 1)
     assert "ExecutionSucceeded" in reasons
 
 
 def sleeper(name: str, seconds: int, timeout: str | None = None) -> dict[str, Any]:
-    step: dict[str, Any] = {"step": "sleep", "tool": "shell", "args": {"command": f"sleep {seconds}"}}
+    step: dict[str, Any] = {
+        "step": "sleep",
+        "tool": "shell",
+        "args": {"command": f"sleep {seconds}"},
+    }
     if timeout:
         step["timeout"] = timeout
-    return {"kind": "Playbook", "metadata": {"name": name}, "spec": {"workflow": [{"step": "start", "next": [{"step": "sleep"}]}, step]}}
+    return {
+        "kind": "Playbook",
+        "metadata": {"name": name},
+        "spec": {"workflow": [{"step": "start", "next": [{"step": "sleep"}]}, step]},
+    }
 
 
 def test_a_step_timeout_fails_the_step(resources: Resources):
@@ -159,8 +204,17 @@ def test_a_step_timeout_fails_the_step(resources: Resources):
 def test_cancel_deletes_running_jobs(resources: Resources):
     resources.create("playbooks", sleeper("long", 120))
     resources.execute("long", "long")
-    resources.wait("executions", "long", lambda obj: (obj.get("status") or {}).get("currentStep") == "sleep")
-    resources.custom.patch_namespaced_custom_object("noetl.io", "v1alpha1", resources.namespace, "executions", "long", {"spec": {"cancel": True}})
+    resources.wait(
+        "executions", "long", lambda obj: (obj.get("status") or {}).get("currentStep") == "sleep"
+    )
+    resources.custom.patch_namespaced_custom_object(
+        "noetl.io",
+        "v1alpha1",
+        resources.namespace,
+        "executions",
+        "long",
+        {"spec": {"cancel": True}},
+    )
     status = resources.wait_finished("long", timeout=60)
     assert status["phase"] == "Cancelled"
     assert status["conditions"][0]["status"] == "False"
@@ -171,10 +225,19 @@ def test_deleting_an_execution_collects_everything_it_owns(resources: Resources)
     resources.create("playbooks", sleeper("doomed", 120))
     resources.execute("doomed", "doomed")
     resources.wait("executions", "doomed", lambda obj: bool(resources.jobs("doomed")))
-    resources.custom.delete_namespaced_custom_object("noetl.io", "v1alpha1", resources.namespace, "executions", "doomed", propagation_policy="Foreground")
+    resources.custom.delete_namespaced_custom_object(
+        "noetl.io",
+        "v1alpha1",
+        resources.namespace,
+        "executions",
+        "doomed",
+        propagation_policy="Foreground",
+    )
 
     def all_gone(_: Any) -> bool:
-        config_maps = resources.core.list_namespaced_config_map(resources.namespace, label_selector="noetl.io/execution=doomed").items
+        config_maps = resources.core.list_namespaced_config_map(
+            resources.namespace, label_selector="noetl.io/execution=doomed"
+        ).items
         return not resources.jobs("doomed") and not config_maps
 
     resources.wait("executions", "doomed", all_gone, timeout=90)
@@ -182,28 +245,57 @@ def test_deleting_an_execution_collects_everything_it_owns(resources: Resources)
 
 def test_secrets_never_reach_status_or_events(resources: Resources):
     secret_value = "s3cr3t-value-4711"
-    resources.core.create_namespaced_secret(resources.namespace, {"metadata": {"name": "token"}, "stringData": {"API_TOKEN": secret_value}})
+    resources.core.create_namespaced_secret(
+        resources.namespace,
+        {"metadata": {"name": "token"}, "stringData": {"API_TOKEN": secret_value}},
+    )
     body = {
         "kind": "Playbook",
         "metadata": {"name": "leaky"},
-        "spec": {"workflow": [{"step": "start", "next": [{"step": "use"}]}, {"step": "use", "tool": "shell", "args": {"secretRef": "token", "command": 'echo "token is $API_TOKEN" >&2; exit 1'}}]},
+        "spec": {
+            "workflow": [
+                {"step": "start", "next": [{"step": "use"}]},
+                {
+                    "step": "use",
+                    "tool": "shell",
+                    "args": {
+                        "secretRef": "token",
+                        "command": 'echo "token is $API_TOKEN" >&2; exit 1',
+                    },
+                },
+            ]
+        },
     }
     resources.create("playbooks", body)
     resources.execute("leaky", "leaky")
     status = resources.wait_finished("leaky")
     assert status["phase"] == "Failed"
     assert "token is ***" in status["error"]
-    everything = json.dumps(resources.get("executions", "leaky")) + json.dumps([e.message for e in resources.events("leaky")])
+    everything = json.dumps(resources.get("executions", "leaky")) + json.dumps(
+        [e.message for e in resources.events("leaky")]
+    )
     assert secret_value not in everything
     job = resources.jobs("leaky")[0]
-    assert secret_value not in json.dumps(resources.batch.api_client.sanitize_for_serialization(job))
+    assert secret_value not in json.dumps(
+        resources.batch.api_client.sanitize_for_serialization(job)
+    )
 
 
 def test_a_large_result_travels_through_the_pod_log_and_a_config_map(resources: Resources):
     body = {
         "kind": "Playbook",
         "metadata": {"name": "big"},
-        "spec": {"workflow": [{"step": "start", "next": [{"step": "make"}]}, {"step": "make", "tool": "python", "code": "def main(n):\n    return ['x' * 100] * n", "args": {"n": 100}}]},
+        "spec": {
+            "workflow": [
+                {"step": "start", "next": [{"step": "make"}]},
+                {
+                    "step": "make",
+                    "tool": "python",
+                    "code": "def main(n):\n    return ['x' * 100] * n",
+                    "args": {"n": 100},
+                },
+            ]
+        },
     }
     resources.create("playbooks", body)
     resources.execute("big", "big")
@@ -219,8 +311,12 @@ def test_a_2000_step_playbook_runs_its_routing_steps(resources: Resources):
     steps: list[dict[str, Any]] = [{"step": "start", "next": [{"step": "s0"}]}]
     steps += [{"step": f"s{i}", "next": [{"step": f"s{i + 1}"}]} for i in range(1999)]
     steps += [{"step": "s1999", "tool": "shell", "args": {"command": "echo done"}}]
-    resources.create("playbooks", {"kind": "Playbook", "metadata": {"name": "huge"}, "spec": {"workflow": steps}})
-    playbook = resources.wait("playbooks", "huge", lambda obj: obj.get("status", {}).get("observedGeneration") == 1)
+    resources.create(
+        "playbooks", {"kind": "Playbook", "metadata": {"name": "huge"}, "spec": {"workflow": steps}}
+    )
+    playbook = resources.wait(
+        "playbooks", "huge", lambda obj: obj.get("status", {}).get("observedGeneration") == 1
+    )
     assert playbook["status"]["steps"] == 2001
     assert not playbook["metadata"].get("annotations")  # no last-handled-configuration kept by kopf
     resources.execute("huge", "huge")
@@ -233,8 +329,20 @@ def test_a_2000_step_playbook_runs_its_routing_steps(resources: Resources):
 def test_a_child_execution_past_its_step_timeout_is_stopped(resources: Resources):
     resources.create("playbooks", sleeper("nap", 120))
     parent = {"step": "child", "tool": "playbook", "timeout": "3s", "args": {"name": "nap"}}
-    resources.create("playbooks", {"kind": "Playbook", "metadata": {"name": "impatient"}, "spec": {"workflow": [{"step": "start", "next": [{"step": "child"}]}, parent]}})
+    resources.create(
+        "playbooks",
+        {
+            "kind": "Playbook",
+            "metadata": {"name": "impatient"},
+            "spec": {"workflow": [{"step": "start", "next": [{"step": "child"}]}, parent]},
+        },
+    )
     resources.execute("impatient", "impatient")
     status = resources.wait_finished("impatient", timeout=60)
-    assert (status["phase"], status["error"]) == ("Failed", "step 'child' failed: timed out after 3s")
-    resources.wait("executions", run_name("impatient", "child", None, 1), lambda obj: not obj, timeout=60)  # deleted
+    assert (status["phase"], status["error"]) == (
+        "Failed",
+        "step 'child' failed: timed out after 3s",
+    )
+    resources.wait(
+        "executions", run_name("impatient", "child", None, 1), lambda obj: not obj, timeout=60
+    )  # deleted

@@ -25,9 +25,13 @@ def apply(api_client: client.ApiClient, manifest: dict[str, Any]) -> None:
             raise
 
 
-def test_the_operator_works_with_only_the_charts_rbac(kube_cluster: Any, isolated: Resources, tmp_path: Path):
+def test_the_operator_works_with_only_the_charts_rbac(
+    kube_cluster: Any, isolated: Resources, tmp_path: Path
+):
     try:
-        manifests = render_chart({"watchNamespaces": [isolated.namespace]}, namespace=isolated.namespace)
+        manifests = render_chart(
+            {"watchNamespaces": [isolated.namespace]}, namespace=isolated.namespace
+        )
     except HelmError as error:
         pytest.skip(str(error))
     admin = kube_cluster.api_client()
@@ -38,12 +42,16 @@ def test_the_operator_works_with_only_the_charts_rbac(kube_cluster: Any, isolate
     account = next(m for m in rbac if m["kind"] == "ServiceAccount")["metadata"]["name"]
     kubeconfig = kube_cluster.service_account_kubeconfig(isolated.namespace, account)
 
-    as_operator = client.CoreV1Api(__import__("kubernetes").config.new_client_from_config(str(kubeconfig)))
+    as_operator = client.CoreV1Api(
+        __import__("kubernetes").config.new_client_from_config(str(kubeconfig))
+    )
     with pytest.raises(ApiException) as denied:
         as_operator.list_namespaced_secret(isolated.namespace)
     assert denied.value.status == 403  # least privilege: the operator never reads Secrets
 
-    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", {"NOETL_NAMESPACES": isolated.namespace})
+    operator = OperatorProcess(
+        kubeconfig, tmp_path / "operator.log", {"NOETL_NAMESPACES": isolated.namespace}
+    )
     operator.start()
     try:
         isolated.apply_playbook_file(PLAYBOOKS / "hello.yaml")

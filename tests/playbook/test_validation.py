@@ -51,7 +51,9 @@ def broken(change: str) -> dict[str, Any]:
     document = copy.deepcopy(GOOD)
     delete = change.startswith("del ")
     path, _, value = change.removeprefix("del ").partition(" = ")
-    keys: list[Any] = [int(k) if k.isdigit() else k for k in path.replace("[", ".").replace("]", "").split(".")]
+    keys: list[Any] = [
+        int(k) if k.isdigit() else k for k in path.replace("[", ".").replace("]", "").split(".")
+    ]
     target = document
     for key in keys[:-1]:
         target = target[key]
@@ -64,37 +66,125 @@ def broken(change: str) -> dict[str, Any]:
 
 CASES = [
     ("spec.workflow[1].step = Fetch All", "spec.workflow[1].step", "does not match the pattern"),
-    ("spec.workflow[2].step = fetch_all", "spec.workflow[2].step", "duplicate step name 'fetch_all' (first at workflow[1])"),
+    (
+        "spec.workflow[2].step = fetch_all",
+        "spec.workflow[2].step",
+        "duplicate step name 'fetch_all' (first at workflow[1])",
+    ),
     ("spec.workflow[0].step = begin", "spec.workflow", "no step named 'start'"),
-    ("spec.workflow[2].next[0].step = nowhere", "spec.workflow[2].next[0].step", "no step named 'nowhere'"),
-    ("spec.workflow[1].next[0].then[0].step = ghost", "spec.workflow[1].next[0].then[0].step", "no step named 'ghost'"),
-    ("spec.workflow[1].next[1].else[0].step = ghost", "spec.workflow[1].next[1].else[0].step", "no step named 'ghost'"),
-    ("spec.workflow[1].task = missing", "spec.workflow[1].task", "no workbook task named 'missing' (known: fetch)"),
+    (
+        "spec.workflow[2].next[0].step = nowhere",
+        "spec.workflow[2].next[0].step",
+        "no step named 'nowhere'",
+    ),
+    (
+        "spec.workflow[1].next[0].then[0].step = ghost",
+        "spec.workflow[1].next[0].then[0].step",
+        "no step named 'ghost'",
+    ),
+    (
+        "spec.workflow[1].next[1].else[0].step = ghost",
+        "spec.workflow[1].next[1].else[0].step",
+        "no step named 'ghost'",
+    ),
+    (
+        "spec.workflow[1].task = missing",
+        "spec.workflow[1].task",
+        "no workbook task named 'missing' (known: fetch)",
+    ),
     ("spec.workflow[2].tool = bash", "spec.workflow[2].tool", "unknown tool 'bash'"),
     ("spec.workbook[0].tool = curl", "spec.workbook[0].tool", "unknown tool 'curl'"),
-    ("spec.workflow[1].tool = shell", "spec.workflow[1].task", "a step takes `task` or `tool`, not both"),
+    (
+        "spec.workflow[1].tool = shell",
+        "spec.workflow[1].task",
+        "a step takes `task` or `tool`, not both",
+    ),
     ("del spec.workflow[3].code", "spec.workflow[3].code", "a python step needs `code`"),
-    ("spec.workflow[2].code = print(1)", "spec.workflow[2].code", "`code` is for python steps, not shell"),
-    ("spec.workflow[4].retry = {maxAttempts: 2}", "spec.workflow[4].retry", "a routing step (no tool) takes no retry"),
-    ("spec.workflow[4].next = [{step: start}]", "spec.workflow[4].next[0].step", "this edge closes a cycle (start -> fetch_all -> store -> end -> start)"),
-    ("spec.workflow[0].next = [{step: store}]", "spec.workflow[1].step", "step 'fetch_all' is not reachable from 'start'"),
-    ("spec.workflow[2].args.command = 'echo {{ oops'", "spec.workflow[2].args.command", "template syntax error"),
-    ("spec.workflow[1].next[0].when = '{{ a ==  }}'", "spec.workflow[1].next[0].when", "template syntax error"),
-    ("spec.workflow[1].loop.in = cities", "spec.workflow[1].loop.in", "expected a list or a template"),
-    ("spec.workflow[1].loop.mode = sometimes", "spec.workflow[1].loop.mode", "Input should be 'sequential' or 'parallel'"),
-    ("spec.workflow[1].loop.maxInFlight = 0", "spec.workflow[1].loop.maxInFlight", "greater than or equal to 1"),
-    ("spec.workflow[1].loop.iterator = 2city", "spec.workflow[1].loop.iterator", "does not match the pattern"),
-    ("spec.workflow[1].retry.backoff = linear", "spec.workflow[1].retry.backoff", "Input should be 'fixed' or 'exponential'"),
-    ("spec.workflow[1].retry.initialDelay = soon", "spec.workflow[1].retry.initialDelay", "'soon' is not a duration"),
+    (
+        "spec.workflow[2].code = print(1)",
+        "spec.workflow[2].code",
+        "`code` is for python steps, not shell",
+    ),
+    (
+        "spec.workflow[4].retry = {maxAttempts: 2}",
+        "spec.workflow[4].retry",
+        "a routing step (no tool) takes no retry",
+    ),
+    (
+        "spec.workflow[4].next = [{step: start}]",
+        "spec.workflow[4].next[0].step",
+        "this edge closes a cycle (start -> fetch_all -> store -> end -> start)",
+    ),
+    (
+        "spec.workflow[0].next = [{step: store}]",
+        "spec.workflow[1].step",
+        "step 'fetch_all' is not reachable from 'start'",
+    ),
+    (
+        "spec.workflow[2].args.command = 'echo {{ oops'",
+        "spec.workflow[2].args.command",
+        "template syntax error",
+    ),
+    (
+        "spec.workflow[1].next[0].when = '{{ a ==  }}'",
+        "spec.workflow[1].next[0].when",
+        "template syntax error",
+    ),
+    (
+        "spec.workflow[1].loop.in = cities",
+        "spec.workflow[1].loop.in",
+        "expected a list or a template",
+    ),
+    (
+        "spec.workflow[1].loop.mode = sometimes",
+        "spec.workflow[1].loop.mode",
+        "Input should be 'sequential' or 'parallel'",
+    ),
+    (
+        "spec.workflow[1].loop.maxInFlight = 0",
+        "spec.workflow[1].loop.maxInFlight",
+        "greater than or equal to 1",
+    ),
+    (
+        "spec.workflow[1].loop.iterator = 2city",
+        "spec.workflow[1].loop.iterator",
+        "does not match the pattern",
+    ),
+    (
+        "spec.workflow[1].retry.backoff = linear",
+        "spec.workflow[1].retry.backoff",
+        "Input should be 'fixed' or 'exponential'",
+    ),
+    (
+        "spec.workflow[1].retry.initialDelay = soon",
+        "spec.workflow[1].retry.initialDelay",
+        "'soon' is not a duration",
+    ),
     ("spec.workflow[1].timeout = 5x", "spec.workflow[1].timeout", "'5x' is not a duration"),
-    ("spec.workflow[1].next[0].then = null", "spec.workflow[1].next[0]", "`when` and `then` go together"),
-    ("spec.workflow[1].next[0].step = store", "spec.workflow[1].next[0]", "a next entry takes exactly one of"),
+    (
+        "spec.workflow[1].next[0].then = null",
+        "spec.workflow[1].next[0]",
+        "`when` and `then` go together",
+    ),
+    (
+        "spec.workflow[1].next[0].step = store",
+        "spec.workflow[1].next[0]",
+        "a next entry takes exactly one of",
+    ),
     ("spec.workflow[1].nxt = []", "spec.workflow[1].nxt", "unknown field"),
     ("spec.workflow = []", "spec.workflow", "List should have at least 1 item"),
     ("spec.workload = [1, 2]", "spec.workload", "Input should be a valid dictionary"),
-    ("spec.workflow[1].retry.when = '{% if %}'", "spec.workflow[1].retry.when", "template syntax error"),
+    (
+        "spec.workflow[1].retry.when = '{% if %}'",
+        "spec.workflow[1].retry.when",
+        "template syntax error",
+    ),
     ("spec.output = '{{ }}'", "spec.output", "template syntax error"),
-    ("spec.workflow[2].tool = playbook", "spec.workflow[2].args.name", "a playbook step needs args.name"),
+    (
+        "spec.workflow[2].tool = playbook",
+        "spec.workflow[2].args.name",
+        "a playbook step needs args.name",
+    ),
     ("kind = Workflow", "kind", "expected Playbook, got 'Workflow'"),
     ("apiVersion = argoproj.io/v1alpha1", "apiVersion", "expected noetl.io/v1alpha1"),
 ]
@@ -122,7 +212,10 @@ def test_every_error_is_reported_at_once():
     document["spec"]["workflow"][3]["next"] = [{"step": "ghost"}]
     with pytest.raises(PlaybookInvalid) as caught:
         parse_playbook(document)
-    assert [e.path for e in caught.value.errors] == ["spec.workflow[2].tool", "spec.workflow[3].next[0].step"]
+    assert [e.path for e in caught.value.errors] == [
+        "spec.workflow[2].tool",
+        "spec.workflow[3].next[0].step",
+    ]
 
 
 def test_the_bare_form_reports_paths_as_written():

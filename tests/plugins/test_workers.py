@@ -81,7 +81,9 @@ async def test_steps_run_concurrently_up_to_the_pool_size(tmp_path: Path) -> Non
         "    time.sleep(0.01)\n"
     )
     # CLOCK_MONOTONIC is one clock for every process, so the spans compare across workers.
-    span = "import time\nstart = time.monotonic()\ntime.sleep(0.1)\nresult = [start, time.monotonic()]"
+    span = (
+        "import time\nstart = time.monotonic()\ntime.sleep(0.1)\nresult = [start, time.monotonic()]"
+    )
     workers = WorkerPool(size=4)
     try:
         met = await asyncio.gather(*(workers.run(step("python", code=meet)) for _ in range(4)))

@@ -6,7 +6,10 @@ import pytest
 
 from noetl.templating import RenderError, check_syntax, render, truthy
 
-CONTEXT = {"workload": {"cities": ["Paris", "Oslo"], "n": 3}, "fetch": {"results": [{"a": 1}, {"a": 2}]}}
+CONTEXT = {
+    "workload": {"cities": ["Paris", "Oslo"], "n": 3},
+    "fetch": {"results": [{"a": 1}, {"a": 2}]},
+}
 
 
 @pytest.mark.parametrize(
@@ -21,7 +24,7 @@ CONTEXT = {"workload": {"cities": ["Paris", "Oslo"], "n": 3}, "fetch": {"results
         ("{{ '<&>' | tojson }}", '"<&>"'),
         ("{{ 'hello' | b64encode }}", "aGVsbG8="),
         ("{{ 'aGVsbG8=' | b64decode }}", "hello"),
-        ('{{ \'{"a": [1]}\' | fromjson }}', {"a": [1]}),
+        ("{{ '{\"a\": [1]}' | fromjson }}", {"a": [1]}),
         ("{{ workload.cities[0] }}-{{ workload.cities[1] }}", "Paris-Oslo"),
         ("plain text", "plain text"),
         ("{{ range(3) | list }}", [0, 1, 2]),
@@ -33,7 +36,9 @@ def test_render(template, expected):
 
 
 def test_render_walks_nested_values():
-    assert render({"x": ["{{ workload.n }}", {"{{ 'k' }}": "v{{ workload.n }}"}], "y": 1}, CONTEXT) == {
+    assert render(
+        {"x": ["{{ workload.n }}", {"{{ 'k' }}": "v{{ workload.n }}"}], "y": 1}, CONTEXT
+    ) == {
         "x": [3, {"k": "v3"}],
         "y": 1,
     }
@@ -79,7 +84,10 @@ ESCAPES = [
 def test_known_sandbox_escapes_are_refused(payload):
     with pytest.raises(RenderError) as caught:
         render(payload, CONTEXT)
-    assert any(word in caught.value.reason for word in ("unsafe", "sandbox", "undefined", "has no attribute")), caught.value.reason
+    assert any(
+        word in caught.value.reason
+        for word in ("unsafe", "sandbox", "undefined", "has no attribute")
+    ), caught.value.reason
     assert CONTEXT["fetch"]["results"] == [{"a": 1}, {"a": 2}]
 
 
@@ -89,6 +97,19 @@ def test_syntax_errors_are_found_before_running():
     assert "syntax error" in check_syntax("{{ }}")
 
 
-@pytest.mark.parametrize(("value", "expected"), [("false", False), ("False", False), ("0", False), ("", False), ("no", False), ("yes", True), ([], False), ([0], True), (1, True)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("", False),
+        ("no", False),
+        ("yes", True),
+        ([], False),
+        ([0], True),
+        (1, True),
+    ],
+)
 def test_truthy(value, expected):
     assert truthy(value) is expected

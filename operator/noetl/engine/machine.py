@@ -130,7 +130,9 @@ class RenderContext(Mapping[str, Any]):
 class _Transition:
     """The work of one event: mutates the state and collects commands."""
 
-    def __init__(self, engine: Engine, state: ExecutionState, results: MutableMapping[str, Any], at: float):
+    def __init__(
+        self, engine: Engine, state: ExecutionState, results: MutableMapping[str, Any], at: float
+    ):
         self.engine = engine
         self.playbook = engine.playbook
         self.graph = engine.graph
@@ -157,7 +159,9 @@ class _Transition:
                     self._attempt_succeeded(event.step, event.index, event.result)
             case StepFailed():
                 if self._current(event.step, event.index, event.attempt) is not None:
-                    self._attempt_failed(event.step, event.index, event.attempt, event.error, event.result)
+                    self._attempt_failed(
+                        event.step, event.index, event.attempt, event.error, event.result
+                    )
             case TimerFired():
                 self._timer_fired(event.timer)
             case CancelRequested():
@@ -233,7 +237,11 @@ class _Transition:
         spec_loop = self.playbook.steps[name].loop
         assert spec_loop is not None
         limit = spec_loop.max_in_flight if spec_loop.mode == "parallel" else 1
-        while len(loop.in_flight) < limit and loop.next_index < loop.total and loop.failed_index is None:
+        while (
+            len(loop.in_flight) < limit
+            and loop.next_index < loop.total
+            and loop.failed_index is None
+        ):
             loop.next_index += 1
             self._start_attempt(name, loop.next_index - 1, 1)
 
@@ -253,11 +261,20 @@ class _Transition:
         timeout = duration_seconds(spec.timeout) if spec.timeout else None
         if spec.tool == "playbook":
             self.commands.append(
-                StartChildExecution(name, index, attempt, str(args["name"]), dict(args.get("workload") or {}), timeout)
+                StartChildExecution(
+                    name,
+                    index,
+                    attempt,
+                    str(args["name"]),
+                    dict(args.get("workload") or {}),
+                    timeout,
+                )
             )
         else:
             assert spec.tool is not None
-            self.commands.append(StartStep(name, index, attempt, spec.tool, args, spec.code, timeout))
+            self.commands.append(
+                StartStep(name, index, attempt, spec.tool, args, spec.code, timeout)
+            )
 
     # Finishing steps --------------------------------------------------------------------------
 
@@ -274,7 +291,13 @@ class _Transition:
         self._maybe_finish_loop(name, step)
 
     def _attempt_failed(
-        self, name: str, index: int | None, attempt: int, error: str, result: Any, retryable: bool = True
+        self,
+        name: str,
+        index: int | None,
+        attempt: int,
+        error: str,
+        result: Any,
+        retryable: bool = True,
     ) -> None:
         step = self.state.steps[name]
         if retryable and self._should_retry(name, attempt, error, result):
@@ -297,7 +320,11 @@ class _Transition:
         if retry.when is None:
             return True
         try:
-            return truthy(render_string(retry.when, self._context(name, extras={"error": error, "result": result})))
+            return truthy(
+                render_string(
+                    retry.when, self._context(name, extras={"error": error, "result": result})
+                )
+            )
         except RenderError:
             return False  # a condition that cannot be read does not earn another attempt
 
@@ -390,7 +417,9 @@ class _Transition:
                 try:
                     matched = truthy(render_string(entry.when, context))
                 except RenderError as error:
-                    raise RenderError(error.expression, f"next[{position}].when: {error.reason}") from None
+                    raise RenderError(
+                        error.expression, f"next[{position}].when: {error.reason}"
+                    ) from None
                 if matched:
                     targets += [target.step for target in entry.then]
         if not matched:

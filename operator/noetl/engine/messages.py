@@ -120,4 +120,6 @@ class FinishExecution:
     error: str | None = None
 
 
-Command = StartStep | StartChildExecution | ScheduleRetry | ScheduleTimer | CancelStep | FinishExecution
+Command = (
+    StartStep | StartChildExecution | ScheduleRetry | ScheduleTimer | CancelStep | FinishExecution
+)

@@ -89,7 +89,9 @@ class ExecutionState:
 
     def to_dict(self) -> dict[str, Any]:
         # Empty and unset fields are left out: a status holds one record per step that ran.
-        return asdict(self, dict_factory=lambda items: {k: v for k, v in items if v not in (None, [], {})})
+        return asdict(
+            self, dict_factory=lambda items: {k: v for k, v in items if v not in (None, [], {})}
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
@@ -98,7 +100,9 @@ class ExecutionState:
             loop = raw.get("loop")
             if loop is not None:
                 # JSON object keys are strings; item indexes are ints.
-                in_flight = {int(index): attempt for index, attempt in loop.get("in_flight", {}).items()}
+                in_flight = {
+                    int(index): attempt for index, attempt in loop.get("in_flight", {}).items()
+                }
                 loop = LoopState(**{**loop, "in_flight": in_flight})
             steps[name] = StepState(**{**raw, "loop": loop})
         return cls(

@@ -34,14 +34,18 @@ def _json(response: Any) -> Any:
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient, limiter: TokenBucket, threads: int = 16) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, limiter: TokenBucket, threads: int = 16
+    ) -> None:
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self._limiter = limiter
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-api")
 
-    async def _call(self, verb: str, resource: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(
+        self, verb: str, resource: str, function: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
         await self._limiter.acquire()
         API_CALLS.labels(verb=verb, resource=resource).inc()
         loop = asyncio.get_running_loop()
@@ -51,7 +55,17 @@ class KubeApi:
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            response = await self._call("get", plural, self.custom.get_namespaced_custom_object, API_GROUP, VERSION, namespace, plural, name, _preload_content=False)
+            response = await self._call(
+                "get",
+                plural,
+                self.custom.get_namespaced_custom_object,
+                API_GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                _preload_content=False,
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -59,24 +73,62 @@ class KubeApi:
         return _json(response)
 
     async def list_custom(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call("list", plural, self.custom.list_namespaced_custom_object, API_GROUP, VERSION, namespace, plural, label_selector=selector, _preload_content=False)
+        response = await self._call(
+            "list",
+            plural,
+            self.custom.list_namespaced_custom_object,
+            API_GROUP,
+            VERSION,
+            namespace,
+            plural,
+            label_selector=selector,
+            _preload_content=False,
+        )
         return _json(response)["items"]
 
     async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call("list", "jobs", self.batch.list_namespaced_job, namespace, label_selector=selector, _preload_content=False)
+        response = await self._call(
+            "list",
+            "jobs",
+            self.batch.list_namespaced_job,
+            namespace,
+            label_selector=selector,
+            _preload_content=False,
+        )
         return _json(response)["items"]
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call("list", "pods", self.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False)
+        response = await self._call(
+            "list",
+            "pods",
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+            _preload_content=False,
+        )
         return _json(response)["items"]
 
     async def list_config_maps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call("list", "configmaps", self.core.list_namespaced_config_map, namespace, label_selector=selector, _preload_content=False)
+        response = await self._call(
+            "list",
+            "configmaps",
+            self.core.list_namespaced_config_map,
+            namespace,
+            label_selector=selector,
+            _preload_content=False,
+        )
         return _json(response)["items"]
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            response = await self._call("get", "configmaps", self.core.read_namespaced_config_map, name, namespace, _preload_content=False)
+            response = await self._call(
+                "get",
+                "configmaps",
+                self.core.read_namespaced_config_map,
+                name,
+                namespace,
+                _preload_content=False,
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -84,7 +136,14 @@ class KubeApi:
         return _json(response)
 
     async def pod_log(self, namespace: str, pod: str) -> str:
-        response: Any = await self._call("get", "pods/log", self.core.read_namespaced_pod_log, pod, namespace, _preload_content=False)
+        response: Any = await self._call(
+            "get",
+            "pods/log",
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            _preload_content=False,
+        )
         return str(response.data.decode("utf-8", errors="replace"))
 
     # Writes -----------------------------------------------------------------------------------
@@ -95,38 +154,124 @@ class KubeApi:
         kind = body["kind"]
         try:
             if kind == "Job":
-                await self._call("create", "jobs", self.batch.create_namespaced_job, namespace, body, _preload_content=False)
+                await self._call(
+                    "create",
+                    "jobs",
+                    self.batch.create_namespaced_job,
+                    namespace,
+                    body,
+                    _preload_content=False,
+                )
             elif kind == "ConfigMap":
-                await self._call("create", "configmaps", self.core.create_namespaced_config_map, namespace, body, _preload_content=False)
+                await self._call(
+                    "create",
+                    "configmaps",
+                    self.core.create_namespaced_config_map,
+                    namespace,
+                    body,
+                    _preload_content=False,
+                )
             elif kind == "Event":
-                await self._call("create", "events", self.core.create_namespaced_event, namespace, body, _preload_content=False)
+                await self._call(
+                    "create",
+                    "events",
+                    self.core.create_namespaced_event,
+                    namespace,
+                    body,
+                    _preload_content=False,
+                )
             else:
                 plural = kind.lower() + "s"
-                await self._call("create", plural, self.custom.create_namespaced_custom_object, API_GROUP, VERSION, namespace, plural, body, _preload_content=False)
+                await self._call(
+                    "create",
+                    plural,
+                    self.custom.create_namespaced_custom_object,
+                    API_GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    body,
+                    _preload_content=False,
+                )
         except ApiException as error:
             if error.status == 409:
                 return False
             raise
         return True
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._call("patch", f"{plural}/status", self.custom.patch_namespaced_custom_object_status, API_GROUP, VERSION, namespace, plural, name, {"status": status}, _preload_content=False)
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        await self._call(
+            "patch",
+            f"{plural}/status",
+            self.custom.patch_namespaced_custom_object_status,
+            API_GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+            _preload_content=False,
+        )
 
-    async def patch_spec(self, plural: str, namespace: str, name: str, spec: dict[str, Any]) -> None:
-        await self._call("patch", plural, self.custom.patch_namespaced_custom_object, API_GROUP, VERSION, namespace, plural, name, {"spec": spec}, _preload_content=False)
+    async def patch_spec(
+        self, plural: str, namespace: str, name: str, spec: dict[str, Any]
+    ) -> None:
+        await self._call(
+            "patch",
+            plural,
+            self.custom.patch_namespaced_custom_object,
+            API_GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"spec": spec},
+            _preload_content=False,
+        )
 
-    async def patch_config_map_data(self, namespace: str, name: str, data: dict[str, str | None]) -> None:
-        await self._call("patch", "configmaps", self.core.patch_namespaced_config_map, name, namespace, {"data": data}, _preload_content=False)
+    async def patch_config_map_data(
+        self, namespace: str, name: str, data: dict[str, str | None]
+    ) -> None:
+        await self._call(
+            "patch",
+            "configmaps",
+            self.core.patch_namespaced_config_map,
+            name,
+            namespace,
+            {"data": data},
+            _preload_content=False,
+        )
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete (in the background, dependents included); a missing object is fine."""
         options = client.V1DeleteOptions(propagation_policy="Background")
         try:
             if kind == "Job":
-                await self._call("delete", "jobs", self.batch.delete_namespaced_job, name, namespace, body=options, _preload_content=False)
+                await self._call(
+                    "delete",
+                    "jobs",
+                    self.batch.delete_namespaced_job,
+                    name,
+                    namespace,
+                    body=options,
+                    _preload_content=False,
+                )
             else:
                 plural = kind.lower() + "s"
-                await self._call("delete", plural, self.custom.delete_namespaced_custom_object, API_GROUP, VERSION, namespace, plural, name, body=options, _preload_content=False)
+                await self._call(
+                    "delete",
+                    plural,
+                    self.custom.delete_namespaced_custom_object,
+                    API_GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    body=options,
+                    _preload_content=False,
+                )
         except ApiException as error:
             if error.status != 404:
                 raise

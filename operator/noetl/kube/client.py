@@ -37,14 +37,20 @@ class Cluster:
             "spec": playbook.spec.model_dump(by_alias=True, exclude_none=True),
         }
         try:
-            current: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "playbooks", playbook.name)
+            current: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "playbooks", playbook.name
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "playbooks", body)
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "playbooks", body
+            )
             return
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, "playbooks", playbook.name, body)
+        self.custom.replace_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "playbooks", playbook.name, body
+        )
 
     def create_execution(self, playbook: str, workload: dict[str, Any]) -> str:
         body = {
@@ -53,17 +59,25 @@ class Cluster:
             "metadata": {"generateName": f"{playbook}-", "namespace": self.namespace},
             "spec": {"playbookRef": {"name": playbook}, "workload": workload},
         }
-        created: Any = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "executions", body)
+        created: Any = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "executions", body
+        )
         return str(created["metadata"]["name"])
 
     def execution(self, name: str) -> dict[str, Any]:
-        found: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "executions", name)
+        found: Any = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "executions", name
+        )
         return dict(found)
 
     def cancel(self, name: str) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}})
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}}
+        )
 
-    def follow(self, name: str, on_change: Callable[[dict[str, Any]], None], timeout: int = 3600) -> dict[str, Any]:
+    def follow(
+        self, name: str, on_change: Callable[[dict[str, Any]], None], timeout: int = 3600
+    ) -> dict[str, Any]:
         """Watch the Execution until it ends; `on_change` sees each new version."""
         for event in watch.Watch().stream(
             self.custom.list_namespaced_custom_object,
@@ -91,7 +105,9 @@ class Cluster:
     def logs(self, name: str, step: str | None = None) -> Iterator[tuple[str, str]]:
         """(pod name, log text) of each step pod of the execution, oldest first."""
         selector = f"{EXECUTION_LABEL}={name}" + (f",{STEP_LABEL}={step}" if step else "")
-        pods: list[Any] = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        pods: list[Any] = self.core.list_namespaced_pod(
+            self.namespace, label_selector=selector
+        ).items
         for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
             try:
                 text = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace)
@@ -111,5 +127,9 @@ def describe(execution: dict[str, Any]) -> str:
         lines.append(f"  error: {status['error']}")
     for name, step in (status.get("steps") or {}).items():
         detail = ", ".join(f"{key} {step[key]}" for key in ("attempts", "items") if key in step)
-        lines.append(f"  {name}: {step['phase']}" + (f" ({detail})" if detail else "") + (f" - {step['message']}" if step.get("message") else ""))
+        lines.append(
+            f"  {name}: {step['phase']}"
+            + (f" ({detail})" if detail else "")
+            + (f" - {step['message']}" if step.get("message") else "")
+        )
     return "\n".join(lines)

@@ -38,7 +38,9 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
         del node["additionalProperties"]
     if node.get("x-kubernetes-preserve-unknown-fields"):
         # Free-form values (args, workload, output, loop.in): any JSON is fine.
-        kept = {k: node[k] for k in ("description", "x-kubernetes-preserve-unknown-fields") if k in node}
+        kept = {
+            k: node[k] for k in ("description", "x-kubernetes-preserve-unknown-fields") if k in node
+        }
         if node.get("type") == "object" or "additionalProperties" in node:
             kept["type"] = "object"
         return kept
@@ -80,7 +82,14 @@ def _playbook_rules(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], columns: list[dict[str, Any]], description: str) -> dict[str, Any]:
+def _crd(
+    kind: str,
+    plural: str,
+    short: str,
+    spec: dict[str, Any],
+    columns: list[dict[str, Any]],
+    description: str,
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -130,11 +139,22 @@ def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], columns: list
 def playbook_crd() -> dict[str, Any]:
     spec = _playbook_rules(openapi_schema(PlaybookSpec))
     columns = [
-        {"name": "Valid", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"},
+        {
+            "name": "Valid",
+            "type": "string",
+            "jsonPath": ".status.conditions[?(@.type=='Ready')].status",
+        },
         {"name": "Steps", "type": "integer", "jsonPath": ".status.steps"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
-    return _crd("Playbook", "playbooks", "pb", spec, columns, "A NoETL workflow: steps, their tools and the edges between them.")
+    return _crd(
+        "Playbook",
+        "playbooks",
+        "pb",
+        spec,
+        columns,
+        "A NoETL workflow: steps, their tools and the edges between them.",
+    )
 
 
 def execution_crd() -> dict[str, Any]:
@@ -157,7 +177,14 @@ def execution_crd() -> dict[str, Any]:
         {"name": "Started", "type": "date", "jsonPath": ".status.startedAt"},
         {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
     ]
-    return _crd("Execution", "executions", "ex", spec, columns, "One run of a NoETL playbook, with its inputs.")
+    return _crd(
+        "Execution",
+        "executions",
+        "ex",
+        spec,
+        columns,
+        "One run of a NoETL playbook, with its inputs.",
+    )
 
 
 def all_crds() -> dict[str, dict[str, Any]]:

@@ -150,7 +150,9 @@ class ExecutionDriver:
             await self._refuse(error)
             return
         spec = execution["spec"]
-        self.engine = Engine(playbook, spec.get("workload") or {}, {"id": self.uid, "name": self.name})
+        self.engine = Engine(
+            playbook, spec.get("workload") or {}, {"id": self.uid, "name": self.name}
+        )
         if status.get("engine"):
             self.state = ExecutionState.from_dict(json.loads(status["engine"]))
         self.results = await ResultStore.load(self.api, execution)
@@ -176,15 +178,23 @@ class ExecutionDriver:
         name = snapshot_config_map(self.name)
         stored = await self.api.read_config_map(self.namespace, name)
         if stored is not None and owned_by(stored, self.uid):
-            return parse_playbook(json.loads(stored["data"]["playbook.json"]), f"execution {self.name}")
+            return parse_playbook(
+                json.loads(stored["data"]["playbook.json"]), f"execution {self.name}"
+            )
         spec = self.execution["spec"]
         if spec.get("playbook") is not None:
-            document = {"kind": "Playbook", "metadata": {"name": self.name}, "spec": spec["playbook"]}
+            document = {
+                "kind": "Playbook",
+                "metadata": {"name": self.name},
+                "spec": spec["playbook"],
+            }
         else:
             ref = spec["playbookRef"]["name"]
             found = await self.api.get_custom("playbooks", self.namespace, ref)
             if found is None:
-                raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} in namespace {self.namespace}")
+                raise LookupError(
+                    f"spec.playbookRef.name: no Playbook named {ref!r} in namespace {self.namespace}"
+                )
             document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
         playbook = parse_playbook(document, f"playbook {document['metadata']['name']}")
         data = {"playbook.json": json.dumps(document, separators=(",", ":"))}
@@ -210,17 +220,34 @@ class ExecutionDriver:
         for timer_id, timer in self.state.timers.items():
             self._schedule(timer_id, timer.due)
         selector = f"{EXECUTION_LABEL}={self.name}"
-        jobs = [job for job in await self.api.list_jobs(self.namespace, selector) if owned_by(job, self.uid)]
-        children = [c for c in await self.api.list_custom("executions", self.namespace, selector) if owned_by(c, self.uid)]
+        jobs = [
+            job
+            for job in await self.api.list_jobs(self.namespace, selector)
+            if owned_by(job, self.uid)
+        ]
+        children = [
+            c
+            for c in await self.api.list_custom("executions", self.namespace, selector)
+            if owned_by(c, self.uid)
+        ]
         seen = {run_of(obj["metadata"]["labels"]) for obj in [*jobs, *children]}
         for child in children:
             step, index, attempt = run_of(child["metadata"]["labels"])
             timeout = self.engine.playbook.steps[step].timeout
             if timeout is not None:
                 created = epoch_seconds(child["metadata"]["creationTimestamp"])
-                self._child_deadline(step, index, attempt, created + duration_seconds(timeout), duration_seconds(timeout))
+                self._child_deadline(
+                    step,
+                    index,
+                    attempt,
+                    created + duration_seconds(timeout),
+                    duration_seconds(timeout),
+                )
         lost = [run for run in self.state.runs_in_flight() if run not in seen]
-        replay: list[Event] = [StepFailed(*run, at=time.time(), error="the step's Job no longer exists") for run in lost]
+        replay: list[Event] = [
+            StepFailed(*run, at=time.time(), error="the step's Job no longer exists")
+            for run in lost
+        ]
         for job in sorted(jobs, key=_finish_time):
             if job_finished(job) and (event := await self._job_event(job)):
                 replay.append(event)
@@ -244,9 +271,21 @@ class ExecutionDriver:
             event = await self._child_event(message.child)
         elif isinstance(message, TimerDue):
             event = TimerFired(message.timer, at=time.time())
-        elif isinstance(message, ChildDeadline) and self.state.running_step(message.step, message.index, message.attempt):
-            await self.api.delete("Execution", self.namespace, run_name(self.name, message.step, message.index, message.attempt))
-            event = StepFailed(message.step, message.index, message.attempt, at=time.time(), error=f"timed out after {message.seconds:g}s")
+        elif isinstance(message, ChildDeadline) and self.state.running_step(
+            message.step, message.index, message.attempt
+        ):
+            await self.api.delete(
+                "Execution",
+                self.namespace,
+                run_name(self.name, message.step, message.index, message.attempt),
+            )
+            event = StepFailed(
+                message.step,
+                message.index,
+                message.attempt,
+                at=time.time(),
+                error=f"timed out after {message.seconds:g}s",
+            )
         elif isinstance(message, ExecutionChanged) and message.body["spec"].get("cancel"):
             event = CancelRequested(at=time.time(), reason="spec.cancel is true")
         if event is not None:
@@ -265,11 +304,17 @@ class ExecutionDriver:
             return None  # not ours, stale, or already recorded: no need to read its pod
         at = time.time()
         if not job_finished(job):
-            return StepFailed(*run, at=at, error="the step's Job was deleted before it finished") if deleted else None
+            return (
+                StepFailed(*run, at=at, error="the step's Job was deleted before it finished")
+                if deleted
+                else None
+            )
         outcome = await job_outcome(self.api, job)
         _observe(job, outcome.ok)
         if not outcome.ok:
-            return StepFailed(*run, at=at, error=outcome.error or "step failed", result=outcome.result)
+            return StepFailed(
+                *run, at=at, error=outcome.error or "step failed", result=outcome.result
+            )
         too_large = check_size(outcome.result)
         if too_large:
             return StepFailed(*run, at=at, error=too_large)
@@ -283,7 +328,13 @@ class ExecutionDriver:
         step, index, attempt = run
         at = time.time()
         if status["phase"] != "Succeeded":
-            return StepFailed(step, index, attempt, at=at, error=f"child execution {child['metadata']['name']} {status['phase'].lower()}: {status.get('error')}")
+            return StepFailed(
+                step,
+                index,
+                attempt,
+                at=at,
+                error=f"child execution {child['metadata']['name']} {status['phase'].lower()}: {status.get('error')}",
+            )
         result = status.get("result")
         ref = status.get("resultRef")
         if ref:
@@ -297,7 +348,9 @@ class ExecutionDriver:
         pending = list(incoming)
         while pending:
             event = pending.pop(0)
-            ran = isinstance(event, StepSucceeded | StepFailed) and self.state.running_step(event.step, event.index, event.attempt)
+            ran = isinstance(event, StepSucceeded | StepFailed) and self.state.running_step(
+                event.step, event.index, event.attempt
+            )
             commands = self.engine.handle(self.state, self.results, event)
             if ran:
                 await self._record_outcome(event)
@@ -306,9 +359,17 @@ class ExecutionDriver:
 
     async def _record_outcome(self, event: Event) -> None:
         if isinstance(event, StepSucceeded):
-            await events.record(self.api, self.execution, "StepSucceeded", f"step {event.key} succeeded")
+            await events.record(
+                self.api, self.execution, "StepSucceeded", f"step {event.key} succeeded"
+            )
         elif isinstance(event, StepFailed):
-            await events.record(self.api, self.execution, "StepFailed", f"step {event.key} failed: {event.error}", warning=True)
+            await events.record(
+                self.api,
+                self.execution,
+                "StepFailed",
+                f"step {event.key} failed: {event.error}",
+                warning=True,
+            )
 
     async def _carry_out(self, commands: list[Command]) -> list[Event]:
         """Do what the engine asked; a run that cannot even start comes back as its failure."""
@@ -322,27 +383,63 @@ class ExecutionDriver:
                 case StartChildExecution():
                     created = await self.api.create(child_execution(self.execution, command))
                     if command.timeout is not None:
-                        self._child_deadline(command.step, command.index, command.attempt, time.time() + command.timeout, command.timeout)
+                        self._child_deadline(
+                            command.step,
+                            command.index,
+                            command.attempt,
+                            time.time() + command.timeout,
+                            command.timeout,
+                        )
                     if created:
-                        await events.record(self.api, self.execution, "StepStarted", f"step {command.key} started child execution of playbook {command.playbook}")
+                        await events.record(
+                            self.api,
+                            self.execution,
+                            "StepStarted",
+                            f"step {command.key} started child execution of playbook {command.playbook}",
+                        )
                 case ScheduleRetry():
                     self._schedule(command.timer, command.due)
                     wait = max(0.0, command.due - time.time())
-                    await events.record(self.api, self.execution, "StepRetrying", f"step {command.key} in {wait:.0f}s after: {command.error}", warning=True)
+                    await events.record(
+                        self.api,
+                        self.execution,
+                        "StepRetrying",
+                        f"step {command.key} in {wait:.0f}s after: {command.error}",
+                        warning=True,
+                    )
                 case ScheduleTimer():
                     self._schedule(command.timer, command.due)
                 case CancelStep():
-                    kind = "Execution" if self.engine.playbook.steps[command.step].tool == "playbook" else "Job"
-                    await self.api.delete(kind, self.namespace, run_name(self.name, command.step, command.index, command.attempt))
+                    kind = (
+                        "Execution"
+                        if self.engine.playbook.steps[command.step].tool == "playbook"
+                        else "Job"
+                    )
+                    await self.api.delete(
+                        kind,
+                        self.namespace,
+                        run_name(self.name, command.step, command.index, command.attempt),
+                    )
                 case FinishExecution():
                     await self._finished(command)
         return failures
 
     async def _start_job(self, command: StartStep) -> Event | None:
         try:
-            manifest = step_job(self.execution, command, self.engine.playbook.steps[command.step], self.context.settings)
+            manifest = step_job(
+                self.execution,
+                command,
+                self.engine.playbook.steps[command.step],
+                self.context.settings,
+            )
         except (ValueError, KeyError) as error:
-            return StepFailed(command.step, command.index, command.attempt, at=time.time(), error=f"cannot build the step's Job: {error}")
+            return StepFailed(
+                command.step,
+                command.index,
+                command.attempt,
+                at=time.time(),
+                error=f"cannot build the step's Job: {error}",
+            )
         job = manifest["metadata"]["name"]
         await self.context.slots.acquire(self.namespace, job)
         try:
@@ -350,22 +447,42 @@ class ExecutionDriver:
         except ApiException as error:
             self.context.slots.release(self.namespace, job)
             if error.status is not None and 400 <= error.status < 500 and error.status != 429:
-                return StepFailed(command.step, command.index, command.attempt, at=time.time(), error=f"the API server refused the step's Job: {error.reason} ({error.status})")
+                return StepFailed(
+                    command.step,
+                    command.index,
+                    command.attempt,
+                    at=time.time(),
+                    error=f"the API server refused the step's Job: {error.reason} ({error.status})",
+                )
             raise
         if created:
-            await events.record(self.api, self.execution, "StepStarted", f"step {command.key} started as Job {job}")
+            await events.record(
+                self.api, self.execution, "StepStarted", f"step {command.key} started as Job {job}"
+            )
         return None
 
     async def _finished(self, command: FinishExecution) -> None:
         metrics.EXECUTIONS_FINISHED.labels(phase=command.phase).inc()
-        message = f"execution {command.phase.lower()}" + (f": {command.error}" if command.error else "")
-        await events.record(self.api, self.execution, f"Execution{command.phase}", message, warning=command.phase != "Succeeded")
+        message = f"execution {command.phase.lower()}" + (
+            f": {command.error}" if command.error else ""
+        )
+        await events.record(
+            self.api,
+            self.execution,
+            f"Execution{command.phase}",
+            message,
+            warning=command.phase != "Succeeded",
+        )
         self.finished_at = time.time()
         self._result = command.result
 
-    def _child_deadline(self, step: str, index: int | None, attempt: int, due: float, seconds: float) -> None:
+    def _child_deadline(
+        self, step: str, index: int | None, attempt: int, due: float, seconds: float
+    ) -> None:
         deadline = ChildDeadline(step, index, attempt, seconds)
-        asyncio.get_running_loop().call_later(max(0.0, due - time.time()), self.queue.put_nowait, deadline)
+        asyncio.get_running_loop().call_later(
+            max(0.0, due - time.time()), self.queue.put_nowait, deadline
+        )
 
     def _schedule(self, timer: str, due: float) -> None:
         if timer in self._timers:
@@ -388,16 +505,23 @@ class ExecutionDriver:
         try:
             await self.results.flush(self.api)
         except ResultTooLarge as error:
-            self.state.phase, self.state.error, self.state.finished_at = "Failed", str(error), time.time()
+            self.state.phase, self.state.error, self.state.finished_at = (
+                "Failed",
+                str(error),
+                time.time(),
+            )
             result = None
         if self.state.phase == "Succeeded" and not fits_inline(result):
             result_ref, result = self.results.location(OUTPUT_KEY), None
-        status = execution_status(self.state, self.execution["metadata"].get("generation"), result, result_ref)
+        status = execution_status(
+            self.state, self.execution["metadata"].get("generation"), result, result_ref
+        )
         shown = set(status["steps"])
-        status["steps"].update({name: None for name in self._shown_steps - shown})  # merge patch: drop
+        status["steps"].update(
+            {name: None for name in self._shown_steps - shown}
+        )  # merge patch: drop
         self._shown_steps = shown
         await self.api.patch_status("executions", self.namespace, self.name, status)
-
 
 
 def _finish_time(job: dict[str, Any]) -> str:
@@ -410,12 +534,16 @@ def _observe(job: dict[str, Any], ok: bool) -> None:
     tool = labels.get(TOOL_LABEL, "unknown")
     metrics.STEPS_FINISHED.labels(tool=tool, outcome="succeeded" if ok else "failed").inc()
     status = job.get("status") or {}
-    started, ended = status.get("startTime"), status.get("completionTime") or _last_condition_time(job)
+    started, ended = (
+        status.get("startTime"),
+        status.get("completionTime") or _last_condition_time(job),
+    )
     if started and ended:
-        metrics.STEP_DURATION.labels(tool=tool).observe(epoch_seconds(ended) - epoch_seconds(started))
+        metrics.STEP_DURATION.labels(tool=tool).observe(
+            epoch_seconds(ended) - epoch_seconds(started)
+        )
 
 
 def _last_condition_time(job: dict[str, Any]) -> str | None:
     times = [c.get("lastTransitionTime") for c in (job.get("status") or {}).get("conditions") or []]
     return max((t for t in times if t), default=None)
-

@@ -13,7 +13,9 @@ COMPONENT = "noetl-operator"
 MESSAGE_LIMIT = 1024
 
 
-async def record(api: KubeApi, subject: dict[str, Any], reason: str, message: str, warning: bool = False) -> None:
+async def record(
+    api: KubeApi, subject: dict[str, Any], reason: str, message: str, warning: bool = False
+) -> None:
     """Post an Event about `subject` (an Execution, or a Playbook)."""
     metadata = subject["metadata"]
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -21,7 +23,10 @@ async def record(api: KubeApi, subject: dict[str, Any], reason: str, message: st
         {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "metadata": {
+                "generateName": f"{metadata['name']}.",
+                "namespace": metadata["namespace"],
+            },
             "involvedObject": {
                 "apiVersion": API_VERSION,
                 "kind": subject.get("kind", "Execution"),

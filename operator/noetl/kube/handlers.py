@@ -29,7 +29,9 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     api = drivers.context.api
 
     @kopf.on.event(GROUP, VERSION, "executions", registry=registry)
-    async def execution_event(type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+    async def execution_event(
+        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+    ) -> None:
         assert namespace is not None
         raw = dict(body)
         if type == "DELETED":
@@ -45,13 +47,17 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
             drivers.deliver(namespace, name, ExecutionChanged(raw))
 
     @kopf.on.event("batch", "v1", "jobs", labels={EXECUTION_LABEL: kopf.PRESENT}, registry=registry)
-    async def job_event(type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+    async def job_event(
+        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+    ) -> None:
         assert namespace is not None
         raw = dict(body)
         deleted = type == "DELETED"
         if job_finished(raw) or deleted:
             drivers.context.slots.release(namespace, name)
-            drivers.deliver(namespace, body.metadata.labels[EXECUTION_LABEL], JobChanged(raw, deleted=deleted))
+            drivers.deliver(
+                namespace, body.metadata.labels[EXECUTION_LABEL], JobChanged(raw, deleted=deleted)
+            )
 
     @kopf.on.event(GROUP, VERSION, "playbooks", registry=registry)
     async def playbook_event(type: str, body: kopf.Body, **_: Any) -> None:

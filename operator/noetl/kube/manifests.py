@@ -51,10 +51,14 @@ def run_labels(execution: str, command: StartStep | StartChildExecution) -> dict
     return labels
 
 
-def run_metadata(execution: dict[str, Any], command: StartStep | StartChildExecution, labels: dict[str, str]) -> dict[str, Any]:
+def run_metadata(
+    execution: dict[str, Any], command: StartStep | StartChildExecution, labels: dict[str, str]
+) -> dict[str, Any]:
     """Metadata of what runs one attempt: its deterministic name, owned by the Execution."""
     return {
-        "name": run_name(execution["metadata"]["name"], command.step, command.index, command.attempt),
+        "name": run_name(
+            execution["metadata"]["name"], command.step, command.index, command.attempt
+        ),
         "namespace": execution["metadata"]["namespace"],
         "labels": labels,
         "annotations": {"noetl.io/run": command.key},
@@ -62,7 +66,9 @@ def run_metadata(execution: dict[str, Any], command: StartStep | StartChildExecu
     }
 
 
-def step_job(execution: dict[str, Any], command: StartStep, step: Step, settings: OperatorSettings) -> dict[str, Any]:
+def step_job(
+    execution: dict[str, Any], command: StartStep, step: Step, settings: OperatorSettings
+) -> dict[str, Any]:
     name = execution["metadata"]["name"]
     request = {
         "step": command.step,
@@ -75,7 +81,9 @@ def step_job(execution: dict[str, Any], command: StartStep, step: Step, settings
     }
     payload = json.dumps(request, separators=(",", ":"))
     if len(payload) > MAX_ARGS_BYTES:
-        raise ValueError(f"step input is {len(payload)} bytes, over the {MAX_ARGS_BYTES} byte limit")
+        raise ValueError(
+            f"step input is {len(payload)} bytes, over the {MAX_ARGS_BYTES} byte limit"
+        )
     labels = run_labels(name, command)
     pod = step.pod
     container: dict[str, Any] = {
@@ -108,8 +116,12 @@ def step_job(execution: dict[str, Any], command: StartStep, step: Step, settings
         },
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
-        "nodeSelector": (pod.node_selector if pod and pod.node_selector else settings.step_node_selector) or None,
-        "tolerations": (pod.tolerations if pod and pod.tolerations else settings.step_tolerations) or None,
+        "nodeSelector": (
+            pod.node_selector if pod and pod.node_selector else settings.step_node_selector
+        )
+        or None,
+        "tolerations": (pod.tolerations if pod and pod.tolerations else settings.step_tolerations)
+        or None,
         "serviceAccountName": settings.step_service_account,
     }
     timeout = command.timeout or settings.step_timeout_seconds
@@ -141,7 +153,9 @@ def child_execution(execution: dict[str, Any], command: StartChildExecution) -> 
     }
 
 
-def execution_config_map(execution: dict[str, Any], name: str, purpose: str, data: dict[str, str]) -> dict[str, Any]:
+def execution_config_map(
+    execution: dict[str, Any], name: str, purpose: str, data: dict[str, str]
+) -> dict[str, Any]:
     execution_name = execution["metadata"]["name"]
     return {
         "apiVersion": "v1",
@@ -149,7 +163,11 @@ def execution_config_map(execution: dict[str, Any], name: str, purpose: str, dat
         "metadata": {
             "name": name,
             "namespace": execution["metadata"]["namespace"],
-            "labels": {EXECUTION_LABEL: execution_name, PURPOSE_LABEL: purpose, "app.kubernetes.io/part-of": "noetl"},
+            "labels": {
+                EXECUTION_LABEL: execution_name,
+                PURPOSE_LABEL: purpose,
+                "app.kubernetes.io/part-of": "noetl",
+            },
             "ownerReferences": [owner_reference(execution)],
         },
         "data": data,

@@ -60,7 +60,9 @@ async def run_operator(
         settings.peering.priority = random.randint(1, 1_000_000)
         settings.peering.mandatory = peering is not None
         # Exact namespaces need no namespace/CRD scanning, nor the cluster-wide RBAC it takes.
-        settings.scanning.disabled = bool(namespaces) and not any(set(ns) & set("*?![") for ns in namespaces)
+        settings.scanning.disabled = bool(namespaces) and not any(
+            set(ns) & set("*?![") for ns in namespaces
+        )
 
     if metrics_port:
         prometheus_client.start_http_server(metrics_port)
@@ -77,7 +79,13 @@ async def run_operator(
         api.close()
 
 
-def main(settings: OperatorSettings, metrics_port: int | None, health_port: int | None, peering: str | None, log_format: str = "json") -> None:
+def main(
+    settings: OperatorSettings,
+    metrics_port: int | None,
+    health_port: int | None,
+    peering: str | None,
+    log_format: str = "json",
+) -> None:
     # JSON lines for log collectors by default; plain text for people at a terminal.
     kopf.configure(log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
     logging.getLogger().setLevel(logging.INFO)

@@ -41,28 +41,47 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
     metadata = job["metadata"]
     failed = _condition(job, "Failed")
     if failed is not None and failed.get("reason") == "DeadlineExceeded":
-        return Outcome(ok=False, error=f"timed out after {job['spec'].get('activeDeadlineSeconds')}s")
+        return Outcome(
+            ok=False, error=f"timed out after {job['spec'].get('activeDeadlineSeconds')}s"
+        )
     pods = await api.list_pods(metadata["namespace"], f"job-name={metadata['name']}")
     finished = [(pod, _terminated(pod)) for pod in pods]
     finished = [(pod, terminated) for pod, terminated in finished if terminated is not None]
     if not finished:
         reason = (failed or {}).get("message") or (failed or {}).get("reason")
-        pod_reason = next((p["status"].get("message") or p["status"].get("reason") for p in pods if (p.get("status") or {}).get("reason")), None)
+        pod_reason = next(
+            (
+                p["status"].get("message") or p["status"].get("reason")
+                for p in pods
+                if (p.get("status") or {}).get("reason")
+            ),
+            None,
+        )
         why = pod_reason or reason or "its pod was deleted before it finished"
         return Outcome(ok=False, error=f"the step's pod ended without a result: {why}")
     pod, terminated = finished[-1]
     assert terminated is not None
     if terminated.get("reason") == "OOMKilled":
-        return Outcome(ok=False, error="the step ran out of memory (OOMKilled); raise its memory limit in pod.resources")
+        return Outcome(
+            ok=False,
+            error="the step ran out of memory (OOMKilled); raise its memory limit in pod.resources",
+        )
     message = terminated.get("message") or ""
     log = None
     if '"resultInLog"' in message:
         try:
             log = await api.pod_log(metadata["namespace"], pod["metadata"]["name"])
         except ApiException as error:
-            return Outcome(ok=False, error=f"cannot read the step's result from its pod log: {error.reason} ({error.status})")
+            return Outcome(
+                ok=False,
+                error=f"cannot read the step's result from its pod log: {error.reason} ({error.status})",
+            )
     outcome = read_outcome(message, log)
     exit_code = terminated.get("exitCode")
     if outcome.ok and (failed is not None or exit_code not in (0, None)):
-        return Outcome(ok=False, result=outcome.result, error=f"the step's container exited with code {exit_code}")
+        return Outcome(
+            ok=False,
+            result=outcome.result,
+            error=f"the step's container exited with code {exit_code}",
+        )
     return outcome

@@ -20,13 +20,21 @@ MAX_ERRORS = 50
 
 def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
     metadata = body["metadata"]
-    document = {"kind": "Playbook", "metadata": {"name": metadata["name"]}, "spec": body.get("spec")}
+    document = {
+        "kind": "Playbook",
+        "metadata": {"name": metadata["name"]},
+        "spec": body.get("spec"),
+    }
     try:
         playbook = parse_playbook(document)
     except PlaybookInvalid as invalid:
         errors = [{"path": e.path, "message": e.message} for e in invalid.errors[:MAX_ERRORS]]
         steps = len((body.get("spec") or {}).get("workflow") or [])
-        condition = {"status": "False", "reason": "Invalid", "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors)}
+        condition = {
+            "status": "False",
+            "reason": "Invalid",
+            "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+        }
     else:
         errors, steps = [], len(playbook.steps)
         condition = {"status": "True", "reason": "Valid", "message": f"{steps} steps"}
@@ -34,7 +42,9 @@ def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
         "observedGeneration": metadata.get("generation"),
         "steps": steps,
         "errors": errors or None,
-        "conditions": [{"type": "Ready", **condition, "lastTransitionTime": timestamp(time.time())}],
+        "conditions": [
+            {"type": "Ready", **condition, "lastTransitionTime": timestamp(time.time())}
+        ],
     }
 
 
@@ -46,4 +56,6 @@ async def reconcile_playbook(api: KubeApi, body: dict[str, Any]) -> None:
     await api.patch_status("playbooks", metadata["namespace"], metadata["name"], status)
     if status["errors"]:
         subject = {**body, "kind": "Playbook"}
-        await events.record(api, subject, "Invalid", status["conditions"][0]["message"], warning=True)
+        await events.record(
+            api, subject, "Invalid", status["conditions"][0]["message"], warning=True
+        )

@@ -42,7 +42,9 @@ class DriverRegistry:
         driver = self._drivers.get(key)
         if driver is None:
             driver = self._drivers[key] = ExecutionDriver(self.context, namespace, name)
-            self._tasks[key] = asyncio.create_task(self._drive(key, driver), name=f"execution {namespace}/{name}")
+            self._tasks[key] = asyncio.create_task(
+                self._drive(key, driver), name=f"execution {namespace}/{name}"
+            )
         if message is not None:
             driver.queue.put_nowait(message)
 
@@ -79,7 +81,9 @@ class DriverRegistry:
                 raise
             except Exception:
                 metrics.RECONCILE_ERRORS.labels(where="driver").inc()
-                log.exception("execution %s/%s: driver failed; resuming in %.0fs", *key, RESTART_DELAY)
+                log.exception(
+                    "execution %s/%s: driver failed; resuming in %.0fs", *key, RESTART_DELAY
+                )
                 await asyncio.sleep(RESTART_DELAY)
                 pending = driver.queue
                 driver = ExecutionDriver(self.context, *key)
@@ -92,4 +96,8 @@ class DriverRegistry:
             while len(self._finished) > FINISHED_MEMORY:
                 self._finished.popitem(last=False)
             ttl = driver.execution.get("spec", {}).get("ttlSecondsAfterFinished")
-            self.schedule_cleanup(*key, driver.finished_at, ttl if ttl is not None else self.context.settings.execution_ttl_seconds)
+            self.schedule_cleanup(
+                *key,
+                driver.finished_at,
+                ttl if ttl is not None else self.context.settings.execution_ttl_seconds,
+            )

@@ -44,7 +44,11 @@ def encode(value: Any) -> str:
 def check_size(value: Any) -> str | None:
     """Why a step result cannot be kept, or None when it can."""
     size = len(encode(value))
-    return f"result is {size} bytes, over the {MAX_RESULT_BYTES} byte limit" if size > MAX_RESULT_BYTES else None
+    return (
+        f"result is {size} bytes, over the {MAX_RESULT_BYTES} byte limit"
+        if size > MAX_RESULT_BYTES
+        else None
+    )
 
 
 class ResultStore(MutableMapping[str, Any]):
@@ -98,7 +102,9 @@ class ResultStore(MutableMapping[str, Any]):
         writes: dict[str, dict[str, str | None]] = {}
         for key, text in self._changed.items():
             if text is not None and len(text) > CONFIG_MAP_CAPACITY:
-                raise ResultTooLarge(f"the result kept as {key!r} is {len(text)} bytes, more than a ConfigMap holds")
+                raise ResultTooLarge(
+                    f"the result kept as {key!r} is {len(text)} bytes, more than a ConfigMap holds"
+                )
             home = self._home.get(key) or self._place(len(text or ""))
             if text is None:
                 self._home.pop(key, None)
@@ -110,7 +116,9 @@ class ResultStore(MutableMapping[str, Any]):
             created = False
             if name not in self._existing:
                 new = {k: v for k, v in data.items() if v is not None}
-                created = await api.create(execution_config_map(self._execution, name, PURPOSE, new))
+                created = await api.create(
+                    execution_config_map(self._execution, name, PURPOSE, new)
+                )
                 self._existing.add(name)
             if not created:
                 await api.patch_config_map_data(namespace, name, data)

@@ -24,11 +24,18 @@ def default_images() -> dict[str, str]:
 
 
 class OperatorSettings(BaseModel):
-    namespaces: list[str] = Field(default_factory=list, description="Watched namespaces; empty means all.")
-    images: dict[str, str] = Field(default_factory=default_images, description="Tool -> plugin image.")
+    namespaces: list[str] = Field(
+        default_factory=list, description="Watched namespaces; empty means all."
+    )
+    images: dict[str, str] = Field(
+        default_factory=default_images, description="Tool -> plugin image."
+    )
     image_pull_policy: str = "IfNotPresent"
     step_resources: dict[str, Any] = Field(
-        default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
+        default_factory=lambda: {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "512Mi"},
+        }
     )
     step_node_selector: dict[str, str] = Field(default_factory=dict)
     step_tolerations: list[dict[str, Any]] = Field(default_factory=list)

@@ -57,7 +57,10 @@ def _summary(step: StepState) -> dict[str, Any]:
 
 def step_summaries(state: ExecutionState) -> dict[str, dict[str, Any]]:
     unfinished = [name for name, step in state.steps.items() if step.finished_at is None]
-    finished = sorted((name for name, step in state.steps.items() if step.finished_at is not None), key=lambda n: state.steps[n].finished_at or 0)
+    finished = sorted(
+        (name for name, step in state.steps.items() if step.finished_at is not None),
+        key=lambda n: state.steps[n].finished_at or 0,
+    )
     room = max(0, SUMMARY_LIMIT - len(unfinished))
     chosen = unfinished[:SUMMARY_LIMIT] + (finished[-room:] if room else [])
     return {name: _summary(state.steps[name]) for name in chosen}
@@ -69,7 +72,11 @@ def _condition(state: ExecutionState) -> dict[str, Any]:
     elif state.phase in ("Failed", "Cancelled"):
         status, reason, message = "False", state.phase, state.error or state.phase.lower()
     else:
-        status, reason, message = "Unknown", state.phase, f"running: {', '.join(list(state.active)[:5]) or 'nothing yet'}"
+        status, reason, message = (
+            "Unknown",
+            state.phase,
+            f"running: {', '.join(list(state.active)[:5]) or 'nothing yet'}",
+        )
     changed = state.finished_at or state.started_at
     return {
         "type": "Succeeded",
@@ -80,7 +87,12 @@ def _condition(state: ExecutionState) -> dict[str, Any]:
     }
 
 
-def execution_status(state: ExecutionState, generation: int | None, result: Any = None, result_ref: dict[str, str] | None = None) -> dict[str, Any]:
+def execution_status(
+    state: ExecutionState,
+    generation: int | None,
+    result: Any = None,
+    result_ref: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The whole status (every field set, so that a merge patch replaces stale values)."""
     active = list(state.active)
     counts = Counter(step.phase for step in state.steps.values())
@@ -89,7 +101,9 @@ def execution_status(state: ExecutionState, generation: int | None, result: Any 
         "observedGeneration": generation,
         "startedAt": timestamp(state.started_at),
         "finishedAt": timestamp(state.finished_at),
-        "duration": duration(state.finished_at - state.started_at) if state.finished_at and state.started_at else None,
+        "duration": duration(state.finished_at - state.started_at)
+        if state.finished_at and state.started_at
+        else None,
         "currentStep": active[0] if active else None,
         "currentSteps": active[:10] or None,
         # Every phase is named, zero as null, so that a merge patch drops counts that fell to 0.

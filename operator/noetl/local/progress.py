@@ -62,7 +62,9 @@ class LiveReporter(PlainReporter):
 
         self._console = console or Console(stderr=True)
         super().__init__(self._console.file)  # type: ignore[arg-type]
-        self._live = Live(self._panel(), console=self._console, refresh_per_second=8, transient=True)
+        self._live = Live(
+            self._panel(), console=self._console, refresh_per_second=8, transient=True
+        )
         self._live.start()
 
     def _line(self, text: str) -> None:
@@ -78,7 +80,10 @@ class LiveReporter(PlainReporter):
 
         now = time.monotonic()
         running = sorted(self._started.items(), key=lambda item: item[1])
-        lines = [Text(f"  running {key} {now - since:5.1f}s", style="cyan") for key, since in running[:10]]
+        lines = [
+            Text(f"  running {key} {now - since:5.1f}s", style="cyan")
+            for key, since in running[:10]
+        ]
         if len(running) > 10:
             lines.append(Text(f"  ... and {len(running) - 10} more", style="cyan"))
         return Group(*lines)

@@ -101,7 +101,9 @@ class LocalRunner:
                 self._handle(await self._events.get())
         finally:
             await self._stop_everything()
-        return RunOutcome(self.execution_id, self._finished.phase, self._finished.result, self._finished.error)
+        return RunOutcome(
+            self.execution_id, self._finished.phase, self._finished.result, self._finished.error
+        )
 
     def _handle(self, event: Event) -> None:
         self._log(event)
@@ -120,7 +122,9 @@ class LocalRunner:
             case ScheduleRetry():
                 self._schedule(command.timer, command.due)
                 if self._reporter:
-                    self._reporter.retrying(self._display(command.key), command.due - time.time(), command.error)
+                    self._reporter.retrying(
+                        self._display(command.key), command.due - time.time(), command.error
+                    )
             case ScheduleTimer():
                 self._schedule(command.timer, command.due)
             case CancelStep():
@@ -154,7 +158,11 @@ class LocalRunner:
             else:
                 ok, result, error = await self._run_child(command)
         except Exception as crash:  # the runner's own fault must still end the step, never hang
-            ok, result, error = False, None, f"could not run the step: {type(crash).__name__}: {crash}"
+            ok, result, error = (
+                False,
+                None,
+                f"could not run the step: {type(crash).__name__}: {crash}",
+            )
         finally:
             self._running.pop(command.key, None)
         if ok:
@@ -186,7 +194,11 @@ class LocalRunner:
             outcome = await asyncio.wait_for(child.run(), command.timeout)
         except TimeoutError:
             return False, None, f"timed out after {command.timeout:g}s"
-        return outcome.ok, outcome.result, f"playbook {playbook.name!r} {outcome.phase.lower()}: {outcome.error}"
+        return (
+            outcome.ok,
+            outcome.result,
+            f"playbook {playbook.name!r} {outcome.phase.lower()}: {outcome.error}",
+        )
 
     async def _stop_everything(self) -> None:
         for handle in self._timers.values():
@@ -201,6 +213,7 @@ class LocalRunner:
 
 def playbook_directory_resolver(directory: Path) -> PlaybookResolver:
     """Find a sub-playbook by name among the YAML files of a directory (file stem or its name)."""
+
     def resolve(name: str) -> Playbook:
         for suffix in (".yaml", ".yml"):
             candidate = directory / f"{name}{suffix}"

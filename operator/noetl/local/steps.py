@@ -97,7 +97,9 @@ async def run_shell(request: StepRequest, timeout: float | None) -> Outcome:
     except PluginError as error:
         return Outcome(ok=False, error=str(error))
     except OSError as error:  # e.g. args.cwd does not exist
-        return Outcome(ok=False, error=f"cannot start the command: {error.strerror}: {error.filename}")
+        return Outcome(
+            ok=False, error=f"cannot start the command: {error.strerror}: {error.filename}"
+        )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:

@@ -38,7 +38,9 @@ class Playbook:
             raise PlaybookInvalid(
                 [PlaybookError(join_path(path_prefix, e.path), e.message) for e in errors], name
             )
-        return cls(name=name, spec=spec, steps={s.step: _resolve_task(spec, s) for s in spec.workflow})
+        return cls(
+            name=name, spec=spec, steps={s.step: _resolve_task(spec, s) for s in spec.workflow}
+        )
 
 
 def _resolve_task(spec: PlaybookSpec, step: Step) -> Step:
@@ -80,7 +82,9 @@ def parse_playbook(document: Any, source: str = "") -> Playbook:
         errors.append(PlaybookError("kind", f"expected Playbook, got {kind!r}"))
     api_version = document.get("apiVersion")
     if api_version is not None and not str(api_version).startswith(f"{API_GROUP}/"):
-        errors.append(PlaybookError("apiVersion", f"expected {API_GROUP}/v1alpha1, got {api_version!r}"))
+        errors.append(
+            PlaybookError("apiVersion", f"expected {API_GROUP}/v1alpha1, got {api_version!r}")
+        )
     metadata = document.get("metadata") or {}
     name = metadata.get("name") if isinstance(metadata, dict) else None
     name = name or document.get("name") or (Path(source).stem if source else "playbook")
@@ -88,7 +92,10 @@ def parse_playbook(document: Any, source: str = "") -> Playbook:
     if "spec" in document:
         prefix, body = "spec", document["spec"]
         extra = set(document) - _ENVELOPE_KEYS - {"spec", "status"}
-        errors += [PlaybookError(key, "unknown field (the resource form keeps the playbook under spec)") for key in sorted(extra)]
+        errors += [
+            PlaybookError(key, "unknown field (the resource form keeps the playbook under spec)")
+            for key in sorted(extra)
+        ]
     else:
         prefix, body = "", {k: v for k, v in document.items() if k not in _ENVELOPE_KEYS}
     try:
@@ -109,12 +116,16 @@ def load_playbook(path: str | Path) -> Playbook:
     try:
         text = path.read_text()
     except OSError as error:
-        raise PlaybookInvalid([PlaybookError("", f"cannot read file: {error.strerror}")], str(path)) from None
+        raise PlaybookInvalid(
+            [PlaybookError("", f"cannot read file: {error.strerror}")], str(path)
+        ) from None
     try:
         document = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise PlaybookInvalid([PlaybookError("", f"not valid YAML: {where}{problem}")], str(path)) from None
+        raise PlaybookInvalid(
+            [PlaybookError("", f"not valid YAML: {where}{problem}")], str(path)
+        ) from None
     return parse_playbook(document, str(path))

@@ -78,9 +78,7 @@ class NextEntry(_Model):
     when: str | None = Field(
         default=None, description="A template; when it renders truthy, `then` fires."
     )
-    then: list[Target] | None = Field(
-        default=None, description="Steps started when `when` holds."
-    )
+    then: list[Target] | None = Field(default=None, description="Steps started when `when` holds.")
     else_: list[Target] | None = Field(
         default=None,
         alias="else",
@@ -140,7 +138,11 @@ class Retry(_Model):
     """Run a failed step again, after a delay, up to `maxAttempts` times in all."""
 
     max_attempts: int = Field(
-        default=3, alias="maxAttempts", ge=1, le=100, description="Attempts in all, the first included."
+        default=3,
+        alias="maxAttempts",
+        ge=1,
+        le=100,
+        description="Attempts in all, the first included.",
     )
     backoff: Literal["fixed", "exponential"] = Field(
         default="exponential", description="Wait the same delay each time, or double it."
@@ -170,7 +172,9 @@ class PodOptions(_Model):
     node_selector: dict[str, str] | None = Field(default=None, alias="nodeSelector")
     tolerations: list[dict[str, Any]] | None = Field(
         default=None,
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
     )
 
 
@@ -190,13 +194,17 @@ class Task(_Model):
 class Step(_Model):
     """A node of the workflow: a tool to run (or none, for routing steps) and where to go next."""
 
-    step: str = Field(pattern=STEP_NAME_PATTERN, description="The step's name, unique in the workflow.")
+    step: str = Field(
+        pattern=STEP_NAME_PATTERN, description="The step's name, unique in the workflow."
+    )
     description: str | None = None
     tool: str | None = Field(
         default=None,
         description=f"What runs the step: one of {', '.join(TOOLS)}; none for routing steps.",
     )
-    task: str | None = Field(default=None, description="Run this workbook task (instead of `tool`).")
+    task: str | None = Field(
+        default=None, description="Run this workbook task (instead of `tool`)."
+    )
     args: dict[str, Any] = Field(
         default_factory=dict,
         description="Settings of the tool; strings are templates. Merged over the task's args.",
@@ -225,14 +233,18 @@ class PlaybookSpec(_Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     workbook: list[Task] = Field(default_factory=list, description="Reusable named tasks.")
-    workflow: list[Step] = Field(min_length=1, description="The steps; the graph begins at `start`.")
+    workflow: list[Step] = Field(
+        min_length=1, description="The steps; the graph begins at `start`."
+    )
     output: Any = Field(
         default=None,
         description="The execution's result, a template rendered when it ends; by default the "
         "result of the last tool step that finished.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    timeout: Duration | None = Field(default=None, description="Fail the whole execution after this.")
+    timeout: Duration | None = Field(
+        default=None, description="Fail the whole execution after this."
+    )
 
 
 class PlaybookRef(_Model):

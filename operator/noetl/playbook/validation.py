@@ -27,7 +27,9 @@ def validate_spec(spec: PlaybookSpec) -> list[PlaybookError]:
         errors += _check_step(step, join_path("workflow", i), tasks)
         errors += _check_targets(step, i, index_of)
     if START not in index_of:
-        errors.append(PlaybookError("workflow", f"no step named {START!r}: the workflow begins there"))
+        errors.append(
+            PlaybookError("workflow", f"no step named {START!r}: the workflow begins there")
+        )
     else:
         errors += _check_graph(spec, index_of)
     errors += _check_templates(spec.output, "output")
@@ -54,7 +56,9 @@ def _check_workbook(spec: PlaybookSpec) -> list[PlaybookError]:
     for i, task in enumerate(spec.workbook):
         path = join_path("workbook", i)
         if task.name in seen:
-            errors.append(PlaybookError(join_path(path, "name"), f"duplicate task name {task.name!r}"))
+            errors.append(
+                PlaybookError(join_path(path, "name"), f"duplicate task name {task.name!r}")
+            )
         seen.add(task.name)
         errors += _check_tool(task.tool, task.code, path)
         errors += _check_templates(task.args, join_path(path, "args"))
@@ -65,7 +69,11 @@ def _check_tool(tool: str | None, code: str | None, path: str) -> list[PlaybookE
     if tool is None:
         return []
     if tool not in TOOLS:
-        return [PlaybookError(join_path(path, "tool"), f"unknown tool {tool!r} (known: {', '.join(TOOLS)})")]
+        return [
+            PlaybookError(
+                join_path(path, "tool"), f"unknown tool {tool!r} (known: {', '.join(TOOLS)})"
+            )
+        ]
     if tool == "python" and not code:
         return [PlaybookError(join_path(path, "code"), "a python step needs `code` (its source)")]
     if tool != "python" and code is not None:
@@ -78,10 +86,17 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
     tool = step.tool
     if step.task is not None:
         if step.tool is not None:
-            errors.append(PlaybookError(join_path(path, "task"), "a step takes `task` or `tool`, not both"))
+            errors.append(
+                PlaybookError(join_path(path, "task"), "a step takes `task` or `tool`, not both")
+            )
         elif step.task not in tasks:
             known = ", ".join(sorted(tasks)) or "none"
-            errors.append(PlaybookError(join_path(path, "task"), f"no workbook task named {step.task!r} (known: {known})"))
+            errors.append(
+                PlaybookError(
+                    join_path(path, "task"),
+                    f"no workbook task named {step.task!r} (known: {known})",
+                )
+            )
         else:
             tool = tasks[step.task].tool
     if step.task is None:
@@ -89,16 +104,32 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
     if tool is None and step.task is None:
         for field in ("loop", "retry", "timeout", "code"):
             if getattr(step, field) is not None:
-                errors.append(PlaybookError(join_path(path, field), f"a routing step (no tool) takes no {field}"))
+                errors.append(
+                    PlaybookError(
+                        join_path(path, field), f"a routing step (no tool) takes no {field}"
+                    )
+                )
         if step.args:
-            errors.append(PlaybookError(join_path(path, "args"), "a routing step (no tool) takes no args"))
+            errors.append(
+                PlaybookError(join_path(path, "args"), "a routing step (no tool) takes no args")
+            )
     if tool == "playbook" and not isinstance(step.args.get("name"), str):
-        errors.append(PlaybookError(join_path(path, "args", "name"), "a playbook step needs args.name, the playbook to run"))
+        errors.append(
+            PlaybookError(
+                join_path(path, "args", "name"),
+                "a playbook step needs args.name, the playbook to run",
+            )
+        )
     errors += _check_templates(step.args, join_path(path, "args"))
     if step.loop is not None:
         items = step.loop.in_
         if isinstance(items, str) and not is_template(items):
-            errors.append(PlaybookError(join_path(path, "loop", "in"), "expected a list or a template that renders to one"))
+            errors.append(
+                PlaybookError(
+                    join_path(path, "loop", "in"),
+                    "expected a list or a template that renders to one",
+                )
+            )
         errors += _check_templates(items, join_path(path, "loop", "in"))
     if step.retry is not None and step.retry.when is not None:
         errors += _check_templates(step.retry.when, join_path(path, "retry", "when"))
@@ -133,13 +164,15 @@ def _check_graph(spec: PlaybookSpec, index_of: dict[str, int]) -> list[PlaybookE
         for step in spec.workflow
     }
     state: dict[str, str] = {}  # "open" while on the DFS stack, "done" after
-    stack: list[tuple[str, Iterator[tuple[tuple[str | int, ...], str]]]] = [(START, iter(edges[START]))]
+    stack: list[tuple[str, Iterator[tuple[tuple[str | int, ...], str]]]] = [
+        (START, iter(edges[START]))
+    ]
     state[START] = "open"
     while stack:
         name, pending = stack[-1]
         for where, target in pending:
             if state.get(target) == "open":
-                cycle = [entry[0] for entry in stack][[entry[0] for entry in stack].index(target):]
+                cycle = [entry[0] for entry in stack][[entry[0] for entry in stack].index(target) :]
                 errors.append(
                     PlaybookError(
                         join_path("workflow", index_of[name], *where),
@@ -156,7 +189,12 @@ def _check_graph(spec: PlaybookSpec, index_of: dict[str, int]) -> list[PlaybookE
             stack.pop()
     for i, step in enumerate(spec.workflow):
         if step.step not in state and index_of.get(step.step) == i:
-            errors.append(PlaybookError(join_path("workflow", i, "step"), f"step {step.step!r} is not reachable from {START!r}"))
+            errors.append(
+                PlaybookError(
+                    join_path("workflow", i, "step"),
+                    f"step {step.step!r} is not reachable from {START!r}",
+                )
+            )
     return errors
 
 
