@@ -10,11 +10,16 @@ Prints the median wall time of whole `noetl run` commands (interpreter start inc
   and a single one, so that the cost of each further step shows apart from start-up.
 The reference CLI is installed into a virtualenv under ~/.cache/noetl-bench the first time.
 Also printed: the cost of a bare interpreter start here, which every Python command pays.
+The two shell chains are timed in alternation, so that a change in the machine's load weighs on
+both alike. The package's bytecode is compiled first, as `pip install` does: where
+PYTHONDONTWRITEBYTECODE is set (as in some CI images), an editable install would otherwise
+recompile every module at every start.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import statistics
 import subprocess
 import sys
@@ -82,19 +87,28 @@ def reference_cli() -> Path:
     return cli
 
 
+def seconds(command: list[str]) -> float:
+    begin = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - begin
+
+
 def median_seconds(command: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        begin = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times)
+    return statistics.median(seconds(command) for _ in range(runs))
+
+
+def alternating_medians(first: list[str], second: list[str], runs: int) -> tuple[float, float]:
+    pairs = [(seconds(first), seconds(second)) for _ in range(runs)]
+    return statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
+    import noetl
+
+    compileall.compile_dir(Path(noetl.__file__).parent, quiet=1)
     ours_cli = [sys.executable, "-m", "noetl", "run", "--quiet"]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -107,10 +121,13 @@ def main() -> None:
         for name, text in texts.items():
             (folder / name).write_text(text)
         bare = median_seconds([sys.executable, "-c", "pass"], runs)
-        shell = median_seconds([*ours_cli, str(folder / "shell.yaml")], runs)
+        ref, shell = alternating_medians(
+            [str(reference_cli()), "run", str(folder / "ref.yaml")],
+            [*ours_cli, str(folder / "shell.yaml")],
+            runs,
+        )
         python = median_seconds([*ours_cli, str(folder / "python.yaml")], runs)
         python_one = median_seconds([*ours_cli, str(folder / "python1.yaml")], runs)
-        ref = median_seconds([str(reference_cli()), "run", str(folder / "ref.yaml")], runs)
     print(f"median of {runs} runs, {STEPS}-step chains, whole commands")
     print(f"  python interpreter start (bare)     {bare * 1000:8.0f} ms")
     print(f"  NoETL 5.3.2, shell chain            {ref * 1000:8.0f} ms")

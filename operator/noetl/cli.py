@@ -8,29 +8,38 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
-import typer
-
-app = typer.Typer(
-    name="noetl",
-    help="Run workflow playbooks: locally, or as Kubernetes Jobs through the NoETL operator.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+import click
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CANCELLED = 130
 
-PlaybookFile = Annotated[Path, typer.Argument(help="A playbook YAML file.", show_default=False)]
+
+@click.group(name="noetl", context_settings={"help_option_names": ["-h", "--help"]})
+def app() -> None:
+    """Run workflow playbooks: locally, or as Kubernetes Jobs through the NoETL operator."""
+
+
+playbook_file = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+namespace_option = click.option(
+    "--namespace", "-n", default="default", show_default=True, help="Namespace of the Execution."
+)
+set_option = click.option(
+    "--set",
+    "set_",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a workload value (YAML value; dotted keys nest). Repeatable.",
+)
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
+    click.echo(message, err=True)
+    sys.exit(code)
 
 
 def _load(path: Path) -> Any:
@@ -42,7 +51,7 @@ def _load(path: Path) -> Any:
         _fail(str(invalid))
 
 
-def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
     """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']} (values read as YAML)."""
     import yaml
 
@@ -106,33 +115,43 @@ def _use_pidfd_child_watcher() -> None:
 
 
 @app.command()
+@playbook_file
+@set_option
+@click.option(
+    "--workload-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML/JSON file of workload values.",
+)
+@click.option(
+    "--secret",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="A dotenv file standing for the Secret NAME that steps name in args.secretRef.",
+)
+@click.option(
+    "--event-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the JSON-lines event log.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON summary (execution, phase, result, error).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
-    file: PlaybookFile,
-    set_: Annotated[
-        list[str],
-        typer.Option(
-            "--set", help="Override a workload value: KEY=VALUE (YAML value; dotted keys nest)."
-        ),
-    ] = [],  # noqa: B006
-    workload_file: Annotated[
-        Path | None, typer.Option(help="A YAML/JSON file of workload values.")
-    ] = None,
-    secret: Annotated[
-        list[str],
-        typer.Option(
-            help="NAME=FILE: a dotenv file standing for the Secret NAME that steps name in args.secretRef."
-        ),
-    ] = [],  # noqa: B006
-    event_log: Annotated[
-        Path | None, typer.Option(help="Where to write the JSON-lines event log.")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary (execution, phase, result, error).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    file: Path,
+    set_: tuple[str, ...],
+    workload_file: Path | None,
+    secret: tuple[str, ...],
+    event_log: Path | None,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Run a playbook on this machine, each step in a process of its own."""
     import asyncio
+    import gc
 
     from noetl.engine import merge_workload
     from noetl.local.eventlog import EventLog
@@ -141,6 +160,8 @@ def run(
     from noetl.local.steps import StepExecutor
 
     playbook = _load(file)
+    # What is loaded now lives until exit: spare the collector walking it again at every pass.
+    gc.freeze()
     workload = _read_mapping(workload_file, "workload file") if workload_file else {}
     workload = merge_workload(workload, parse_assignments(set_))
     secrets = dict(_read_secret(spec) for spec in secret)
@@ -185,23 +206,22 @@ def run(
             "error": outcome.error,
             "eventLog": str(log_path),
         }
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        click.echo(json.dumps(summary, indent=2, default=str))
     elif outcome.ok:
-        typer.echo(json.dumps(outcome.result, indent=2, default=str))
+        click.echo(json.dumps(outcome.result, indent=2, default=str))
     else:
-        typer.echo(f"{outcome.phase}: {outcome.error}", err=True)
+        click.echo(f"{outcome.phase}: {outcome.error}", err=True)
     if not quiet and not as_json:
-        typer.echo(
+        click.echo(
             f"{outcome.phase.lower()}: {outcome.execution_id} (event log {log_path})", err=True
         )
     if not outcome.ok:
-        raise typer.Exit(EXIT_CANCELLED if outcome.phase == "Cancelled" else EXIT_FAILED)
+        sys.exit(EXIT_CANCELLED if outcome.phase == "Cancelled" else EXIT_FAILED)
 
 
 @app.command()
-def validate(
-    files: Annotated[list[Path], typer.Argument(help="Playbook files.", show_default=False)],
-) -> None:
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
     """Check playbooks without running them; every error is listed, with the path of its field."""
     from noetl.playbook import PlaybookInvalid, load_playbook
 
@@ -211,34 +231,34 @@ def validate(
             playbook = load_playbook(file)
         except PlaybookInvalid as invalid:
             failed = True
-            typer.echo(str(invalid), err=True)
+            click.echo(str(invalid), err=True)
         else:
-            typer.echo(f"{file}: valid ({len(playbook.steps)} steps)")
+            click.echo(f"{file}: valid ({len(playbook.steps)} steps)")
     if failed:
-        raise typer.Exit(EXIT_INVALID)
+        sys.exit(EXIT_INVALID)
 
 
 @app.command()
-def plan(
-    file: PlaybookFile,
-    dot: Annotated[bool, typer.Option("--dot", help="Print the graph in Graphviz dot.")] = False,
-) -> None:
+@playbook_file
+@click.option("--dot", is_flag=True, help="Print the graph in Graphviz dot.")
+def plan(file: Path, dot: bool) -> None:
     """Show the graph of steps and what each would run."""
     from noetl.plan import describe, to_dot
 
     playbook = _load(file)
-    typer.echo(to_dot(playbook) if dot else describe(playbook))
+    click.echo(to_dot(playbook) if dot else describe(playbook))
 
 
 @app.command()
-def crds(
-    output: Annotated[Path, typer.Option(help="Directory to write the CRD manifests to.")] = Path(
-        "crds"
-    ),
-    check: Annotated[
-        bool, typer.Option("--check", help="Only check that the files are up to date.")
-    ] = False,
-) -> None:
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("crds"),
+    show_default=True,
+    help="Directory to write the CRD manifests to.",
+)
+@click.option("--check", is_flag=True, help="Only check that the files are up to date.")
+def crds(output: Path, check: bool) -> None:
     """Write the Playbook and Execution CRDs generated from the DSL models."""
     import yaml
 
@@ -256,29 +276,45 @@ def crds(
         else:
             output.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            typer.echo(f"wrote {path}")
+            click.echo(f"wrote {path}")
     if stale:
         _fail(f"out of date (run `noetl crds`): {', '.join(stale)}", EXIT_FAILED)
 
 
 @app.command()
+@click.option(
+    "--namespace",
+    multiple=True,
+    help="Watch this namespace (repeat for more); none: all namespaces.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    help="Port of the Prometheus /metrics endpoint (0: off).",
+)
+@click.option(
+    "--health-port",
+    type=int,
+    default=8081,
+    show_default=True,
+    help="Port of the /healthz liveness endpoint (0: off).",
+)
+@click.option("--peering", help="Elect one active instance through this kopf peering object.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "plain"]),
+    default="json",
+    show_default=True,
+    help="json (structured, one object per line) or plain.",
+)
 def operator(
-    namespace: Annotated[
-        list[str],
-        typer.Option(help="Watch this namespace (repeat for more); none: all namespaces."),
-    ] = [],  # noqa: B006
-    metrics_port: Annotated[
-        int, typer.Option(help="Port of the Prometheus /metrics endpoint (0: off).")
-    ] = 8080,
-    health_port: Annotated[
-        int, typer.Option(help="Port of the /healthz liveness endpoint (0: off).")
-    ] = 8081,
-    peering: Annotated[
-        str | None, typer.Option(help="Elect one active instance through this kopf peering object.")
-    ] = None,
-    log_format: Annotated[
-        str, typer.Option(help="json (structured, one object per line) or plain.")
-    ] = "json",
+    namespace: tuple[str, ...],
+    metrics_port: int,
+    health_port: int,
+    peering: str | None,
+    log_format: str,
 ) -> None:
     """Run the operator: Playbooks validated, Executions driven step by step as Jobs."""
     from noetl.kube.operator import main as run_operator
@@ -286,13 +322,8 @@ def operator(
 
     settings = OperatorSettings.from_env()
     if namespace:
-        settings.namespaces = namespace
-    if log_format not in ("json", "plain"):
-        _fail(f"--log-format: expected json or plain, got {log_format!r}")
+        settings.namespaces = list(namespace)
     run_operator(settings, metrics_port or None, health_port or None, peering, log_format)
-
-
-Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the Execution.")]
 
 
 def _cluster(namespace: str) -> Any:
@@ -305,14 +336,11 @@ def _cluster(namespace: str) -> Any:
 
 
 @app.command()
-def submit(
-    file: PlaybookFile,
-    namespace: Namespace = "default",
-    set_: Annotated[
-        list[str], typer.Option("--set", help="Override a workload value: KEY=VALUE.")
-    ] = [],  # noqa: B006
-    wait: Annotated[bool, typer.Option("--wait", help="Follow the execution to its end.")] = False,
-) -> None:
+@playbook_file
+@namespace_option
+@set_option
+@click.option("--wait", is_flag=True, help="Follow the execution to its end.")
+def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> None:
     """Apply the playbook to the cluster and start an Execution of it."""
     from noetl.kube.client import describe
 
@@ -320,9 +348,9 @@ def submit(
     cluster = _cluster(namespace)
     cluster.apply_playbook(playbook)
     name = cluster.create_execution(playbook.name, parse_assignments(set_))
-    typer.echo(f"execution {name} created in namespace {namespace}", err=True)
+    click.echo(f"execution {name} created in namespace {namespace}", err=True)
     if not wait:
-        typer.echo(name)
+        click.echo(name)
         return
     seen: dict[str, str] = {}
 
@@ -330,44 +358,47 @@ def submit(
         for step, summary in ((execution.get("status") or {}).get("steps") or {}).items():
             if seen.get(step) != summary["phase"]:
                 seen[step] = summary["phase"]
-                typer.echo(
+                click.echo(
                     f"  {step}: {summary['phase']}"
                     + (f" - {summary['message']}" if summary.get("message") else ""),
                     err=True,
                 )
 
     final = cluster.follow(name, progress)
-    typer.echo(describe(final), err=True)
+    click.echo(describe(final), err=True)
     if final["status"]["phase"] != "Succeeded":
-        raise typer.Exit(EXIT_CANCELLED if final["status"]["phase"] == "Cancelled" else EXIT_FAILED)
-    typer.echo(json.dumps(cluster.result(final), indent=2, default=str))
+        sys.exit(EXIT_CANCELLED if final["status"]["phase"] == "Cancelled" else EXIT_FAILED)
+    click.echo(json.dumps(cluster.result(final), indent=2, default=str))
 
 
 @app.command()
-def status(name: str, namespace: Namespace = "default") -> None:
+@click.argument("name")
+@namespace_option
+def status(name: str, namespace: str) -> None:
     """Show an Execution: phase, steps, error."""
     from noetl.kube.client import describe
 
-    typer.echo(describe(_cluster(namespace).execution(name)))
+    click.echo(describe(_cluster(namespace).execution(name)))
 
 
 @app.command()
-def logs(
-    name: str,
-    namespace: Namespace = "default",
-    step: Annotated[str | None, typer.Option(help="Only this step's pods.")] = None,
-) -> None:
+@click.argument("name")
+@namespace_option
+@click.option("--step", help="Only this step's pods.")
+def logs(name: str, namespace: str, step: str | None) -> None:
     """Print the logs of an Execution's step pods."""
     for pod, text in _cluster(namespace).logs(name, step):
-        typer.echo(f"==> {pod} <==")
-        typer.echo(text.rstrip("\n"))
+        click.echo(f"==> {pod} <==")
+        click.echo(text.rstrip("\n"))
 
 
 @app.command()
-def cancel(name: str, namespace: Namespace = "default") -> None:
+@click.argument("name")
+@namespace_option
+def cancel(name: str, namespace: str) -> None:
     """Cancel an Execution: its running Jobs are deleted and it ends Cancelled."""
     _cluster(namespace).cancel(name)
-    typer.echo(f"execution {name}: cancel requested")
+    click.echo(f"execution {name}: cancel requested")
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-import typer.main
 import yaml
 
 import noetl
@@ -253,8 +252,7 @@ def test_args_are_options_of_noetl_operator(
     renders: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
     # The image's entrypoint is `python -m noetl operator`: the args must parse as its options.
-    group = typer.main.get_command(app)
-    command = group.get_command(group.make_context("noetl", ["operator"]), "operator")
+    command = app.get_command(app.make_context("noetl", ["operator"]), "operator")
     assert command is not None
     params = command.make_context("operator", list(container(renders[scenario])["args"])).params
     assert params["metrics_port"] == 8080

@@ -7,7 +7,6 @@ steps only as environment variables.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ class EventLog:
 
     def write(self, message: Any, **extra: Any) -> None:
         record = {"time": round(time.time(), 6), "type": type(message).__name__}
-        record.update(dataclasses.asdict(message))
+        record.update(vars(message))  # a shallow view: asdict would deep-copy every result
         record.update(extra)
         self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
 
