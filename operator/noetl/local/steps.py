@@ -72,7 +72,11 @@ class StepExecutor:
                 )
 
                 pool = WorkerPool(size=self._pool_size) if self._pool_size else WorkerPool()
-                await pool.start()
+                try:
+                    await pool.start()
+                except BaseException:  # e.g. Ctrl-C while the workers start: none may outlive us
+                    await pool.close()
+                    raise
                 self._pool = pool
             return self._pool
 
