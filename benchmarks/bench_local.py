@@ -131,16 +131,14 @@ def main() -> None:
     print(f"median of {runs} runs, {STEPS}-step chains, whole commands")
     print(f"  python interpreter start (bare)     {bare * 1000:8.0f} ms")
     print(f"  NoETL 5.3.2, shell chain            {ref * 1000:8.0f} ms")
-    print(
-        f"  noetl run, shell chain              {shell * 1000:8.0f} ms  ({shell / ref:.1f}x NoETL 5.3.2)"
-    )
     per_step = (python - python_one) / (STEPS - 1) * 1000
-    print(
-        f"  noetl run, one python step          {python_one * 1000:8.0f} ms  (start-up, worker pool included)"
-    )
-    print(
-        f"  noetl run, python chain             {python * 1000:8.0f} ms  ({per_step:.1f} ms per further step)"
-    )
+    rows = [
+        ("noetl run, shell chain", shell, f"{shell / ref:.1f}x NoETL 5.3.2"),
+        ("noetl run, one python step", python_one, "start-up, worker pool included"),
+        ("noetl run, python chain", python, f"{per_step:.1f} ms per further step"),
+    ]
+    for label, seconds_taken, remark in rows:
+        print(f"  {label:<35}{seconds_taken * 1000:8.0f} ms  ({remark})")
 
 
 if __name__ == "__main__":

@@ -118,9 +118,9 @@ def main() -> None:
                 }
                 reads = sum(n for (verb, _), n in per_step.items() if verb not in WRITES)
                 detail = ", ".join(f"{kind} {n:.2f}" for kind, n in writes.items())
-                print(
-                    f"{label + '-' + str(steps):<16} {steps:>6} {sum(writes.values()):>12.2f} {reads:>11.2f}  {detail}"
-                )
+                name = f"{label}-{steps}"
+                total = sum(writes.values())
+                print(f"{name:<16} {steps:>6} {total:>12.2f} {reads:>11.2f}  {detail}")
         finally:
             operator.stop()
             client.CoreV1Api(api_client).delete_namespace(namespace)

@@ -4,9 +4,9 @@
 
 Prints the time to start the pool, then milliseconds per step for `steps` trivial python steps
 (`def main(n): return n + 1`) run one after another and all at once (the pool bounds them to
-`size` in flight), with workers recycled as the runner has them (`--max-tasks`). For scale, it also times
-a few steps each paying a fresh `python -m noetl.plugins.python`, as a pod (or a naive runner)
-would. Figures only: nothing is asserted.
+`size` in flight), with workers recycled as the runner has them (`--max-tasks`). For scale, it
+also times a few steps each paying a fresh `python -m noetl.plugins.python`, as a pod (or a naive
+runner) would. Figures only: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ async def through_pool(steps: int, size: int | None, max_tasks: int) -> None:
     pool = WorkerPool(size=size, max_tasks=max_tasks)
     started = time.perf_counter()
     await pool.start()
-    print(
-        f"pool of {pool.size} workers (recycled every {max_tasks} steps) started in {(time.perf_counter() - started) * 1000:.0f} ms"
-    )
+    start_ms = (time.perf_counter() - started) * 1000
+    recycled = f"recycled every {max_tasks} steps"
+    print(f"pool of {pool.size} workers ({recycled}) started in {start_ms:.0f} ms")
     try:
         started = time.perf_counter()
         for i in range(steps):

@@ -21,7 +21,10 @@ def _what_runs(step: Step) -> str:
         )
         what += f", for each {step.loop.iterator} in {items} ({step.loop.mode}{limit})"
     if step.retry is not None:
-        what += f", up to {step.retry.max_attempts} attempts ({step.retry.backoff} from {step.retry.initial_delay})"
+        retry = step.retry
+        what += (
+            f", up to {retry.max_attempts} attempts ({retry.backoff} from {retry.initial_delay})"
+        )
     if step.timeout:
         what += f", timeout {step.timeout}"
     return what

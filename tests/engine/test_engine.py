@@ -406,7 +406,8 @@ def test_an_output_that_cannot_render_fails_the_execution():
 
 def test_routing_only_playbooks_finish_at_once():
     world = World(
-        "kind: Playbook\nname: r\nworkflow:\n  - step: start\n    next: [{step: end}]\n  - step: end\n"
+        "kind: Playbook\nname: r\nworkflow:\n"
+        "  - step: start\n    next: [{step: end}]\n  - step: end\n"
     )
     world.start()
     assert world.finished.phase == "Succeeded"

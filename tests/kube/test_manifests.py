@@ -1,4 +1,4 @@
-"""What the operator creates, checked as manifests: names, labels, security, secrets by reference."""
+"""What the operator creates, as manifests: names, labels, security, secrets by reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`noetl run`, `validate` and `plan` as a user meets them: exit codes, messages, isolation, Ctrl-C."""
+"""`noetl run`, `validate` and `plan` as users meet them.
+
+Exit codes, messages, isolation of steps, Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +30,7 @@ def noetl(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPr
 
 def write(tmp_path: Path, text: str, name: str = "pb.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(textwrap.dedent(text))
     return path
 
 
@@ -74,7 +78,16 @@ def test_a_parallel_loop_runs_max_in_flight_items_at_once(tmp_path):
 def test_a_failing_step_exits_non_zero_naming_the_step_and_error(tmp_path):
     path = write(
         tmp_path,
-        "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: broken}]\n  - step: broken\n    tool: shell\n    args: {command: 'echo nope >&2; exit 7'}\n",
+        """
+        kind: Playbook
+        name: f
+        workflow:
+          - step: start
+            next: [{step: broken}]
+          - step: broken
+            tool: shell
+            args: {command: 'echo nope >&2; exit 7'}
+        """,
     )
     result = noetl("run", str(path), cwd=tmp_path)
     assert result.returncode == 1
@@ -84,7 +97,15 @@ def test_a_failing_step_exits_non_zero_naming_the_step_and_error(tmp_path):
 def test_an_invalid_playbook_is_refused_with_paths_before_anything_runs(tmp_path):
     path = write(
         tmp_path,
-        "kind: Playbook\nname: f\nworkflow:\n  - step: start\n    next: [{step: ghost}]\n  - step: x\n    tool: bash\n",
+        """
+        kind: Playbook
+        name: f
+        workflow:
+          - step: start
+            next: [{step: ghost}]
+          - step: x
+            tool: bash
+        """,
     )
     result = noetl("run", str(path), cwd=tmp_path)
     assert result.returncode == 2
@@ -97,7 +118,17 @@ def test_a_step_timeout_kills_the_command(tmp_path):
     marker = f"noetl-timeout-{uuid.uuid4().hex[:8]}"
     path = write(
         tmp_path,
-        f"kind: Playbook\nname: t\nworkflow:\n  - step: start\n    next: [{{step: slow}}]\n  - step: slow\n    tool: shell\n    timeout: 500ms\n    args: {{command: 'sleep 30 # {marker}'}}\n",
+        f"""
+        kind: Playbook
+        name: t
+        workflow:
+          - step: start
+            next: [{{step: slow}}]
+          - step: slow
+            tool: shell
+            timeout: 500ms
+            args: {{command: 'sleep 30 # {marker}'}}
+        """,
     )
     result = noetl("run", str(path), cwd=tmp_path, timeout=20)
     assert result.returncode == 1
@@ -108,9 +139,19 @@ def test_a_step_timeout_kills_the_command(tmp_path):
 def test_a_crashing_python_step_fails_alone(tmp_path):
     path = write(
         tmp_path,
-        "kind: Playbook\nname: c\nworkflow:\n  - step: start\n    next: [{step: crash}, {step: fine}]\n"
-        "  - step: crash\n    tool: python\n    code: 'import os; os._exit(3)'\n"
-        "  - step: fine\n    tool: python\n    code: 'result = 42'\n",
+        """
+        kind: Playbook
+        name: c
+        workflow:
+          - step: start
+            next: [{step: crash}, {step: fine}]
+          - step: crash
+            tool: python
+            code: 'import os; os._exit(3)'
+          - step: fine
+            tool: python
+            code: 'result = 42'
+        """,
     )
     result = noetl("run", "--json", str(path), cwd=tmp_path)
     summary = json.loads(result.stdout)
@@ -125,7 +166,19 @@ def test_ctrl_c_cancels_cleanly_and_kills_the_steps(tmp_path):
     marker = f"noetl-cancel-{uuid.uuid4().hex[:8]}"
     path = write(
         tmp_path,
-        f"kind: Playbook\nname: c\nworkflow:\n  - step: start\n    next: [{{step: a}}, {{step: b}}]\n  - step: a\n    tool: shell\n    args: {{command: 'sleep 60 # {marker}'}}\n  - step: b\n    tool: python\n    code: 'import time; time.sleep(60)'\n",
+        f"""
+        kind: Playbook
+        name: c
+        workflow:
+          - step: start
+            next: [{{step: a}}, {{step: b}}]
+          - step: a
+            tool: shell
+            args: {{command: 'sleep 60 # {marker}'}}
+          - step: b
+            tool: python
+            code: 'import time; time.sleep(60)'
+        """,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "noetl", "run", "--json", str(path)],
@@ -213,7 +266,17 @@ def test_plan_shows_the_graph_as_text_and_dot(tmp_path):
 def test_set_values_are_yaml(tmp_path):
     path = write(
         tmp_path,
-        "kind: Playbook\nname: s\nworkflow:\n  - step: start\n    next: [{step: p}]\n  - step: p\n    tool: python\n    code: 'def main(v): return v'\n    args: {v: '{{ workload.v }}'}\n",
+        """
+        kind: Playbook
+        name: s
+        workflow:
+          - step: start
+            next: [{step: p}]
+          - step: p
+            tool: python
+            code: 'def main(v): return v'
+            args: {v: '{{ workload.v }}'}
+        """,
     )
     result = noetl("run", "--json", str(path), "--set", "v=[1, two, {x: 3}]", cwd=tmp_path)
     assert json.loads(result.stdout)["result"] == [1, "two", {"x": 3}]

@@ -1,4 +1,4 @@
-"""Every example playbook, run end to end with `noetl run`, gives the result its header documents."""
+"""Every example playbook, run end to end by `noetl run`, gives the result its header states."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The step executor of `noetl run`: shell steps spawned directly, others in a lazily started pool."""
+"""The step executor of `noetl run`: shell steps spawned directly, others in a pool started late."""
 
 from __future__ import annotations
 

@@ -55,8 +55,16 @@ def test_submit_without_wait_then_cancel(kube_cluster: Any, resources: Resources
     ns = resources.namespace
     path = tmp_path / "sleepy.yaml"
     path.write_text(
-        "apiVersion: noetl.io/v1alpha1\nkind: Playbook\nmetadata: {name: sleepy}\nspec:\n  workflow:\n"
-        "    - step: start\n      next: [{step: nap}]\n    - step: nap\n      tool: shell\n      args: {command: sleep 120}\n"
+        "apiVersion: noetl.io/v1alpha1\n"
+        "kind: Playbook\n"
+        "metadata: {name: sleepy}\n"
+        "spec:\n"
+        "  workflow:\n"
+        "    - step: start\n"
+        "      next: [{step: nap}]\n"
+        "    - step: nap\n"
+        "      tool: shell\n"
+        "      args: {command: sleep 120}\n"
     )
     submitted = noetl(kube_cluster, "submit", str(path), "-n", ns)
     name = submitted.stdout.strip()

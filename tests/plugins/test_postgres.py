@@ -86,7 +86,8 @@ def test_values_are_made_json(postgres_server: PostgresServer) -> None:
         " DATE '2024-02-29' AS day, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS at,"
         " INTERVAL '1 minute' AS span, '\\x6162'::bytea AS raw,"
         " '00000000-0000-0000-0000-000000000001'::uuid AS id,"
-        " '{\"k\": [1, 2]}'::jsonb AS doc, ARRAY[1, 2] AS list, '10.0.0.1'::inet AS ip, NULL AS nothing",
+        " '{\"k\": [1, 2]}'::jsonb AS doc, ARRAY[1, 2] AS list, '10.0.0.1'::inet AS ip,"
+        " NULL AS nothing",
     ).result["rows"][0]
     assert row == {
         "price": 12.5,

@@ -48,7 +48,8 @@ def test_an_unexpected_exception_is_one_line_with_its_type(
 
 def test_a_result_that_is_not_json_is_a_failure() -> None:
     assert execute(lambda r: float("nan"), step("x")).error == (
-        "the step's result is not JSON-serialisable: Out of range float values are not JSON compliant"
+        "the step's result is not JSON-serialisable:"
+        " Out of range float values are not JSON compliant"
     )
 
 

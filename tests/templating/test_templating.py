@@ -1,4 +1,4 @@
-"""Templates: types kept, filters users expect, errors that say what went wrong, a sandbox that holds."""
+"""Templates: types kept, the filters users expect, errors that say what is wrong, a sandbox."""
 
 from __future__ import annotations
 

@@ -180,7 +180,7 @@ class _Transition:
         self.ready.append(START)
 
     def _current(self, name: str, index: int | None, attempt: int) -> StepState | None:
-        """The step's state if this (index, attempt) is the one running now; stale events are dropped."""
+        """The step's state if this (index, attempt) is the one running now (else stale: None)."""
         return self.state.running_step(name, index, attempt)
 
     def _timer_fired(self, timer_id: str) -> None:
@@ -402,7 +402,7 @@ class _Transition:
         return step
 
     def _next_targets(self, name: str) -> list[str]:
-        """The steps `next` starts: plain entries always, the first `when` that holds, else `else`."""
+        """The steps `next` starts: plain entries, and the first `when` that holds, else `else`."""
         spec = self.playbook.steps[name]
         targets: list[str] = []
         otherwise: list[str] = []

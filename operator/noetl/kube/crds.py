@@ -166,7 +166,10 @@ def execution_crd() -> dict[str, Any]:
             "message": "an execution takes exactly one of spec.playbookRef or spec.playbook",
         },
         {
-            "rule": "!has(oldSelf.playbookRef) || (has(self.playbookRef) && self.playbookRef == oldSelf.playbookRef)",
+            "rule": (
+                "!has(oldSelf.playbookRef)"
+                " || (has(self.playbookRef) && self.playbookRef == oldSelf.playbookRef)"
+            ),
             "message": "spec.playbookRef cannot change once the execution exists",
         },
     ]

@@ -89,7 +89,7 @@ class TimerDue:
 
 @dataclass(frozen=True)
 class ChildDeadline:
-    """A child execution's step timeout is up (a Job has activeDeadlineSeconds; a child has this)."""
+    """A child execution's step timeout is up (what activeDeadlineSeconds is to a Job)."""
 
     step: str
     index: int | None
@@ -174,7 +174,7 @@ class ExecutionDriver:
     # Loading ----------------------------------------------------------------------------------
 
     async def _snapshot(self) -> Playbook:
-        """The playbook this execution runs, frozen at its start: edits to the Playbook don't touch it."""
+        """The playbook this execution runs, frozen at its start: later edits do not reach it."""
         name = snapshot_config_map(self.name)
         stored = await self.api.read_config_map(self.namespace, name)
         if stored is not None and owned_by(stored, self.uid):
@@ -192,9 +192,8 @@ class ExecutionDriver:
             ref = spec["playbookRef"]["name"]
             found = await self.api.get_custom("playbooks", self.namespace, ref)
             if found is None:
-                raise LookupError(
-                    f"spec.playbookRef.name: no Playbook named {ref!r} in namespace {self.namespace}"
-                )
+                where = f"in namespace {self.namespace}"
+                raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
             document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
         playbook = parse_playbook(document, f"playbook {document['metadata']['name']}")
         data = {"playbook.json": json.dumps(document, separators=(",", ":"))}
@@ -254,7 +253,7 @@ class ExecutionDriver:
         for child in children:
             if event := await self._child_event(child):
                 replay.append(event)
-        # A finished run may only become current once the run before it is fed: go round until still.
+        # A finished run becomes current only once the run before it is fed: repeat until still.
         while replay:
             before = json.dumps(self.state.to_dict())
             await self._feed(replay)
@@ -328,13 +327,9 @@ class ExecutionDriver:
         step, index, attempt = run
         at = time.time()
         if status["phase"] != "Succeeded":
-            return StepFailed(
-                step,
-                index,
-                attempt,
-                at=at,
-                error=f"child execution {child['metadata']['name']} {status['phase'].lower()}: {status.get('error')}",
-            )
+            ended = f"{status['phase'].lower()}: {status.get('error')}"
+            error = f"child execution {child['metadata']['name']} {ended}"
+            return StepFailed(step, index, attempt, at=at, error=error)
         result = status.get("result")
         ref = status.get("resultRef")
         if ref:
@@ -395,7 +390,8 @@ class ExecutionDriver:
                             self.api,
                             self.execution,
                             "StepStarted",
-                            f"step {command.key} started child execution of playbook {command.playbook}",
+                            f"step {command.key} started a child execution"
+                            f" of playbook {command.playbook}",
                         )
                 case ScheduleRetry():
                     self._schedule(command.timer, command.due)

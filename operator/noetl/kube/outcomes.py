@@ -74,7 +74,8 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
         except ApiException as error:
             return Outcome(
                 ok=False,
-                error=f"cannot read the step's result from its pod log: {error.reason} ({error.status})",
+                error="cannot read the step's result from its pod log:"
+                f" {error.reason} ({error.status})",
             )
     outcome = read_outcome(message, log)
     exit_code = terminated.get("exitCode")

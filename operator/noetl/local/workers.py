@@ -76,7 +76,7 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        """Whether the process still runs, asked of the kernel: the event loop learns of a death late."""
+        """Whether the process runs, asked of the kernel: the event loop learns of deaths late."""
         if self.process.returncode is not None:
             return False
         try:
@@ -180,7 +180,7 @@ class WorkerPool:
         reaping.add_done_callback(self._dying.discard)
 
     async def run(self, request: StepRequest, timeout: float | None = None) -> Outcome:
-        """Run one step in a worker; `timeout` (seconds) counts from when the step is handed over."""
+        """Run one step in a worker; `timeout` (seconds) counts from when the step is handed on."""
         async with self._free_count:
             slot = self._take_slot()
             try:

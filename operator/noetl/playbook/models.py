@@ -266,7 +266,7 @@ class ExecutionSpec(_Model):
         default=None,
         alias="ttlSecondsAfterFinished",
         ge=0,
-        description="Delete the execution this long after it finished (operator default otherwise).",
+        description="Delete the execution this long after it finished (else the operator default).",
     )
 
     @model_validator(mode="after")

@@ -44,7 +44,7 @@ def encode(outcome: Outcome) -> tuple[str, str | None]:
 
 
 def log_block(payload: str) -> str:
-    """The stdout text that carries a large result; it starts on a fresh line whatever came before."""
+    """The stdout text that carries a large result, on a fresh line whatever came before it."""
     return f"\n{BEGIN}\n{payload}\n{END}\n"
 
 

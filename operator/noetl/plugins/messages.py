@@ -23,7 +23,7 @@ class PluginError(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one run of a step ended: `ok` with a JSON `result`, or an `error` (maybe a result too)."""
+    """How one run of a step ended: `ok` and a JSON `result`, or an `error` (maybe a result too)."""
 
     ok: bool
     result: Any = None
