@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -21,7 +21,6 @@ from noetl.kube.metrics import API_CALLS
 from noetl.kube.ratelimit import TokenBucket
 from noetl.playbook.models import API_GROUP
 
-T = TypeVar("T")
 VERSION = "v1alpha1"
 
 
@@ -44,105 +43,78 @@ class KubeApi:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-api")
 
     async def _call(
-        self, verb: str, resource: str, function: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> T:
+        self, verb: str, resource: str, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """One API call: the raw response (bytes in `.data`), never the client's model classes."""
         await self._limiter.acquire()
         API_CALLS.labels(verb=verb, resource=resource).inc()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: function(*args, **kwargs))
+        return await loop.run_in_executor(
+            self._pool, lambda: function(*args, _preload_content=False, **kwargs)
+        )
 
-    # Reads ------------------------------------------------------------------------------------
-
-    async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get_or_none(
+        self, resource: str, function: Callable[..., Any], *args: Any
+    ) -> dict[str, Any] | None:
         try:
-            response = await self._call(
-                "get",
-                plural,
-                self.custom.get_namespaced_custom_object,
-                API_GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                _preload_content=False,
-            )
+            response = await self._call("get", resource, function, *args)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
         return _json(response)
 
+    async def _list(
+        self, resource: str, function: Callable[..., Any], *args: Any, selector: str
+    ) -> list[dict[str, Any]]:
+        response = await self._call("list", resource, function, *args, label_selector=selector)
+        return _json(response)["items"]
+
+    # Reads ------------------------------------------------------------------------------------
+
+    async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get_or_none(
+            plural,
+            self.custom.get_namespaced_custom_object,
+            API_GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+        )
+
     async def list_custom(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call(
-            "list",
+        return await self._list(
             plural,
             self.custom.list_namespaced_custom_object,
             API_GROUP,
             VERSION,
             namespace,
             plural,
-            label_selector=selector,
-            _preload_content=False,
+            selector=selector,
         )
-        return _json(response)["items"]
 
     async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call(
-            "list",
-            "jobs",
-            self.batch.list_namespaced_job,
-            namespace,
-            label_selector=selector,
-            _preload_content=False,
+        return await self._list(
+            "jobs", self.batch.list_namespaced_job, namespace, selector=selector
         )
-        return _json(response)["items"]
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call(
-            "list",
-            "pods",
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=selector,
-            _preload_content=False,
-        )
-        return _json(response)["items"]
+        return await self._list("pods", self.core.list_namespaced_pod, namespace, selector=selector)
 
     async def list_config_maps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._call(
-            "list",
-            "configmaps",
-            self.core.list_namespaced_config_map,
-            namespace,
-            label_selector=selector,
-            _preload_content=False,
+        return await self._list(
+            "configmaps", self.core.list_namespaced_config_map, namespace, selector=selector
         )
-        return _json(response)["items"]
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            response = await self._call(
-                "get",
-                "configmaps",
-                self.core.read_namespaced_config_map,
-                name,
-                namespace,
-                _preload_content=False,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return _json(response)
+        return await self._get_or_none(
+            "configmaps", self.core.read_namespaced_config_map, name, namespace
+        )
 
     async def pod_log(self, namespace: str, pod: str) -> str:
-        response: Any = await self._call(
-            "get",
-            "pods/log",
-            self.core.read_namespaced_pod_log,
-            pod,
-            namespace,
-            _preload_content=False,
+        response = await self._call(
+            "get", "pods/log", self.core.read_namespaced_pod_log, pod, namespace
         )
         return str(response.data.decode("utf-8", errors="replace"))
 
@@ -152,34 +124,15 @@ class KubeApi:
         """Create an object; False (not an error) when it exists already."""
         namespace = body["metadata"]["namespace"]
         kind = body["kind"]
+        built_in: dict[str, tuple[str, Callable[..., Any]]] = {
+            "Job": ("jobs", self.batch.create_namespaced_job),
+            "ConfigMap": ("configmaps", self.core.create_namespaced_config_map),
+            "Event": ("events", self.core.create_namespaced_event),
+        }
         try:
-            if kind == "Job":
-                await self._call(
-                    "create",
-                    "jobs",
-                    self.batch.create_namespaced_job,
-                    namespace,
-                    body,
-                    _preload_content=False,
-                )
-            elif kind == "ConfigMap":
-                await self._call(
-                    "create",
-                    "configmaps",
-                    self.core.create_namespaced_config_map,
-                    namespace,
-                    body,
-                    _preload_content=False,
-                )
-            elif kind == "Event":
-                await self._call(
-                    "create",
-                    "events",
-                    self.core.create_namespaced_event,
-                    namespace,
-                    body,
-                    _preload_content=False,
-                )
+            if kind in built_in:
+                resource, function = built_in[kind]
+                await self._call("create", resource, function, namespace, body)
             else:
                 plural = kind.lower() + "s"
                 await self._call(
@@ -191,7 +144,6 @@ class KubeApi:
                     namespace,
                     plural,
                     body,
-                    _preload_content=False,
                 )
         except ApiException as error:
             if error.status == 409:
@@ -212,7 +164,6 @@ class KubeApi:
             plural,
             name,
             {"status": status},
-            _preload_content=False,
         )
 
     async def patch_spec(
@@ -228,7 +179,6 @@ class KubeApi:
             plural,
             name,
             {"spec": spec},
-            _preload_content=False,
         )
 
     async def patch_config_map_data(
@@ -241,7 +191,6 @@ class KubeApi:
             name,
             namespace,
             {"data": data},
-            _preload_content=False,
         )
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
@@ -256,7 +205,6 @@ class KubeApi:
                     name,
                     namespace,
                     body=options,
-                    _preload_content=False,
                 )
             else:
                 plural = kind.lower() + "s"
@@ -270,7 +218,6 @@ class KubeApi:
                     plural,
                     name,
                     body=options,
-                    _preload_content=False,
                 )
         except ApiException as error:
             if error.status != 404:
