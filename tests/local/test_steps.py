@@ -10,23 +10,23 @@ import pytest
 
 from noetl.engine import StartStep
 from noetl.local.steps import StepExecutor
+from tests.processes import ENDED, process_stat
 
 EXECUTION = {"id": "exec-1", "name": "tests"}
 
 
 def worker_children() -> list[int]:
-    """This process's children that are worker processes (zombies, being gone, do not count)."""
+    """This process's children that are worker processes and still run."""
     children = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        stat = process_stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is None or stat[0] in ENDED or stat[1] != os.getpid():
             continue
         try:
-            stat = (entry / "stat").read_text()
             cmdline = (entry / "cmdline").read_bytes()
         except (FileNotFoundError, ProcessLookupError):
             continue  # it just ended
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
-        if int(parent) == os.getpid() and state != "Z" and b"noetl.plugins.worker" in cmdline:
+        if b"noetl.plugins.worker" in cmdline:
             children.append(int(entry.name))
     return children
 

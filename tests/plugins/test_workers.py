@@ -13,15 +13,7 @@ import pytest
 from noetl.local.workers import WorkerPool
 from noetl.plugins.runtime import Outcome
 from tests.plugins import step
-
-
-def alive(pid: int) -> bool:
-    """Whether a process runs (a zombie does not count: it has ended, only not been reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+from tests.processes import alive
 
 
 async def gone(pid: int, within: float = 5.0) -> bool:
