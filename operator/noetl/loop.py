@@ -1,0 +1,167 @@
+"""The execution loop both shells share: one queue of events, the engine, timers, commands out.
+
+The engine decides; this loop feeds it one event at a time and carries out what it decides
+through a small set of effects each shell provides (`Effects`): start a run (a process locally,
+a Job or a child Execution on a cluster), cancel one, announce what happened (progress, event
+log, Kubernetes Events, metrics), persist after each turn, and read the clock. Timers (retries,
+step timeouts, the execution timeout) are kept here, armed from the state, so a restarted shell
+re-arms them from their due times. A run that cannot even start comes back to the engine as that
+run's failure: only the engine sets a phase.
+
+A turn is every event waiting on the queue, fed in order; the shell persists once at its end, so
+a burst of completions costs one save, not one per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from noetl.engine import (
+    CancelStep,
+    Command,
+    Engine,
+    Event,
+    ExecutionState,
+    FinishExecution,
+    ScheduleRetry,
+    ScheduleTimer,
+    StartChildExecution,
+    StartStep,
+    StepFailed,
+    StepSucceeded,
+    TimerFired,
+)
+
+Run = StartStep | StartChildExecution
+
+
+class RunRefused(Exception):
+    """A run could not even start (no image for its tool, input too large, refused by the API).
+
+    Raised by `Effects.start_run`; the loop turns it into the run's `StepFailed`, so the engine
+    decides what follows (a retry, routing on error, failing the execution).
+    """
+
+
+class Effects:
+    """What a shell does for the loop. Every method but `now` and `start_run` may be left as is."""
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    async def start_run(self, run: Run) -> None:
+        """Start a run; its end comes back later as an event posted to the loop."""
+        raise NotImplementedError
+
+    async def cancel_run(self, command: CancelStep) -> None:
+        """Stop a run; no event is expected back for it."""
+
+    async def announce(self, message: Event | Command, current: bool = True) -> None:
+        """Tell people and machines what happened; `current` is False for a stale step event."""
+
+    async def persist(self, loop: ExecutionLoop) -> None:
+        """Save what a restart needs, once per turn, after every command of the turn was done."""
+
+    async def interpret(self, message: Any) -> Event | None:
+        """Turn a message of the shell's own (a changed Job, say) into an engine event, or None."""
+        raise TypeError(f"no engine event for {message!r}")
+
+
+class ExecutionLoop:
+    def __init__(
+        self,
+        engine: Engine,
+        effects: Effects,
+        state: ExecutionState | None = None,
+        results: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.effects = effects
+        self.state = state if state is not None else ExecutionState()
+        self.results: MutableMapping[str, Any] = results if results is not None else {}
+        self.finished: FinishExecution | None = None
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def post(self, message: Any) -> None:
+        """Queue an engine event, or a shell message that `Effects.interpret` understands."""
+        self._queue.put_nowait(message)
+
+    async def run(self, first: Iterable[Event] = ()) -> None:
+        """Feed `first`, then every message posted, until the execution has finished."""
+        try:
+            for timer_id, timer in self.state.timers.items():
+                self._arm(timer_id, timer.due)
+            await self.feed(first)
+            while not self.state.finished:
+                messages = [await self._queue.get()]
+                while not self._queue.empty():
+                    messages.append(self._queue.get_nowait())
+                events = [event for m in messages if (event := await self._as_event(m))]
+                await self.feed(events)
+        finally:
+            self.stop_timers()
+
+    async def feed(self, events: Iterable[Event]) -> None:
+        """One turn: each event to the engine, each command carried out, then one save."""
+        pending = deque(events)
+        if not pending:
+            return
+        while pending:
+            event = pending.popleft()
+            current = not isinstance(event, StepSucceeded | StepFailed) or (
+                self.state.running_step(event.step, event.index, event.attempt) is not None
+            )
+            await self.effects.announce(event, current)
+            for command in self.engine.handle(self.state, self.results, event):
+                await self.effects.announce(command)
+                failure = await self._carry_out(command)
+                if failure is not None:
+                    pending.append(failure)
+        self._drop_spent_timers()
+        await self.effects.persist(self)
+
+    def stop_timers(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    async def _as_event(self, message: Any) -> Event | None:
+        if isinstance(message, Event):
+            return message
+        return await self.effects.interpret(message)
+
+    async def _carry_out(self, command: Command) -> Event | None:
+        match command:
+            case StartStep() | StartChildExecution():
+                try:
+                    await self.effects.start_run(command)
+                except RunRefused as refused:
+                    run = (command.step, command.index, command.attempt)
+                    return StepFailed(*run, at=self.effects.now(), error=str(refused))
+            case ScheduleRetry() | ScheduleTimer():
+                self._arm(command.timer, command.due)
+            case CancelStep():
+                await self.effects.cancel_run(command)
+            case FinishExecution():
+                self.finished = command
+        return None
+
+    def _arm(self, timer_id: str, due: float) -> None:
+        if timer_id in self._timers:
+            return
+
+        def fire() -> None:
+            self._timers.pop(timer_id, None)
+            self.post(TimerFired(timer_id, at=self.effects.now()))
+
+        delay = max(0.0, due - self.effects.now())
+        self._timers[timer_id] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _drop_spent_timers(self) -> None:
+        # A step's timeout timer is spent when its attempt ends: the engine forgets it, so do we.
+        for timer_id in [t for t in self._timers if t not in self.state.timers]:
+            self._timers.pop(timer_id).cancel()
