@@ -77,13 +77,15 @@ class ExecutionLoop:
         effects: Effects,
         state: ExecutionState | None = None,
         results: MutableMapping[str, Any] | None = None,
+        queue: asyncio.Queue[Any] | None = None,
     ) -> None:
+        """`queue`: where messages were posted before the loop was made (a new one if None)."""
         self.engine = engine
         self.effects = effects
         self.state = state if state is not None else ExecutionState()
         self.results: MutableMapping[str, Any] = results if results is not None else {}
         self.finished: FinishExecution | None = None
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._queue: asyncio.Queue[Any] = queue if queue is not None else asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def post(self, message: Any) -> None:

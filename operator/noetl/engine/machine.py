@@ -424,7 +424,8 @@ class _Transition:
     def _fail(self, name: str, error: str, result: Any = None) -> None:
         self._settle_step(name, "Failed", error)
         if self.playbook.steps[name].on_error == "continue":
-            self.results[name] = {"error": error, "result": result}
+            kept = None if self._too_large(result) else result
+            self.results[name] = {"error": error, "result": kept}
             try:
                 targets = self._next_targets(name)
             except RenderError as routing_error:

@@ -15,7 +15,7 @@ import kopf
 
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
-from noetl.kube.driver import ChildChanged, ExecutionChanged, JobChanged
+from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged
 from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
 from noetl.kube.outcomes import job_finished
 from noetl.kube.playbooks import reconcile_playbook

@@ -14,6 +14,7 @@ from noetl.engine import StartChildExecution, StartStep
 from noetl.kube.names import run_name
 from noetl.kube.settings import OperatorSettings
 from noetl.playbook import API_VERSION, Step
+from noetl.plugins.messages import StepRequest
 
 EXECUTION_LABEL = "noetl.io/execution"
 STEP_LABEL = "noetl.io/step"
@@ -23,6 +24,18 @@ PARENT_LABEL = "noetl.io/parent"
 PURPOSE_LABEL = "noetl.io/purpose"
 TOOL_LABEL = "noetl.io/tool"
 MAX_ARGS_BYTES = 128 * 1024
+BACKSTOP_SECONDS = 30
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether `obj` names the object with `uid` among its owners."""
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def run_of(labels: dict[str, str]) -> tuple[str, int | None, int]:
+    """(step, index, attempt) of the run a Job or child Execution was made for, from its labels."""
+    index = labels.get(INDEX_LABEL)
+    return labels[STEP_LABEL], int(index) if index is not None else None, int(labels[ATTEMPT_LABEL])
 
 
 def owner_reference(execution: dict[str, Any]) -> dict[str, Any]:
@@ -70,16 +83,16 @@ def step_job(
     execution: dict[str, Any], command: StartStep, step: Step, settings: OperatorSettings
 ) -> dict[str, Any]:
     name = execution["metadata"]["name"]
-    request = {
-        "step": command.step,
-        "tool": command.tool,
-        "args": command.args,
-        "code": command.code,
-        "attempt": command.attempt,
-        "index": command.index,
-        "execution": {"id": execution["metadata"]["uid"], "name": name},
-    }
-    payload = json.dumps(request, separators=(",", ":"))
+    request = StepRequest(
+        step=command.step,
+        tool=command.tool,
+        args=command.args,
+        code=command.code,
+        attempt=command.attempt,
+        index=command.index,
+        execution={"id": execution["metadata"]["uid"], "name": name},
+    )
+    payload = json.dumps(request.to_json(), separators=(",", ":"))
     if len(payload) > MAX_ARGS_BYTES:
         raise ValueError(
             f"step input is {len(payload)} bytes, over the {MAX_ARGS_BYTES} byte limit"
@@ -124,7 +137,10 @@ def step_job(
         or None,
         "serviceAccountName": settings.step_service_account,
     }
-    timeout = command.timeout or settings.step_timeout_seconds
+    # The engine's timer ends a step at its timeout; the Job's deadline is a backstop behind it.
+    timeout = (
+        command.timeout + BACKSTOP_SECONDS if command.timeout else settings.step_timeout_seconds
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

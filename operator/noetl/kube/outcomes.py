@@ -25,10 +25,6 @@ def job_finished(job: dict[str, Any]) -> bool:
     return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
 
 
-def job_started(job: dict[str, Any]) -> bool:
-    return bool((job.get("status") or {}).get("startTime"))
-
-
 def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         terminated = (status.get("state") or {}).get("terminated")
@@ -41,9 +37,9 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
     metadata = job["metadata"]
     failed = _condition(job, "Failed")
     if failed is not None and failed.get("reason") == "DeadlineExceeded":
-        return Outcome(
-            ok=False, error=f"timed out after {job['spec'].get('activeDeadlineSeconds')}s"
-        )
+        # A backstop: the engine's timer ends a step with a timeout before its Job's deadline.
+        deadline = job["spec"].get("activeDeadlineSeconds")
+        return Outcome(ok=False, error=f"the step's Job passed its deadline of {deadline}s")
     pods = await api.list_pods(metadata["namespace"], f"job-name={metadata['name']}")
     finished = [(pod, _terminated(pod)) for pod in pods]
     finished = [(pod, terminated) for pod, terminated in finished if terminated is not None]
