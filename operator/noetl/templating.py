@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -147,12 +147,3 @@ def template_strings(value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
         for index, item in enumerate(value):
             for path, text in template_strings(item):
                 yield (index, *path), text
-
-
-def referenced_names(source: str) -> set[str]:
-    """Top-level names a template reads (e.g. the steps whose results it needs)."""
-    try:
-        tree = ENVIRONMENT.parse(source)
-    except TemplateSyntaxError:
-        return set()
-    return {node.name for node in tree.find_all(nodes.Name) if node.ctx == "load"}

@@ -19,13 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.metrics import API_CALLS
 from noetl.kube.ratelimit import TokenBucket
-from noetl.playbook.models import API_GROUP
-
-VERSION = "v1alpha1"
-
-
-class Conflict(Exception):
-    """The object changed since it was read (HTTP 409 on update)."""
+from noetl.playbook.models import API_GROUP, GROUP_VERSION
 
 
 def _json(response: Any) -> Any:
@@ -77,7 +71,7 @@ class KubeApi:
             plural,
             self.custom.get_namespaced_custom_object,
             API_GROUP,
-            VERSION,
+            GROUP_VERSION,
             namespace,
             plural,
             name,
@@ -88,7 +82,7 @@ class KubeApi:
             plural,
             self.custom.list_namespaced_custom_object,
             API_GROUP,
-            VERSION,
+            GROUP_VERSION,
             namespace,
             plural,
             selector=selector,
@@ -140,7 +134,7 @@ class KubeApi:
                     plural,
                     self.custom.create_namespaced_custom_object,
                     API_GROUP,
-                    VERSION,
+                    GROUP_VERSION,
                     namespace,
                     plural,
                     body,
@@ -159,26 +153,11 @@ class KubeApi:
             f"{plural}/status",
             self.custom.patch_namespaced_custom_object_status,
             API_GROUP,
-            VERSION,
+            GROUP_VERSION,
             namespace,
             plural,
             name,
             {"status": status},
-        )
-
-    async def patch_spec(
-        self, plural: str, namespace: str, name: str, spec: dict[str, Any]
-    ) -> None:
-        await self._call(
-            "patch",
-            plural,
-            self.custom.patch_namespaced_custom_object,
-            API_GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"spec": spec},
         )
 
     async def patch_config_map_data(
@@ -213,7 +192,7 @@ class KubeApi:
                     plural,
                     self.custom.delete_namespaced_custom_object,
                     API_GROUP,
-                    VERSION,
+                    GROUP_VERSION,
                     namespace,
                     plural,
                     name,

@@ -14,21 +14,18 @@ from typing import Any
 import kopf
 
 from noetl.engine.state import FINISHED_PHASES
-from noetl.kube import metrics
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged
 from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
 from noetl.kube.outcomes import job_finished
-from noetl.kube.playbooks import reconcile_playbook
+from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
-from noetl.playbook import API_VERSION
-
-GROUP, VERSION = API_VERSION.split("/")
+from noetl.playbook import API_GROUP, GROUP_VERSION
 
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
-    api = drivers.context.api
+    playbooks = PlaybookController(drivers.context.api)
 
-    @kopf.on.event(GROUP, VERSION, "executions", registry=registry)
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", registry=registry)
     async def execution_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -59,15 +56,15 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
                 namespace, body.metadata.labels[EXECUTION_LABEL], JobChanged(raw, deleted=deleted)
             )
 
-    @kopf.on.event(GROUP, VERSION, "playbooks", registry=registry)
-    async def playbook_event(type: str, body: kopf.Body, **_: Any) -> None:
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", registry=registry)
+    async def playbook_event(
+        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+    ) -> None:
+        assert namespace is not None
         if type == "DELETED":
-            return
-        try:
-            await reconcile_playbook(api, dict(body))
-        except Exception:
-            metrics.RECONCILE_ERRORS.labels(where="playbook").inc()
-            raise
+            playbooks.deleted(namespace, name)
+        else:
+            playbooks.changed(dict(body))
 
     @kopf.on.probe(id="executions", registry=registry)
     def active_executions(**_: Any) -> int:

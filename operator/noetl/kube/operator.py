@@ -15,23 +15,15 @@ from typing import Any
 
 import kopf
 import prometheus_client
-from kubernetes import client, config
 
 from noetl.kube.api import KubeApi
 from noetl.kube.driver import OperatorContext
 from noetl.kube.handlers import register
+from noetl.kube.kubeconfig import load_kube_config
 from noetl.kube.ratelimit import TokenBucket
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
-
-
-def load_kube_config() -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
 
 
 async def run_operator(

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
-from noetl.playbook.models import API_GROUP, DURATION_PATTERN, PlaybookSpec, Step
+from noetl.playbook.models import API_GROUP, API_VERSION, DURATION_PATTERN, PlaybookSpec, Step
 from noetl.playbook.validation import validate_spec
 
 _ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
@@ -82,9 +82,7 @@ def parse_playbook(document: Any, source: str = "") -> Playbook:
         errors.append(PlaybookError("kind", f"expected Playbook, got {kind!r}"))
     api_version = document.get("apiVersion")
     if api_version is not None and not str(api_version).startswith(f"{API_GROUP}/"):
-        errors.append(
-            PlaybookError("apiVersion", f"expected {API_GROUP}/v1alpha1, got {api_version!r}")
-        )
+        errors.append(PlaybookError("apiVersion", f"expected {API_VERSION}, got {api_version!r}"))
     metadata = document.get("metadata") or {}
     name = metadata.get("name") if isinstance(metadata, dict) else None
     name = name or document.get("name") or (Path(source).stem if source else "playbook")

@@ -21,7 +21,8 @@ from pydantic import (
 )
 
 API_GROUP = "noetl.io"
-API_VERSION = f"{API_GROUP}/v1alpha1"
+GROUP_VERSION = "v1alpha1"  # the one served version of the CRDs
+API_VERSION = f"{API_GROUP}/{GROUP_VERSION}"
 
 STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
