@@ -54,6 +54,8 @@ def matches(obj: dict[str, Any], selector: str) -> bool:
 class FakeKubeApi:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
+        # Lists by label cost what they return, not what is stored, as an API server's index.
+        self._labelled: dict[tuple[str, str, str, str], set[str]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name), in order
         self.created: Counter[Key] = Counter()  # successful creates by object
         self.status_patches: list[int] = []  # bytes of each status patch
@@ -89,8 +91,20 @@ class FakeKubeApi:
         metadata.setdefault("generation", 1)
         metadata["resourceVersion"] = str(next(self._versions))
         metadata.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
-        self.objects[(body["kind"], metadata["namespace"], metadata["name"])] = body
+        kind, namespace, name = body["kind"], metadata["namespace"], metadata["name"]
+        self._forget((kind, namespace, name))
+        self.objects[(kind, namespace, name)] = body
+        for label, value in (metadata.get("labels") or {}).items():
+            self._labelled.setdefault((kind, namespace, label, value), set()).add(name)
         return body
+
+    def _forget(self, key: Key) -> dict[str, Any] | None:
+        obj = self.objects.pop(key, None)
+        if obj is not None:
+            kind, namespace, name = key
+            for label, value in (obj["metadata"].get("labels") or {}).items():
+                self._labelled.get((kind, namespace, label, value), set()).discard(name)
+        return obj
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind, namespace, name))
@@ -133,11 +147,10 @@ class FakeKubeApi:
 
     async def _list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         self._call("list", kind)
-        return [
-            copy.deepcopy(obj)
-            for (k, ns, _), obj in self.objects.items()
-            if k == kind and ns == namespace and matches(obj, selector)
-        ]
+        label, _, value = selector.split(",")[0].partition("=")
+        names = self._labelled.get((kind, namespace, label, value), set())
+        found = [self.objects[(kind, namespace, name)] for name in sorted(names)]
+        return [copy.deepcopy(obj) for obj in found if matches(obj, selector)]
 
     async def list_custom(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         return await self._list(PLURAL_KINDS[plural], namespace, selector)
@@ -194,12 +207,11 @@ class FakeKubeApi:
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         self._call("delete", kind)
-        if self.objects.pop((kind, namespace, name), None) is None:
+        if self._forget((kind, namespace, name)) is None:
             return
         if kind == "Job":  # background propagation takes the Job's pods too
-            for key in [k for k, obj in self.objects.items() if k[0] == "Pod"]:
-                if (self.objects[key]["metadata"].get("labels") or {}).get("job-name") == name:
-                    del self.objects[key]
+            for pod in list(self._labelled.get(("Pod", namespace, "job-name", name), ())):
+                self._forget(("Pod", namespace, pod))
         self._wrote("delete", kind, name)
 
     def close(self) -> None:
