@@ -3,10 +3,10 @@
 The engine decides; this loop feeds it one event at a time and carries out what it decides
 through a small set of effects each shell provides (`Effects`): start a run (a process locally,
 a Job or a child Execution on a cluster), cancel one, announce what happened (progress, event
-log, Kubernetes Events, metrics), persist after each turn, and read the clock. Timers (retries,
-step timeouts, the execution timeout) are kept here, armed from the state, so a restarted shell
-re-arms them from their due times. A run that cannot even start comes back to the engine as that
-run's failure: only the engine sets a phase.
+log, Kubernetes Events, metrics), and persist after each turn. Timers (retries, step timeouts,
+the execution timeout) are kept here on a `Clock` (a fake one in tests), armed from the state,
+so a restarted shell re-arms them from their due times. A run that cannot even start comes back
+to the engine as that run's failure: only the engine sets a phase.
 
 A turn is every event waiting on the queue, fed in order; the shell persists once at its end, so
 a burst of completions costs one save, not one per event.
@@ -15,9 +15,10 @@ a burst of completions costs one save, not one per event.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Iterable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any, Protocol
 
 from noetl.engine import (
     CancelStep,
@@ -46,11 +47,22 @@ class RunRefused(Exception):
     """
 
 
-class Effects:
-    """What a shell does for the loop. Every method but `now` and `start_run` may be left as is."""
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock:
+    """Seconds since the epoch, and callbacks after a delay: the loop's only sense of time."""
 
     def now(self) -> float:
-        raise NotImplementedError
+        return time.time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        return asyncio.get_running_loop().call_later(delay, callback)
+
+
+class Effects:
+    """What a shell does for the loop. Every method but `start_run` may be left as is."""
 
     async def start_run(self, run: Run) -> None:
         """Start a run; its end comes back later as an event posted to the loop."""
@@ -78,6 +90,7 @@ class ExecutionLoop:
         state: ExecutionState | None = None,
         results: MutableMapping[str, Any] | None = None,
         queue: asyncio.Queue[Any] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """`queue`: where messages were posted before the loop was made (a new one if None)."""
         self.engine = engine
@@ -86,7 +99,8 @@ class ExecutionLoop:
         self.results: MutableMapping[str, Any] = results if results is not None else {}
         self.finished: FinishExecution | None = None
         self._queue: asyncio.Queue[Any] = queue if queue is not None else asyncio.Queue()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.clock = clock or Clock()
+        self._timers: dict[str, Cancellable] = {}
 
     def post(self, message: Any) -> None:
         """Queue an engine event, or a shell message that `Effects.interpret` understands."""
@@ -143,7 +157,7 @@ class ExecutionLoop:
                     await self.effects.start_run(command)
                 except RunRefused as refused:
                     run = (command.step, command.index, command.attempt)
-                    return StepFailed(*run, at=self.effects.now(), error=str(refused))
+                    return StepFailed(*run, at=self.clock.now(), error=str(refused))
             case ScheduleRetry() | ScheduleTimer():
                 self._arm(command.timer, command.due)
             case CancelStep():
@@ -158,10 +172,10 @@ class ExecutionLoop:
 
         def fire() -> None:
             self._timers.pop(timer_id, None)
-            self.post(TimerFired(timer_id, at=self.effects.now()))
+            self.post(TimerFired(timer_id, at=self.clock.now()))
 
-        delay = max(0.0, due - self.effects.now())
-        self._timers[timer_id] = asyncio.get_running_loop().call_later(delay, fire)
+        delay = max(0.0, due - self.clock.now())
+        self._timers[timer_id] = self.clock.call_later(delay, fire)
 
     def _drop_spent_timers(self) -> None:
         # A step's timeout timer is spent when its attempt ends: the engine forgets it, so do we.

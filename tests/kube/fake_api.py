@@ -8,24 +8,60 @@ injected: API errors (`fail`: the next calls of a verb and resource raise, e.g. 
 which raises `OperatorCrashed` past every `except Exception` in the operator, as a SIGKILL would
 end it, leaving the objects as they were written.
 
-A test plays the cluster's part for Jobs: `finish_job` gives a Job its pod and its end.
+A test plays the cluster's part for Jobs: `finish_job` gives a Job its pod and its end; and time
+is a `FakeClock` that moves only when the test advances it.
 """
 
 from __future__ import annotations
 
 import copy
+import heapq
 import itertools
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from noetl.loop import Clock
 from noetl.plugins.envelope import encode
 from noetl.plugins.messages import Outcome
 
 Key = tuple[str, str, str]  # kind, namespace, name
 PLURAL_KINDS = {"executions": "Execution", "playbooks": "Playbook"}
+
+
+class _Call:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        self.callback = None
+
+
+class FakeClock(Clock):
+    """Time that moves only when a test says so; callbacks run as their time is passed."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.time = start
+        self._calls: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self.time
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _Call:
+        call = _Call(callback)
+        heapq.heappush(self._calls, (self.time + delay, next(self._order), call))
+        return call
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+        while self._calls and self._calls[0][0] <= self.time:
+            _, _, call = heapq.heappop(self._calls)
+            if call.callback is not None:
+                call.callback()
 
 
 class OperatorCrashed(BaseException):

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from noetl.kube import driver as driver_module
 from noetl.kube import registry as registry_module
 from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.inbox import JobChanged
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
-from tests.kube.fake_api import FakeKubeApi, OperatorCrashed
+from tests.kube.fake_api import FakeClock, FakeKubeApi, OperatorCrashed
 
 NS = "team"
 
@@ -96,13 +97,23 @@ def submit(api: FakeKubeApi, spec: dict[str, Any], name: str = "run") -> None:
 
 
 class Operator:
-    """A driver on the fake API, with the cluster's part played: Jobs end as soon as they exist."""
+    """A driver on the fake API and a fake clock; the test plays the cluster's part for Jobs."""
 
     def __init__(self, api: FakeKubeApi, name: str = "run") -> None:
         self.api = api
         self.name = name
-        self.context = OperatorContext(api, OperatorSettings())  # type: ignore[arg-type]
+        self.clock = FakeClock()
+        self.context = OperatorContext(api, OperatorSettings(), clock=self.clock)  # type: ignore[arg-type]
         self.restarts = 0
+        self.driver = ExecutionDriver(self.context, NS, name)
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """A new driver, as after an operator start: kopf delivers every Job it lists."""
+        self.driver = ExecutionDriver(self.context, NS, self.name)
+        self.task = asyncio.create_task(self.driver.run())
+        for job in self.api.of_kind("Job"):
+            self.driver.queue.put_nowait(JobChanged(job))
 
     async def idle(self) -> None:
         """Let the driver work until it waits for a message (the fake API never blocks)."""
@@ -112,35 +123,47 @@ class Operator:
             await asyncio.sleep(0)
             quiet = quiet + 1 if len(self.api.writes) == before else 0
 
-    async def run(self, finish: bool = True, limit: int = 100) -> dict[str, Any]:
-        driver = ExecutionDriver(self.context, NS, self.name)
-        task = asyncio.create_task(driver.run())
+    def unfinished_jobs(self) -> list[dict[str, Any]]:
+        return [job for job in self.api.of_kind("Job") if not job.get("status")]
+
+    def finish(self, job: dict[str, Any], ok: bool = True, result: Any = None) -> None:
+        name = job["metadata"]["name"]
+        if result is None:
+            result = {"stdout": job["metadata"]["labels"]["noetl.io/step"]}
+        self.api.finish_job(NS, name, ok, result)
+        self.driver.queue.put_nowait(JobChanged(job))
+
+    async def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        await self.idle()
+
+    async def run(self, limit: int = 100) -> dict[str, Any]:
+        """Run to the end, each Job ending as soon as it exists; after a crash, a restart."""
+        if self.task is None:
+            self.start()
         for _ in range(limit):
             await self.idle()
-            if task.done():
-                if isinstance(task.exception(), OperatorCrashed):
+            assert self.task is not None
+            if self.task.done():
+                if isinstance(self.task.exception(), OperatorCrashed):
                     self.restarts += 1
-                    driver = ExecutionDriver(self.context, NS, self.name)
-                    task = asyncio.create_task(driver.run())
-                    for job in self.api.of_kind("Job"):  # kopf lists everything on start
-                        driver.queue.put_nowait(JobChanged(job))
+                    self.start()
                     continue
-                task.result()
+                self.task.result()
                 break
-            if finish:
-                for job in self.api.of_kind("Job"):
-                    if not job.get("status"):
-                        self.api.finish_job(
-                            NS,
-                            job["metadata"]["name"],
-                            result={"stdout": job["metadata"]["labels"]["noetl.io/step"]},
-                        )
-                        driver.queue.put_nowait(JobChanged(job))
+            for job in self.unfinished_jobs():
+                self.finish(job)
         else:
             raise AssertionError("the execution did not end")
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
         execution = self.api.get("Execution", NS, self.name)
         assert execution is not None
-        return dict(execution["status"])
+        return dict(execution.get("status") or {})
+
+    def events(self) -> list[str]:
+        return [f"{event['reason']}: {event['message']}" for event in self.api.of_kind("Event")]
 
 
 def writes_of_a_clean_run(case: Case) -> int:
@@ -219,4 +242,88 @@ async def test_api_failures_are_survived(monkeypatch, verb: str, kind: str, erro
         if status.get("phase") == "Succeeded":
             break
         await asyncio.sleep(0.01)
+    assert_ran_once_each(api, CASES[0], status)
+
+
+RETRIED = {
+    "workflow": [
+        {"step": "start", "next": [{"step": "slow"}]},
+        shell("slow", timeout="30s", retry={"maxAttempts": 2, "initialDelay": "5s"}),
+    ],
+    "output": "{{ slow.stdout }}",
+}
+
+
+async def test_a_step_timeout_is_the_engines_timer_and_its_retry_survives_a_restart():
+    api = FakeKubeApi()
+    submit(api, RETRIED)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-slow-a1"]
+    await operator.advance(31)
+    assert api.get("Job", NS, "run-slow-a1") is None  # cancelled: the Job is deleted
+    assert any("timed out after 30s" in event for event in operator.events())
+    assert operator.task is not None
+    operator.task.cancel()  # the operator goes away while the retry waits
+    operator.start()
+    await operator.idle()
+    assert operator.unfinished_jobs() == []
+    await operator.advance(6)  # the retry timer, re-armed from the saved state
+    [second] = operator.unfinished_jobs()
+    assert second["metadata"]["name"] == "run-slow-a2"
+    status = await operator.run()
+    assert (status["phase"], status["result"]) == ("Succeeded", "slow")
+    assert status["steps"]["slow"]["attempts"] == 2
+
+
+async def test_the_execution_timeout_fails_the_run_and_deletes_its_jobs():
+    api = FakeKubeApi()
+    submit(api, {**CHAIN, "timeout": "1m"})
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    await operator.advance(61)
+    status = operator.status()
+    assert (status["phase"], status["error"]) == ("Failed", "execution timed out after 1m")
+    assert status["finishedAt"] is not None
+    assert api.of_kind("Job") == []
+    assert operator.driver.finished_at == operator.clock.now()  # the TTL counts from here
+
+
+async def test_a_loop_whose_gathered_results_are_too_large_fails_through_the_engine(monkeypatch):
+    monkeypatch.setattr(driver_module, "MAX_RESULT_BYTES", 300)  # each item fits, all do not
+    spec = {
+        "workflow": [
+            {"step": "start", "next": [{"step": "each"}, {"step": "other"}]},
+            shell("each", loop={"in": [1, 2, 3], "iterator": "i", "mode": "parallel"}),
+            shell("other"),
+        ]
+    }
+    api = FakeKubeApi()
+    submit(api, spec)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    for job in operator.unfinished_jobs():
+        if job["metadata"]["labels"]["noetl.io/step"] == "each":
+            operator.finish(job, result="x" * 100)
+    await operator.idle()
+    assert operator.status()["phase"] == "Running"  # the parallel branch still runs
+    [other] = operator.unfinished_jobs()
+    operator.finish(other)
+    await operator.idle()
+    status = operator.status()
+    assert status["phase"] == "Failed" and "byte limit" in status["error"]
+    assert status["finishedAt"] is not None and operator.driver.finished_at is not None
+    assert any(event.startswith("ExecutionFailed") for event in operator.events())
+
+
+async def test_an_event_that_cannot_be_posted_does_not_stop_the_driver():
+    api = FakeKubeApi()
+    submit(api, CHAIN)
+    api.fail("create", "Event", *[ApiException(status=500)] * 50)
+    operator = Operator(api)
+    status = await operator.run()
+    assert operator.restarts == 0
     assert_ran_once_each(api, CASES[0], status)

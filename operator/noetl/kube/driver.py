@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,7 @@ from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
 from noetl.kube.status import epoch_seconds
-from noetl.loop import ExecutionLoop
+from noetl.loop import Clock, ExecutionLoop
 from noetl.playbook import PlaybookInvalid
 
 
@@ -35,6 +34,7 @@ class OperatorContext:
     api: KubeApi
     settings: OperatorSettings
     slots: JobSlots = field(default_factory=lambda: JobSlots(200))
+    clock: Clock = field(default_factory=Clock)
 
 
 class ExecutionDriver:
@@ -47,7 +47,7 @@ class ExecutionDriver:
         self.finished_at: float | None = None
 
     async def run(self) -> None:
-        api = self.context.api
+        api, clock = self.context.api, self.context.clock
         execution = await api.get_custom("executions", self.namespace, self.name)
         if execution is None:
             return
@@ -55,7 +55,7 @@ class ExecutionDriver:
         status = execution.get("status") or {}
         if status.get("phase") in FINISHED_PHASES:
             finished = status.get("finishedAt")
-            self.finished_at = epoch_seconds(finished) if finished else time.time()
+            self.finished_at = epoch_seconds(finished) if finished else clock.now()
             return
         try:
             playbook = await playbook_of(api, execution)
@@ -68,19 +68,22 @@ class ExecutionDriver:
         )
         checkpoint = await Checkpoint.load(api, execution)
         inbox = Inbox(api, execution, checkpoint.state)
+        context = self.context
         effects = KubeEffects(
-            api, self.context.settings, self.context.slots, engine, execution, checkpoint, inbox
+            api, context.settings, context.slots, engine, execution, checkpoint, inbox, clock
         )
-        loop = ExecutionLoop(engine, effects, checkpoint.state, checkpoint.results, self.queue)
+        loop = ExecutionLoop(
+            engine, effects, checkpoint.state, checkpoint.results, self.queue, clock
+        )
         metrics.EXECUTIONS_ACTIVE.inc()
         try:
             first: list[Event] = []
             if loop.state.phase == "Pending":
-                first.append(ExecutionStarted(at=time.time()))
+                first.append(ExecutionStarted(at=clock.now()))
             else:
                 await _catch_up(loop, inbox)
             if spec.get("cancel"):
-                first.append(CancelRequested(at=time.time(), reason="spec.cancel is true"))
+                first.append(CancelRequested(at=clock.now(), reason="spec.cancel is true"))
             await loop.run(first)
         finally:
             metrics.EXECUTIONS_ACTIVE.dec()
@@ -91,6 +94,6 @@ async def _catch_up(loop: ExecutionLoop, inbox: Inbox) -> None:
     """Feed what ended while no operator watched, until feeding it again changes nothing."""
     while not loop.state.finished:
         before = json.dumps(loop.state.to_dict())
-        await loop.feed(await inbox.recovered(time.time()))
+        await loop.feed(await inbox.recovered(loop.clock.now()))
         if json.dumps(loop.state.to_dict()) == before:
             break

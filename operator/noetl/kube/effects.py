@@ -9,7 +9,6 @@ loop, which makes it the run's failure for the engine to decide on.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -33,7 +32,7 @@ from noetl.kube.manifests import child_execution, step_job
 from noetl.kube.names import run_name
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
-from noetl.loop import Effects, ExecutionLoop, Run, RunRefused
+from noetl.loop import Clock, Effects, ExecutionLoop, Run, RunRefused
 
 
 class KubeEffects(Effects):
@@ -46,6 +45,7 @@ class KubeEffects(Effects):
         execution: dict[str, Any],
         checkpoint: Checkpoint,
         inbox: Inbox,
+        clock: Clock,
     ) -> None:
         self.api = api
         self.settings = settings
@@ -54,15 +54,13 @@ class KubeEffects(Effects):
         self.execution = execution
         self.checkpoint = checkpoint
         self.inbox = inbox
+        self.clock = clock
         self.namespace = str(execution["metadata"]["namespace"])
         self.name = str(execution["metadata"]["name"])
         self.finished_at: float | None = None
 
-    def now(self) -> float:
-        return time.time()
-
     async def interpret(self, message: Any) -> Event | None:
-        return await self.inbox.interpret(message, self.now())
+        return await self.inbox.interpret(message, self.clock.now())
 
     async def persist(self, loop: ExecutionLoop) -> None:
         await self.checkpoint.save(loop.finished)
@@ -123,7 +121,7 @@ class KubeEffects(Effects):
                     "StepFailed", f"step {message.key} failed: {message.error}", warning=True
                 )
             case ScheduleRetry():
-                wait = max(0.0, message.due - self.now())
+                wait = max(0.0, message.due - self.clock.now())
                 await self._event(
                     "StepRetrying",
                     f"step {message.key} in {wait:.0f}s after: {message.error}",
@@ -131,7 +129,7 @@ class KubeEffects(Effects):
                 )
             case FinishExecution():
                 metrics.EXECUTIONS_FINISHED.labels(phase=message.phase).inc()
-                self.finished_at = self.now()
+                self.finished_at = self.clock.now()
                 ended = f"execution {message.phase.lower()}" + (
                     f": {message.error}" if message.error else ""
                 )

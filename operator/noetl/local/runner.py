@@ -104,9 +104,6 @@ class LocalRunner(Effects):
 
     # Effects ----------------------------------------------------------------------------------
 
-    def now(self) -> float:
-        return time.time()
-
     async def start_run(self, run: Run) -> None:
         self._running[run.key] = asyncio.create_task(self._run_step(run))
 
