@@ -459,10 +459,10 @@ class _Transition:
         context = self._context(name)
         for position, entry in enumerate(spec.next):
             if entry.step is not None:
-                targets.append(entry.step)
+                targets += entry.targets()
             elif entry.else_ is not None:
-                otherwise += [target.step for target in entry.else_]
-            elif not matched and entry.when is not None and entry.then is not None:
+                otherwise += entry.targets()
+            elif not matched and entry.when is not None:
                 try:
                     matched = truthy(render_string(entry.when, context))
                 except RenderError as error:
@@ -470,7 +470,7 @@ class _Transition:
                         error.expression, f"next[{position}].when: {error.reason}"
                     ) from None
                 if matched:
-                    targets += [target.step for target in entry.then]
+                    targets += entry.targets()
         if not matched:
             targets += otherwise
         return list(dict.fromkeys(targets))
