@@ -56,13 +56,15 @@ class KubeApi:
             if error.status == 404:
                 return None
             raise
-        return _json(response)
+        found: dict[str, Any] = _json(response)
+        return found
 
     async def _list(
         self, resource: str, function: Callable[..., Any], *args: Any, selector: str
     ) -> list[dict[str, Any]]:
         response = await self._call("list", resource, function, *args, label_selector=selector)
-        return _json(response)["items"]
+        items: list[dict[str, Any]] = _json(response)["items"]
+        return items
 
     # Reads ------------------------------------------------------------------------------------
 

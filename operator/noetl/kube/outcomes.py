@@ -15,7 +15,8 @@ from noetl.plugins.runtime import Outcome, read_outcome
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
+    conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
+    for condition in conditions:
         if condition.get("type") == kind and condition.get("status") == "True":
             return condition
     return None
@@ -27,7 +28,7 @@ def job_finished(job: dict[str, Any]) -> bool:
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        terminated = (status.get("state") or {}).get("terminated")
+        terminated: dict[str, Any] | None = (status.get("state") or {}).get("terminated")
         if terminated:
             return terminated
     return None
