@@ -40,12 +40,18 @@ class KubeApi:
         self, verb: str, resource: str, function: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Any:
         """One API call: the raw response (bytes in `.data`), never the client's model classes."""
+
+        def call() -> Any:
+            response = function(*args, _preload_content=False, **kwargs)
+            # The body is read whole even when nobody looks at it (a write's): only then does
+            # urllib3 give the connection back to its pool, sparing the next call a TLS handshake.
+            _ = response.data
+            response.release_conn()
+            return response
+
         await self._limiter.acquire()
         API_CALLS.labels(verb=verb, resource=resource).inc()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, lambda: function(*args, _preload_content=False, **kwargs)
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def _get_or_none(
         self, resource: str, function: Callable[..., Any], *args: Any
