@@ -132,11 +132,16 @@ class ExecutionLoop:
                 self.state.running_step(event.step, event.index, event.attempt) is not None
             )
             await self.effects.announce(event, current)
+            runs: list[Run] = []
             for command in self.engine.handle(self.state, self.results, event):
                 await self.effects.announce(command)
-                failure = await self._carry_out(command)
-                if failure is not None:
-                    pending.append(failure)
+                if isinstance(command, StartStep | StartChildExecution):
+                    runs.append(command)
+                else:
+                    await self._carry_out(command)
+            # Runs start together: a fan-out or a loop's first items cost one round trip, not N.
+            failures = await asyncio.gather(*(self._start(run) for run in runs))
+            pending.extend(failure for failure in failures if failure is not None)
         self._drop_spent_timers()
         await self.effects.persist(self)
 
@@ -150,21 +155,23 @@ class ExecutionLoop:
             return message
         return await self.effects.interpret(message)
 
-    async def _carry_out(self, command: Command) -> Event | None:
+    async def _start(self, run: Run) -> StepFailed | None:
+        try:
+            await self.effects.start_run(run)
+        except RunRefused as refused:
+            return StepFailed(
+                run.step, run.index, run.attempt, at=self.clock.now(), error=str(refused)
+            )
+        return None
+
+    async def _carry_out(self, command: Command) -> None:
         match command:
-            case StartStep() | StartChildExecution():
-                try:
-                    await self.effects.start_run(command)
-                except RunRefused as refused:
-                    run = (command.step, command.index, command.attempt)
-                    return StepFailed(*run, at=self.clock.now(), error=str(refused))
             case ScheduleRetry() | ScheduleTimer():
                 self._arm(command.timer, command.due)
             case CancelStep():
                 await self.effects.cancel_run(command)
             case FinishExecution():
                 self.finished = command
-        return None
 
     def _arm(self, timer_id: str, due: float) -> None:
         if timer_id in self._timers:

@@ -110,6 +110,7 @@ class Operator:
 
     def start(self) -> None:
         """A new driver, as after an operator start: kopf delivers every Job it lists."""
+        self.api.revive()
         self.driver = ExecutionDriver(self.context, NS, self.name)
         self.task = asyncio.create_task(self.driver.run())
         for job in self.api.of_kind("Job"):
