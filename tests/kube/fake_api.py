@@ -156,17 +156,21 @@ class FakeKubeApi:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [obj for (k, _, _), obj in self.objects.items() if k == kind]
 
-    def finish_job(self, namespace: str, name: str, ok: bool = True, result: Any = None) -> None:
-        """The Job's pod ends with this outcome, and the Job controller marks it so."""
+    def finish_job(
+        self, namespace: str, name: str, ok: bool = True, result: Any = None
+    ) -> dict[str, Any]:
+        """The Job's pod ends with this outcome, and the Job controller marks it so: the pod."""
         job = self.objects[("Job", namespace, name)]
         message, _ = encode(Outcome(ok=ok, result=result, error=None if ok else "step failed"))
+        template = job["spec"]["template"]["metadata"]
         self.put(
             {
                 "kind": "Pod",
                 "metadata": {
                     "name": f"{name}-pod",
                     "namespace": namespace,
-                    "labels": {"job-name": name},
+                    "labels": {**template.get("labels", {}), "job-name": name},
+                    "annotations": dict(template.get("annotations", {})),
                 },
                 "status": {
                     "containerStatuses": [
@@ -182,6 +186,7 @@ class FakeKubeApi:
             "conditions": [{"type": condition, "status": "True"}],
         }
         job["metadata"]["resourceVersion"] = str(next(self._versions))
+        return self.objects[("Pod", namespace, f"{name}-pod")]
 
     # The KubeApi interface --------------------------------------------------------------------
 

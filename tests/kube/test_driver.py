@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from noetl.kube import driver as driver_module
 from noetl.kube import registry as registry_module
 from noetl.kube.driver import ExecutionDriver, OperatorContext
-from noetl.kube.inbox import JobChanged
+from noetl.kube.inbox import JobChanged, PodEnded
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from tests.kube.fake_api import FakeClock, FakeKubeApi, OperatorCrashed
@@ -328,3 +328,37 @@ async def test_an_event_that_cannot_be_posted_does_not_stop_the_driver():
     status = await operator.run()
     assert operator.restarts == 0
     assert_ran_once_each(api, CASES[0], status)
+
+
+async def test_a_step_ends_on_its_pod_before_its_job_and_the_jobs_end_changes_nothing():
+    api = FakeKubeApi()
+    submit(api, CHAIN)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    [first] = operator.unfinished_jobs()
+    pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
+    operator.driver.queue.put_nowait(PodEnded(pod))  # the Job's Complete has not been seen yet
+    await operator.idle()
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-b-a1"]
+    writes = len(api.writes)
+    operator.driver.queue.put_nowait(JobChanged(first))  # the Job controller catches up
+    await operator.idle()
+    assert len(api.writes) == writes  # a stale end: nothing to do, nothing to save
+    status = await operator.run()
+    assert_ran_once_each(api, CASES[0], status)
+
+
+async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
+    api = FakeKubeApi()
+    submit(api, CHAIN)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    [first] = operator.unfinished_jobs()
+    pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
+    pod["metadata"]["annotations"]["noetl.io/execution-uid"] = "an-older-run"
+    operator.driver.queue.put_nowait(PodEnded(pod))
+    await operator.idle()
+    assert operator.unfinished_jobs() == []  # the run still waits for word of its own
+    assert operator.status()["steps"]["a"]["phase"] == "Running"
