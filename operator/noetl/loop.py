@@ -116,16 +116,34 @@ class ExecutionLoop:
                 messages = [await self._queue.get()]
                 while not self._queue.empty():
                     messages.append(self._queue.get_nowait())
-                events = [event for m in messages if (event := await self._as_event(m))]
-                await self.feed(events)
+                handled = False
+                for message in messages:
+                    # Each message is read after the one before was handled, so that a second
+                    # word of the same end (a pod seen twice, say) finds its run already over.
+                    event = await self._as_event(message)
+                    if event is not None:
+                        await self._handle(event)
+                        handled = True
+                if handled:
+                    await self._save()
         finally:
             self.stop_timers()
 
     async def feed(self, events: Iterable[Event]) -> None:
         """One turn: each event to the engine, each command carried out, then one save."""
-        pending = deque(events)
-        if not pending:
-            return
+        events = list(events)
+        for event in events:
+            await self._handle(event)
+        if events:
+            await self._save()
+
+    async def _save(self) -> None:
+        self._drop_spent_timers()
+        await self.effects.persist(self)
+
+    async def _handle(self, event: Event) -> None:
+        """An event to the engine, and its commands carried out (a refused run is fed back)."""
+        pending = deque([event])
         while pending:
             event = pending.popleft()
             current = not isinstance(event, StepSucceeded | StepFailed) or (
@@ -142,8 +160,6 @@ class ExecutionLoop:
             # Runs start together: a fan-out or a loop's first items cost one round trip, not N.
             failures = await asyncio.gather(*(self._start(run) for run in runs))
             pending.extend(failure for failure in failures if failure is not None)
-        self._drop_spent_timers()
-        await self.effects.persist(self)
 
     def stop_timers(self) -> None:
         for handle in self._timers.values():

@@ -16,6 +16,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from noetl.kube import driver as driver_module
+from noetl.kube import metrics
 from noetl.kube import registry as registry_module
 from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.inbox import JobChanged, PodEnded
@@ -362,3 +363,20 @@ async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
     await operator.idle()
     assert operator.unfinished_jobs() == []  # the run still waits for word of its own
     assert operator.status()["steps"]["a"]["phase"] == "Running"
+
+
+async def test_the_same_end_heard_twice_in_one_turn_is_counted_once():
+    api = FakeKubeApi()
+    submit(api, CHAIN)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    [first] = operator.unfinished_jobs()
+    pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
+    finished = metrics.STEPS_FINISHED.labels(tool="shell", outcome="succeeded")
+    before = finished._value.get()
+    for _ in range(3):  # a pod's status changes more than once after its container ends
+        operator.driver.queue.put_nowait(PodEnded(pod))
+    await operator.idle()
+    assert finished._value.get() == before + 1
+    assert len(operator.unfinished_jobs()) == 1
