@@ -168,6 +168,16 @@ class Operator:
         return [f"{event['reason']}: {event['message']}" for event in self.api.of_kind("Event")]
 
 
+async def started(spec: dict[str, Any]) -> Operator:
+    """An operator driving an execution of `spec`, waiting for its first Jobs to end."""
+    api = FakeKubeApi()
+    submit(api, spec)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    return operator
+
+
 def writes_of_a_clean_run(case: Case) -> int:
     api = FakeKubeApi()
     submit(api, case.spec)
@@ -257,11 +267,8 @@ RETRIED = {
 
 
 async def test_a_step_timeout_is_the_engines_timer_and_its_retry_survives_a_restart():
-    api = FakeKubeApi()
-    submit(api, RETRIED)
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started(RETRIED)
+    api = operator.api
     assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-slow-a1"]
     await operator.advance(31)
     assert api.get("Job", NS, "run-slow-a1") is None  # cancelled: the Job is deleted
@@ -280,11 +287,8 @@ async def test_a_step_timeout_is_the_engines_timer_and_its_retry_survives_a_rest
 
 
 async def test_the_execution_timeout_fails_the_run_and_deletes_its_jobs():
-    api = FakeKubeApi()
-    submit(api, {**CHAIN, "timeout": "1m"})
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started({**CHAIN, "timeout": "1m"})
+    api = operator.api
     await operator.advance(61)
     status = operator.status()
     assert (status["phase"], status["error"]) == ("Failed", "execution timed out after 1m")
@@ -302,11 +306,7 @@ async def test_a_loop_whose_gathered_results_are_too_large_fails_through_the_eng
             shell("other"),
         ]
     }
-    api = FakeKubeApi()
-    submit(api, spec)
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started(spec)
     for job in operator.unfinished_jobs():
         if job["metadata"]["labels"]["noetl.io/step"] == "each":
             operator.finish(job, result="x" * 100)
@@ -332,11 +332,8 @@ async def test_an_event_that_cannot_be_posted_does_not_stop_the_driver():
 
 
 async def test_a_step_ends_on_its_pod_before_its_job_and_the_jobs_end_changes_nothing():
-    api = FakeKubeApi()
-    submit(api, CHAIN)
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started(CHAIN)
+    api = operator.api
     [first] = operator.unfinished_jobs()
     pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
     operator.driver.queue.put_nowait(PodEnded(pod))  # the Job's Complete has not been seen yet
@@ -351,11 +348,8 @@ async def test_a_step_ends_on_its_pod_before_its_job_and_the_jobs_end_changes_no
 
 
 async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
-    api = FakeKubeApi()
-    submit(api, CHAIN)
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started(CHAIN)
+    api = operator.api
     [first] = operator.unfinished_jobs()
     pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
     pod["metadata"]["annotations"]["noetl.io/execution-uid"] = "an-older-run"
@@ -366,11 +360,8 @@ async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
 
 
 async def test_the_same_end_heard_twice_in_one_turn_is_counted_once():
-    api = FakeKubeApi()
-    submit(api, CHAIN)
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started(CHAIN)
+    api = operator.api
     [first] = operator.unfinished_jobs()
     pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
     finished = metrics.STEPS_FINISHED.labels(tool="shell", outcome="succeeded")
