@@ -42,7 +42,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-What the operator does in a namespace it watches: drive Executions, read Playbooks, run step
+What the operator does in a namespace it watches: drive Executions, read Playbooks, start the
+Executions of CronPlaybooks (and cancel or delete them by their policies), run step
 Jobs and read their pods' termination messages and logs, keep large results in ConfigMaps, and
 post Events (kopf uses the core API, the operator events.k8s.io). A ClusterRole in cluster-wide
 mode, a Role per watched namespace otherwise.
@@ -51,11 +52,15 @@ mode, a Role per watched namespace otherwise.
 - apiGroups: [noetl.io]
   resources: [executions]
   verbs: [get, list, watch, create, delete, patch]
+# Executions a CronPlaybook starts block its deletion until they are gone (blockOwnerDeletion).
 - apiGroups: [noetl.io]
-  resources: [executions/status, playbooks/status]
+  resources: [cronplaybooks/finalizers]
+  verbs: [update]
+- apiGroups: [noetl.io]
+  resources: [executions/status, playbooks/status, cronplaybooks/status]
   verbs: [get, patch]
 - apiGroups: [noetl.io]
-  resources: [playbooks]
+  resources: [playbooks, cronplaybooks]
   verbs: [get, list, watch]
 - apiGroups: [batch]
   resources: [jobs]

@@ -24,7 +24,7 @@ from noetl.kube.inbox import Inbox, Message
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
-from noetl.kube.status import epoch_seconds
+from noetl.kube.times import epoch_seconds
 from noetl.loop import Clock, ExecutionLoop
 from noetl.playbook import PlaybookInvalid
 

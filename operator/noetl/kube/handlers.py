@@ -14,6 +14,8 @@ from typing import Any
 import kopf
 
 from noetl.engine.state import FINISHED_PHASES
+from noetl.kube.cron import CRON_LABEL
+from noetl.kube.cronplaybooks import CronController
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
 from noetl.kube.outcomes import container_terminated, job_finished
@@ -24,6 +26,7 @@ from noetl.playbook import API_GROUP, GROUP_VERSION
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     playbooks = PlaybookController(drivers.context.api)
+    crons = CronController(drivers.context.api, drivers.context.clock)
 
     @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", registry=registry)
     async def execution_event(
@@ -31,11 +34,14 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     ) -> None:
         assert namespace is not None
         raw = dict(body)
+        phase = (body.get("status") or {}).get("phase")
+        cron = body.metadata.labels.get(CRON_LABEL)
+        if cron and (type == "DELETED" or phase in FINISHED_PHASES):
+            crons.poke(namespace, cron)
         if type == "DELETED":
             drivers.forget(namespace, name)
             return
         parent = body.metadata.labels.get(PARENT_LABEL)
-        phase = (body.get("status") or {}).get("phase")
         if parent and phase in FINISHED_PHASES:
             drivers.deliver(namespace, parent, ChildChanged(raw))
         if phase in FINISHED_PHASES:
@@ -76,6 +82,16 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
             playbooks.deleted(namespace, name)
         else:
             playbooks.changed(dict(body))
+
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "cronplaybooks", registry=registry)
+    async def cronplaybook_event(
+        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+    ) -> None:
+        assert namespace is not None
+        if type == "DELETED":
+            crons.deleted(namespace, name)
+        else:
+            crons.changed(dict(body))
 
     @kopf.on.probe(id="executions", registry=registry)
     def active_executions(**_: Any) -> int:

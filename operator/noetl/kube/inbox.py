@@ -34,7 +34,7 @@ from noetl.kube.manifests import (
     run_of,
 )
 from noetl.kube.outcomes import container_terminated, job_finished, job_outcome, pod_outcome
-from noetl.kube.status import epoch_seconds
+from noetl.kube.times import epoch_seconds
 from noetl.plugins.messages import Outcome
 
 Run = tuple[str, int | None, int]

@@ -18,7 +18,7 @@ from typing import Any
 
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.status import timestamp
+from noetl.kube.conditions import ConditionStatus, condition
 from noetl.playbook import PlaybookInvalid, parse_playbook
 
 MAX_ERRORS = 50
@@ -31,25 +31,25 @@ def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": metadata["name"]},
         "spec": body.get("spec"),
     }
+    ready: ConditionStatus
     try:
         playbook = parse_playbook(document)
     except PlaybookInvalid as invalid:
         errors = [{"path": e.path, "message": e.message} for e in invalid.errors[:MAX_ERRORS]]
         steps = len((body.get("spec") or {}).get("workflow") or [])
-        condition = {
-            "status": "False",
-            "reason": "Invalid",
-            "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-        }
+        ready, reason = "False", "Invalid"
+        message = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
     else:
         errors, steps = [], len(playbook.steps)
-        condition = {"status": "True", "reason": "Valid", "message": f"{steps} steps"}
+        ready, reason, message = "True", "Valid", f"{steps} steps"
+    generation = metadata.get("generation")
+    previous = (body.get("status") or {}).get("conditions")
     return {
-        "observedGeneration": metadata.get("generation"),
+        "observedGeneration": generation,
         "steps": steps,
         "errors": errors or None,
         "conditions": [
-            {"type": "Ready", **condition, "lastTransitionTime": timestamp(time.time())}
+            condition("Ready", ready, reason, message, generation, time.time(), previous)
         ],
     }
 

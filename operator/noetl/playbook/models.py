@@ -281,3 +281,57 @@ class ExecutionSpec(_Model):
         if (self.playbook_ref is None) == (self.playbook is None):
             raise ValueError("an execution takes exactly one of `playbookRef` or `playbook`")
         return self
+
+
+class CronPlaybookSpec(_Model):
+    """Executions of a playbook started on a schedule, as a CronJob starts Jobs."""
+
+    schedule: str = Field(
+        min_length=1,
+        description="A cron expression: minute hour day-of-month month day-of-week, or six "
+        "fields with seconds first.",
+    )
+    time_zone: str | None = Field(
+        default=None,
+        alias="timeZone",
+        description="The IANA time zone the schedule is read in (default UTC).",
+    )
+    playbook_ref: PlaybookRef | None = Field(default=None, alias="playbookRef")
+    playbook: PlaybookSpec | None = Field(default=None, description="An embedded playbook.")
+    workload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Inputs of each Execution, merged over the playbook's workload.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
+        default="Allow",
+        alias="concurrencyPolicy",
+        description="When a run is due while the previous one still runs: start it anyway "
+        "(Allow), skip it (Forbid), or cancel the running one and start it (Replace).",
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=None,
+        alias="startingDeadlineSeconds",
+        ge=0,
+        description="A run missed (the operator down, a Forbid skip) starts late only within "
+        "this many seconds of its time; unset: however late.",
+    )
+    suspend: bool = Field(default=False, description="True: start no new runs.")
+    successful_history_limit: int = Field(
+        default=3,
+        alias="successfulHistoryLimit",
+        ge=0,
+        description="How many succeeded Executions to keep.",
+    )
+    failed_history_limit: int = Field(
+        default=1,
+        alias="failedHistoryLimit",
+        ge=0,
+        description="How many failed or cancelled Executions to keep.",
+    )
+
+    @model_validator(mode="after")
+    def _one_playbook(self) -> CronPlaybookSpec:
+        if (self.playbook_ref is None) == (self.playbook is None):
+            raise ValueError("a CronPlaybook takes exactly one of `playbookRef` or `playbook`")
+        return self
