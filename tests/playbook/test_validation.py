@@ -255,3 +255,23 @@ def test_yaml_errors_give_the_line(tmp_path):
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(PlaybookInvalid, match="cannot read file"):
         load_playbook(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("pod", "path", "words"),
+    [
+        ({"resources": {"limit": {"memory": "1Gi"}}}, "pod.resources.limit", "unknown field"),
+        ({"resources": {"limits": {"memory": "lots"}}}, "limits.memory", "not a quantity"),
+        ({"tolerations": [{"key": "gpu", "efect": "NoSchedule"}]}, "tolerations[0].efect", ""),
+        ({"tolerations": [{"key": "gpu", "effect": "Never"}]}, "tolerations[0].effect", ""),
+        ({"tolerations": [{"operator": "Equal", "value": "x"}]}, "tolerations[0]", "Exists"),
+    ],
+)
+def test_pod_settings_have_the_kubernetes_shapes(pod: dict[str, Any], path: str, words: str):
+    document = copy.deepcopy(GOOD)
+    document["spec"]["workflow"][2]["pod"] = pod
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    (error,) = caught.value.errors
+    assert error.path.startswith("spec.workflow[2].pod.")
+    assert error.path.endswith(path) and words in error.message, error
