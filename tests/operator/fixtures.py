@@ -67,3 +67,10 @@ def isolated(kube_cluster: Any, noetl_operator: OperatorProcess) -> Iterator[Res
     """A namespace that no running operator watches: the test starts its own."""
     for namespace in _namespace(kube_cluster, "iso-"):
         yield Resources(kube_cluster.api_client(), namespace)
+
+
+@pytest.fixture
+def isolated_too(kube_cluster: Any, noetl_operator: OperatorProcess) -> Iterator[Resources]:
+    """A second namespace that no running operator watches."""
+    for namespace in _namespace(kube_cluster, "iso-"):
+        yield Resources(kube_cluster.api_client(), namespace)

@@ -200,3 +200,27 @@ def test_the_operator_log_has_no_line_per_watch_event(
     assert resources.namespace.startswith(SHARED_PREFIX)
     handled = [line for line in log.splitlines() if "Handler" in line and "succeeded." in line]
     assert handled == []
+
+
+def test_a_cluster_wide_operator_leaves_excluded_namespaces_alone(
+    kube_cluster: Any, isolated: Resources, isolated_too: Resources, tmp_path: Path
+):
+    # All namespaces but the shared operator's (and, as the chart does, kube-*) and one of ours.
+    skipped = isolated_too
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig,
+        tmp_path / "operator.log",
+        {"NOETL_EXCLUDED_NAMESPACES": f"{SHARED_PREFIX}*,kube-*,{skipped.namespace}"},
+    )
+    operator.start()
+    try:
+        for where in (skipped, isolated):  # the excluded one first: its events come first
+            where.apply_playbook_file(PLAYBOOKS / "hello.yaml")
+            where.execute("hello", "hello")
+        assert isolated.wait_finished("hello")["phase"] == "Succeeded"
+        assert isolated.wait("playbooks", "hello", lambda obj: bool(obj.get("status")))
+        assert "status" not in skipped.get("executions", "hello")
+        assert "status" not in skipped.get("playbooks", "hello")
+        assert not skipped.jobs("hello")
+    finally:
+        operator.stop()

@@ -9,6 +9,7 @@ watch event that ends the previous one, with no periodic requeue.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import kopf
@@ -27,10 +28,10 @@ GROUP, VERSION = API_VERSION.split("/")
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     api = drivers.context.api
-    excluded = set(drivers.context.settings.excluded_namespaces)
+    excluded = drivers.context.settings.excluded_namespaces
 
     def served(namespace: str | None, **_: Any) -> bool:
-        return namespace not in excluded
+        return not any(fnmatchcase(namespace or "", pattern) for pattern in excluded)
 
     @kopf.on.event(GROUP, VERSION, "executions", when=served, registry=registry)
     async def execution_event(

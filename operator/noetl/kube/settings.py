@@ -30,7 +30,7 @@ class OperatorSettings(BaseModel):
     )
     excluded_namespaces: list[str] = Field(
         default_factory=list,
-        description="Namespaces left alone when all are watched (kube-system, the operator's own).",
+        description="Namespaces (or shell patterns) left alone when all are watched.",
     )
     images: dict[str, str] = Field(
         default_factory=default_images, description="Tool -> plugin image."
