@@ -156,7 +156,8 @@ def run(
     from noetl.engine import merge_workload
     from noetl.local.eventlog import EventLog
     from noetl.local.progress import make_reporter
-    from noetl.local.runner import LocalRunner, new_execution_id, playbook_directory_resolver
+    from noetl.local.resolver import playbook_directory_resolver
+    from noetl.local.runner import LocalRunner, new_execution_id
     from noetl.local.steps import StepExecutor
 
     playbook = _load(file)

@@ -132,6 +132,13 @@ class Loop(_Model):
         le=1000,
         description="At most this many items run at once in parallel mode.",
     )
+    max_failures: int = Field(
+        default=0,
+        alias="maxFailures",
+        ge=0,
+        description="Items that may fail for good while the step still succeeds; one more stops "
+        "launching items and fails the step.",
+    )
 
 
 class Retry(_Model):
