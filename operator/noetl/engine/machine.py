@@ -64,7 +64,7 @@ def item_key(step: str, index: int) -> str:
 
 def item_error_key(step: str, index: int) -> str:
     """Where a loop item's error is kept in the result store until the loop ends."""
-    return f"{step}[{index}]!error"
+    return f"{step}#error-{index}"  # the operator's ConfigMap keys keep this form
 
 
 def items_key(step: str) -> str:

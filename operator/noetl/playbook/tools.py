@@ -120,7 +120,7 @@ def _problems(
         if item["type"] == "missing":
             if field not in templated:  # a template is known only once rendered
                 problems.append(
-                    PlaybookError(join_path(path, field), f"a {tool} step needs args.{field}")
+                    PlaybookError(join_path(path, field), f"{tool} steps need args.{field}")
                 )
             continue
         message = item["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
