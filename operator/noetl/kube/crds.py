@@ -4,10 +4,10 @@
 Pydantic's JSON schema is turned into a structural OpenAPI schema as the API server wants it:
 references inlined, `Optional` as `nullable`, free-form values as preserve-unknown-fields.
 The API server itself then rejects what it can check alone: types, patterns and ranges from the
-models, unique step and task names (list-map keys), a `start` step, and the args each tool cannot
-do without (`noetl.playbook.tools.required_args`; CEL rules on steps that name their tool). The
-rest of validation (edges, cycles, templates, the types of args, Python syntax) is reported by
-the operator in the Playbook's status.
+models (timeouts above zero included), unique step and task names (list-map keys), a `start`
+step and code for python steps (CEL rules). The rest of validation (edges, cycles, templates, the
+args each tool needs and their types, Python syntax, names) is reported by the operator in the
+Playbook's status.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from noetl.playbook.models import API_GROUP, TOOLS, ExecutionSpec, PlaybookSpec
-from noetl.playbook.tools import required_args
+from noetl.playbook.models import API_GROUP, ExecutionSpec, PlaybookSpec
 
 VERSION = "v1alpha1"
 MAX_STEPS = 5000
@@ -77,8 +76,8 @@ def _playbook_rules(spec: dict[str, Any]) -> dict[str, Any]:
     workbook["maxItems"] = MAX_STEPS  # CEL rules on the items are costed by the list's bound
     workbook["x-kubernetes-list-type"] = "map"
     workbook["x-kubernetes-list-map-keys"] = ["name"]
-    _tool_rules(workflow["items"], with_args=True)
-    _tool_rules(workbook["items"], with_args=False)  # a task's args may be completed by steps
+    _python_rule(workflow["items"])
+    _python_rule(workbook["items"])
     spec["x-kubernetes-validations"] = [
         {
             "rule": "self.workflow.exists(s, s.step == 'start')",
@@ -88,30 +87,18 @@ def _playbook_rules(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _tool_rules(item: dict[str, Any], with_args: bool) -> None:
-    """CEL rules on a step or task: a python one has code; a tool's required args are there."""
-    rules = [
+def _python_rule(item: dict[str, Any]) -> None:
+    """A CEL rule on a step or task: a python one has its code.
+
+    The args a tool needs are checked by the operator, not here: CEL cannot see inside a
+    free-form object, and declaring `args.command` etc. would impose a type on python args too.
+    """
+    item["x-kubernetes-validations"] = [
         {
             "rule": "!has(self.tool) || self.tool != 'python' || has(self.code)",
             "message": "a python step needs `code` (its source)",
         }
     ]
-    if with_args:
-        args = item["properties"]["args"]
-        for tool in TOOLS:
-            for name in required_args(tool):
-                # Declared so that CEL can see it; any value, since it may be a template.
-                args.setdefault("properties", {})[name] = {
-                    "x-kubernetes-preserve-unknown-fields": True
-                }
-                rules.append(
-                    {
-                        "rule": f"!has(self.tool) || self.tool != '{tool}'"
-                        f" || (has(self.args) && has(self.args.{name}))",
-                        "message": f"{tool} steps need args.{name}",
-                    }
-                )
-    item["x-kubernetes-validations"] = rules
 
 
 def _crd(

@@ -5,12 +5,10 @@ that is a template is not known yet, so only its presence counts. At run time th
 the rendered args before a step starts, so a template that renders to the wrong type (an http
 `timeout` of "abc", a child `workload` that is a string) fails the step naming the field instead
 of failing inside the plugin. Unknown args are let through: they are not certain to fail.
-The CRDs take the required args from here too (`required_args`).
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
@@ -81,15 +79,6 @@ ARGS_MODELS: dict[str, type[_Args]] = {
     "duckdb": DuckdbArgs,
     "playbook": PlaybookArgs,
 }
-
-
-@cache
-def required_args(tool: str) -> tuple[str, ...]:
-    """The args a step of this tool cannot do without, by the names a playbook uses."""
-    model = ARGS_MODELS[tool]
-    return tuple(
-        field.alias or name for name, field in model.model_fields.items() if field.is_required()
-    )
 
 
 def check_args(tool: str, args: dict[str, Any], path: str, rendered: bool) -> list[PlaybookError]:
