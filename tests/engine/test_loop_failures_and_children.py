@@ -13,38 +13,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from noetl.engine.state import ERROR_LIMIT
+from tests.engine.test_engine import LOOP
 from tests.engine.world import World
-
-LOOP = """
-kind: Playbook
-name: loop
-workload: {items: [a, b, c, d, e]}
-workflow:
-  - step: start
-    next: [{step: each}]
-  - step: each
-    tool: shell
-    loop: {in: "{{ workload['items'] }}", iterator: it, mode: MODE, maxInFlight: 2 MAXFAILURES}
-    args: {command: "echo {{ it }}"}
-    ONERROR
-    next: [{step: end}]
-  - step: end
-output: "{{ each }}"
-"""
 
 
 def loop_playbook(mode: str = "sequential", max_failures: int | None = None, on_error: str = ""):
+    """The engine tests' loop of five items, reporting its whole result."""
     limit = f", maxFailures: {max_failures}" if max_failures is not None else ""
     return (
         LOOP.replace("MODE", mode)
-        .replace(" MAXFAILURES", limit)
-        .replace("ONERROR", f"onError: {on_error}" if on_error else "")
+        .replace("maxInFlight: 2}", f"maxInFlight: 2{limit}}}")
+        .replace(
+            "    next: [{step: end}]",
+            f"    onError: {on_error or 'fail'}\n    next: [{{step: end}}]",
+            1,
+        )
+        .replace('output: "{{ each.results }}"', 'output: "{{ each }}"')
     )
 
 
 def test_a_loop_that_succeeds_lists_its_results_and_no_errors():
     world = World(loop_playbook())
-    world.run_to_end(lambda command: (True, command.args["command"][-1]))
+    world.run_to_end(lambda command: (True, command.args["command"].split()[1]))
     assert world.finished.result == {"results": ["a", "b", "c", "d", "e"], "errors": []}
 
 

@@ -18,18 +18,21 @@ def run_json(tmp_path: Path, file: Path, *args: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
+OUROBOROS = """
+name: ouroboros
+workflow:
+  - step: start
+    next: [{step: again}]
+  - step: again
+    tool: playbook
+    args: {name: ouroboros}
+"""
+
+
 def test_a_playbook_that_calls_itself_stops_at_the_depth_limit(tmp_path):
     file = write(
         tmp_path,
-        """
-        name: ouroboros
-        workflow:
-          - step: start
-            next: [{step: again}]
-          - step: again
-            tool: playbook
-            args: {name: ouroboros}
-        """,
+        OUROBOROS,
         "ouroboros.yaml",
     )
     summary = run_json(tmp_path, file, "--max-depth", "3")
@@ -46,15 +49,7 @@ def test_a_playbook_that_calls_itself_stops_at_the_depth_limit(tmp_path):
 def test_the_default_depth_limit_is_ten(tmp_path):
     file = write(
         tmp_path,
-        """
-        name: ouroboros
-        workflow:
-          - step: start
-            next: [{step: again}]
-          - step: again
-            tool: playbook
-            args: {name: ouroboros}
-        """,
+        OUROBOROS,
         "ouroboros.yaml",
     )
     summary = run_json(tmp_path, file)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-
 _UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
