@@ -380,3 +380,15 @@ def test_validation_with_a_resolver_finds_missing_children_and_cycles(tmp_path):
     assert caught.value.errors[0].message == f"no playbook named 'ghost' in {tmp_path}"
     assert load_playbook(tmp_path / "fine.yaml", resolve).name == "fine"
     assert load_playbook(tmp_path / "a.yaml").name == "a"  # without a resolver: not looked at
+
+
+def test_a_bad_next_entry_or_tool_gives_its_own_error_and_no_echo():
+    document = copy.deepcopy(GOOD)
+    document["spec"]["workflow"][1]["next"][0]["step"] = "store"  # step and when/then at once
+    document["spec"]["workflow"][2]["tool"] = 5
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    assert [e.path for e in caught.value.errors] == [
+        "spec.workflow[1].next[0]",
+        "spec.workflow[2].tool",
+    ]  # `store` is still reached, and not taken for a routing step with args

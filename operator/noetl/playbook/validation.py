@@ -26,8 +26,10 @@ from noetl.playbook.models import (
     POSITIVE_DURATION_PATTERN,
     TOOLS,
     ExecutionSpec,
+    NextEntry,
     PlaybookSpec,
     Step,
+    Target,
     Task,
 )
 from noetl.playbook.tools import check_args
@@ -97,11 +99,11 @@ def parse_spec(body: Any) -> tuple[PlaybookSpec | None, list[PlaybookError]]:
         return None, errors
     bad_fields = {path for path in (e.path.partition("[")[0] for e in errors) if "." not in path}
     readable = {key: value for key, value in body.items() if key not in bad_fields}
-    for key, model, name_field in (("workflow", Step, "step"), ("workbook", Task, "name")):
+    for key, model in (("workflow", Step), ("workbook", Task)):
         items = body.get(key)
         if isinstance(items, list) and key not in {e.path for e in errors}:
             readable[key] = [
-                _readable_item(model, item, name_field, join_path(key, i), errors)
+                _readable_item(model, item, join_path(key, i), errors)
                 for i, item in enumerate(items)
             ]
     try:
@@ -111,16 +113,13 @@ def parse_spec(body: Any) -> tuple[PlaybookSpec | None, list[PlaybookError]]:
 
 
 def _readable_item(
-    model: type[Step] | type[Task],
-    item: Any,
-    name_field: str,
-    path: str,
-    errors: list[PlaybookError],
+    model: type[Step] | type[Task], item: Any, path: str, errors: list[PlaybookError]
 ) -> Step | Task:
-    """A step or task without its bad fields; placeholders for required fields that are bad.
+    """A step or task without its bad fields, keeping what the graph needs.
 
-    A step keeps its name even when the name is bad, so that edges to it still resolve and
-    the rest of the graph can be checked; what is wrong with it is already reported.
+    Its name and tool stay even when bad (placeholders when they are not text), so that edges to
+    it resolve and it is not taken for a routing step; a `next` entry that is bad still leads to
+    the steps it names. What is wrong is reported already; the checks that follow skip it.
     """
     raw = item if isinstance(item, dict) else {}
     bad = {
@@ -129,24 +128,40 @@ def _readable_item(
         if e.path.startswith(path + ".")
     }
     kept = {key: value for key, value in raw.items() if key not in bad}
-    placeholders = {"step": "placeholder", "name": "placeholder", "tool": "shell"}
-    required = [
-        field.alias or name
-        for name, field in model.model_fields.items()
-        if field.is_required() and (field.alias or name) not in kept
+    identity = [
+        key
+        for key in ("step", "name", "tool")
+        if key in model.model_fields
+        and (key in bad or (model.model_fields[key].is_required() and key not in kept))
     ]
+    placeholders = {"step": "placeholder", "name": "placeholder", "tool": "shell"}
     try:
-        readable = model.model_validate({**kept, **{key: placeholders[key] for key in required}})
-    except ValidationError:  # fields that are only wrong together: keep the name alone
-        required = [
-            field.alias or name for name, field in model.model_fields.items() if field.is_required()
-        ]
-        readable = model.model_validate({key: placeholders[key] for key in required})
-    restored = {}
-    for key in required:
+        readable = model.model_validate({**kept, **{key: placeholders[key] for key in identity}})
+    except ValidationError:  # fields that are wrong only together: keep the identity alone
+        readable = model.model_validate({key: placeholders[key] for key in identity})
+    restored: dict[str, Any] = {}
+    for key in identity:
         value = raw.get(key)
         restored[key] = value if isinstance(value, str) else ("" if key == "tool" else path)
+    if isinstance(readable, Step) and "next" in bad and isinstance(raw.get("next"), list):
+        restored["next"] = [_readable_entry(entry) for entry in raw["next"]]
     return readable.model_copy(update=restored)
+
+
+def _readable_entry(entry: Any) -> NextEntry:
+    """A `next` entry as read, or, when bad, one that leads to every step it names."""
+    try:
+        return NextEntry.model_validate(entry)
+    except ValidationError:
+        pass
+    found: dict[str, Any] = entry if isinstance(entry, dict) else {}
+    names = [found.get("step")]
+    for key in ("then", "else"):
+        listed = found.get(key)
+        for target in listed if isinstance(listed, list) else []:
+            names.append(target.get("step") if isinstance(target, dict) else None)
+    targets = [Target.model_construct(step=name) for name in names if isinstance(name, str)]
+    return NextEntry.model_construct(step=None, when=None, then=targets, else_=None)
 
 
 def check_name(name: str, path: str, what: str = "a playbook name") -> list[PlaybookError]:
