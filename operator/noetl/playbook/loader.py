@@ -16,12 +16,12 @@ import yaml
 
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
 from noetl.playbook.models import API_GROUP, PlaybookSpec, Step
+from noetl.playbook.reading import parse_spec
 from noetl.playbook.validation import (
     Resolver,
     check_children,
     check_name,
     drop_shadowed,
-    parse_spec,
     validate_spec,
 )
 

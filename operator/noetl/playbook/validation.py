@@ -1,13 +1,13 @@
-"""Checking a playbook: every problem of every kind in one report, each with its field's path.
+"""Whole-document rules a playbook must keep, beyond what the models check field by field.
 
-`parse_spec` reads a spec leniently: the models' errors, and a spec made of what could be read
-(a step with a bad field is kept without that field), so that `validate_spec` can still check
-the whole document. The rules beyond the models: unique step and task names; a `start` step;
-every `next` target exists; no cycles (every step runs at most once per execution); every step
-reachable from `start`; workbook references resolve; tools are known, fit the fields given and
-get the args they need (`noetl.playbook.tools`); Python code compiles; templates compile; names
-are ones a cluster accepts. `check_children` follows `tool: playbook` steps through a resolver:
-children that cannot be found, and playbooks that call themselves.
+`validate_spec` returns every problem at once, each with the path of the field (relative to the
+spec) and why. It runs on what `noetl.playbook.reading.parse_spec` could read, so the models'
+errors do not hide these. The rules: unique step and task names; a `start` step; every `next`
+target exists; no cycles (every step runs at most once per execution); every step reachable from
+`start`; workbook references resolve; tools are known, fit the fields given and get the args
+they need (`noetl.playbook.tools`); Python code compiles; templates compile; names are ones a
+cluster accepts. `check_children` follows `tool: playbook` steps through a resolver: children
+that cannot be found, and playbooks that call themselves.
 """
 
 from __future__ import annotations
@@ -16,20 +16,13 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
 from noetl.playbook.models import (
     DNS_SUBDOMAIN_MAX,
     DNS_SUBDOMAIN_PATTERN,
-    DURATION_PATTERN,
-    POSITIVE_DURATION_PATTERN,
     TOOLS,
-    ExecutionSpec,
-    NextEntry,
     PlaybookSpec,
     Step,
-    Target,
     Task,
 )
 from noetl.playbook.tools import check_args
@@ -40,128 +33,6 @@ if TYPE_CHECKING:
 
 START = "start"
 _DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
-
-
-def _playbook_spellings() -> dict[str, str]:
-    """Python-style names of fields (`on_error`) -> how a playbook spells them (`onError`)."""
-    spellings: dict[str, str] = {}
-    pending: list[type[BaseModel]] = [PlaybookSpec, ExecutionSpec]
-    while pending:
-        model = pending.pop()
-        for name, field in model.model_fields.items():
-            if field.alias and field.alias != name:
-                spellings[name] = field.alias
-            pending += [
-                kind
-                for kind in getattr(field.annotation, "__args__", (field.annotation,))
-                if isinstance(kind, type) and issubclass(kind, BaseModel)
-            ]
-            pending += [
-                kind
-                for inner in getattr(field.annotation, "__args__", ())
-                for kind in getattr(inner, "__args__", ())
-                if isinstance(kind, type) and issubclass(kind, BaseModel)
-            ]
-    return spellings
-
-
-_SPELLINGS = _playbook_spellings()
-
-
-def pydantic_errors(error: ValidationError, prefix: str) -> list[PlaybookError]:
-    """Turn pydantic's errors into path + message, in the words a playbook author needs."""
-    result = []
-    for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-            spelling = _SPELLINGS.get(str(item["loc"][-1]))
-            if spelling is not None:
-                message += f": did you mean {spelling}? (a cluster drops fields it does not know)"
-        elif item["type"] == "string_pattern_mismatch":
-            pattern = (item.get("ctx") or {}).get("pattern", "")
-            message = f"{item['input']!r} does not match the pattern {pattern}"
-            if pattern == DURATION_PATTERN:
-                message = f"{item['input']!r} is not a duration (write e.g. 500ms, 30s, 5m or 1h)"
-            elif pattern == POSITIVE_DURATION_PATTERN:
-                message = f"{item['input']!r} is not a duration above zero (e.g. 500ms, 30s, 5m)"
-        result.append(PlaybookError(join_path(prefix, *item["loc"]), message))
-    return result
-
-
-def parse_spec(body: Any) -> tuple[PlaybookSpec | None, list[PlaybookError]]:
-    """The spec and the models' errors; with errors, a spec of what could be read (or None)."""
-    try:
-        return PlaybookSpec.model_validate(body), []
-    except ValidationError as invalid:
-        errors = pydantic_errors(invalid, "")
-    if not isinstance(body, dict):
-        return None, errors
-    bad_fields = {path for path in (e.path.partition("[")[0] for e in errors) if "." not in path}
-    readable = {key: value for key, value in body.items() if key not in bad_fields}
-    for key, model in (("workflow", Step), ("workbook", Task)):
-        items = body.get(key)
-        if isinstance(items, list) and key not in {e.path for e in errors}:
-            readable[key] = [
-                _readable_item(model, item, join_path(key, i), errors)
-                for i, item in enumerate(items)
-            ]
-    try:
-        return PlaybookSpec.model_validate(readable), errors
-    except ValidationError:
-        return None, errors
-
-
-def _readable_item(
-    model: type[Step] | type[Task], item: Any, path: str, errors: list[PlaybookError]
-) -> Step | Task:
-    """A step or task without its bad fields, keeping what the graph needs.
-
-    Its name and tool stay even when bad (placeholders when they are not text), so that edges to
-    it resolve and it is not taken for a routing step; a `next` entry that is bad still leads to
-    the steps it names. What is wrong is reported already; the checks that follow skip it.
-    """
-    raw = item if isinstance(item, dict) else {}
-    bad = {
-        e.path[len(path) + 1 :].partition(".")[0].partition("[")[0]
-        for e in errors
-        if e.path.startswith(path + ".")
-    }
-    kept = {key: value for key, value in raw.items() if key not in bad}
-    identity = [
-        key
-        for key in ("step", "name", "tool")
-        if key in model.model_fields
-        and (key in bad or (model.model_fields[key].is_required() and key not in kept))
-    ]
-    placeholders = {"step": "placeholder", "name": "placeholder", "tool": "shell"}
-    try:
-        readable = model.model_validate({**kept, **{key: placeholders[key] for key in identity}})
-    except ValidationError:  # fields that are wrong only together: keep the identity alone
-        readable = model.model_validate({key: placeholders[key] for key in identity})
-    restored: dict[str, Any] = {}
-    for key in identity:
-        value = raw.get(key)
-        restored[key] = value if isinstance(value, str) else ("" if key == "tool" else path)
-    if isinstance(readable, Step) and "next" in bad and isinstance(raw.get("next"), list):
-        restored["next"] = [_readable_entry(entry) for entry in raw["next"]]
-    return readable.model_copy(update=restored)
-
-
-def _readable_entry(entry: Any) -> NextEntry:
-    """A `next` entry as read, or, when bad, one that leads to every step it names."""
-    try:
-        return NextEntry.model_validate(entry)
-    except ValidationError:
-        pass
-    found: dict[str, Any] = entry if isinstance(entry, dict) else {}
-    names = [found.get("step")]
-    for key in ("then", "else"):
-        listed = found.get(key)
-        for target in listed if isinstance(listed, list) else []:
-            names.append(target.get("step") if isinstance(target, dict) else None)
-    targets = [Target.model_construct(step=name) for name in names if isinstance(name, str)]
-    return NextEntry.model_construct(step=None, when=None, then=targets, else_=None)
 
 
 def check_name(name: str, path: str, what: str = "a playbook name") -> list[PlaybookError]:
