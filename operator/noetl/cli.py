@@ -242,7 +242,9 @@ def validate(files: tuple[Path, ...]) -> None:
     resolvers: dict[Path, Any] = {}
     for file in files:
         directory = file.parent.resolve()
-        resolve = resolvers.setdefault(directory, playbook_directory_resolver(directory))
+        if directory not in resolvers:  # one per directory: each reads its files once
+            resolvers[directory] = playbook_directory_resolver(directory)
+        resolve = resolvers[directory]
         try:
             playbook = load_playbook(file, resolve)
         except PlaybookInvalid as invalid:
