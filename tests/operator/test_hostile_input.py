@@ -57,15 +57,16 @@ def test_a_step_gets_dollars_verbatim_as_it_does_locally(resources: Resources, t
     assert status["result"] == local["result"]
 
 
-def test_executions_with_200_character_names_run_to_the_end(resources: Resources):
+def test_executions_with_names_of_200_and_253_characters_run_to_the_end(resources: Resources):
     resources.apply_playbook_file(PLAYBOOKS / "hello.yaml")
     resources.apply_playbook_file(PLAYBOOKS / "greet.yaml")
     resources.apply_playbook_file(PLAYBOOKS / "sub-playbook.yaml")
-    hello, children = "hello-" + "x" * 194, "children-" + "y" * 191
+    hello, children = "hello-" + "x" * 194, "children-" + "y" * 244
     resources.execute(hello, "hello", {"name": "long names"})
     resources.execute(children, "sub-playbook")
     assert resources.wait_finished(hello)["result"] == "Hello, long names!"
     assert resources.wait_finished(children)["result"] == ["Hi, Ada", "Hi, Grace"]
+    assert "ExecutionSucceeded" in {event.reason for event in resources.events(children)}
     (job,) = resources.jobs(hello)
     assert job.metadata.labels["noetl.io/execution"] == label_value(hello) != hello
 
