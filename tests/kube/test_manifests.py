@@ -225,7 +225,15 @@ def test_settings_come_from_the_environment():
             "NOETL_IMAGES": '{"shell": "example/shell:1"}',
             "NOETL_API_QPS": "5",
             "NOETL_STEP_SERVICE_ACCOUNT": "steps",
+            "NOETL_EXCLUDED_NAMESPACES": "kube-*, noetl-system",
+            "NOETL_ALLOWED_SECRETS": '["team-a/pg"]',
+            "NOETL_ALLOWED_NODE_SELECTORS": '{"pool": ["batch"]}',
         }
+    )
+    assert settings.excluded_namespaces == ["kube-*", "noetl-system"]
+    assert (settings.allowed_secrets, settings.allowed_node_selectors) == (
+        ["team-a/pg"],
+        {"pool": ["batch"]},
     )
     assert settings.namespaces == ["a", "b"]
     assert settings.images["shell"] == "example/shell:1"
