@@ -9,6 +9,7 @@ watch event that ends the previous one, with no periodic requeue.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import kopf
@@ -17,7 +18,7 @@ from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.cron import CRON_LABEL
 from noetl.kube.cronplaybooks import CronController
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
-from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
+from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
 from noetl.kube.outcomes import container_terminated, job_finished
 from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
@@ -27,8 +28,12 @@ from noetl.playbook import API_GROUP, GROUP_VERSION
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     playbooks = PlaybookController(drivers.context.api)
     crons = CronController(drivers.context.api, drivers.context.clock)
+    excluded = drivers.context.settings.excluded_namespaces
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", registry=registry)
+    def served(namespace: str | None, **_: Any) -> bool:
+        return not any(fnmatchcase(namespace or "", pattern) for pattern in excluded)
+
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", when=served, registry=registry)
     async def execution_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -41,7 +46,7 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         if type == "DELETED":
             drivers.forget(namespace, name)
             return
-        parent = body.metadata.labels.get(PARENT_LABEL)
+        parent = owner_name(raw)  # a child's parent: labels hold names only hashed
         if parent and phase in FINISHED_PHASES:
             drivers.deliver(namespace, parent, ChildChanged(raw))
         if phase in FINISHED_PHASES:
@@ -49,7 +54,14 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         else:
             drivers.deliver(namespace, name, ExecutionChanged(raw))
 
-    @kopf.on.event("batch", "v1", "jobs", labels={EXECUTION_LABEL: kopf.PRESENT}, registry=registry)
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        labels={EXECUTION_LABEL: kopf.PRESENT},
+        when=served,
+        registry=registry,
+    )
     async def job_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -58,22 +70,26 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         deleted = type == "DELETED"
         if job_finished(raw) or deleted:
             drivers.context.slots.release(namespace, name)
-            drivers.deliver(
-                namespace, body.metadata.labels[EXECUTION_LABEL], JobChanged(raw, deleted=deleted)
-            )
+            owner = owner_name(raw)
+            if owner is not None:
+                drivers.deliver(namespace, owner, JobChanged(raw, deleted=deleted))
 
-    @kopf.on.event("", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT}, registry=registry)
+    @kopf.on.event(
+        "", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT}, when=served, registry=registry
+    )
     async def pod_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
         # A step's result is in its pod the moment its container ends, ~1 s before the Job
         # controller marks the Job Complete: acting on the pod starts the next step sooner.
-        # A pod being deleted is left to its Job's events, which say why it ended.
+        # A pod being deleted is left to its Job's events, which say why it ended. A pod is
+        # owned by its Job: the Job's pod template names the Execution in an annotation.
         assert namespace is not None
         raw = dict(body)
         deleting = type == "DELETED" or body.metadata.get("deletionTimestamp")
-        if not deleting and container_terminated(raw) is not None:
-            drivers.deliver(namespace, body.metadata.labels[EXECUTION_LABEL], PodEnded(raw))
+        execution = body.metadata.annotations.get(EXECUTION_NAME_ANNOTATION)
+        if execution and not deleting and container_terminated(raw) is not None:
+            drivers.deliver(namespace, execution, PodEnded(raw))
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", registry=registry)
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)
     async def playbook_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -83,7 +99,7 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         else:
             playbooks.changed(dict(body))
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "cronplaybooks", registry=registry)
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "cronplaybooks", when=served, registry=registry)
     async def cronplaybook_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
