@@ -20,6 +20,7 @@ from tests.deploy.chart import (
     ROOT,
     SCENARIOS,
     HelmError,
+    aggregated,
     find_helm,
     helm,
     render_chart,
@@ -60,12 +61,6 @@ def triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-
-
-def aggregated(manifest: dict[str, Any]) -> bool:
-    """A ClusterRole for people, aggregated into Kubernetes' edit/admin/view roles."""
-    labels = manifest["metadata"].get("labels") or {}
-    return any(label.startswith("rbac.authorization.k8s.io/aggregate-to-") for label in labels)
 
 
 def only(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
