@@ -41,7 +41,7 @@ NAMESPACED_RULES = {
     ("noetl.io", "cronplaybooks/status", "patch"),
     ("noetl.io", "cronplaybooks/finalizers", "update"),
     *(("batch", "jobs", v) for v in ("list", "watch", "create", "delete")),
-    ("", "pods", "list"),
+    *(("", "pods", v) for v in ("list", "watch")),
     ("", "pods/log", "get"),
     *(("", "configmaps", v) for v in ("get", "list", "create", "patch")),
     ("", "events", "create"),

@@ -45,9 +45,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 What the operator does in a namespace it watches, and no more (every verb is one that
 noetl/kube/api.py or kopf's watches call): drive Executions (child Executions created and
 deleted), read Playbooks, start the Executions of CronPlaybooks (cancel them by a patch of
-spec.cancel under concurrencyPolicy Replace, delete them past the history limits), run step Jobs, list their pods to read termination messages and logs,
-keep results in ConfigMaps, post core Events (kopf and the operator both). No Secrets: steps
-get theirs from the kubelet. A ClusterRole in cluster-wide mode, a Role per watched namespace
+spec.cancel under concurrencyPolicy Replace, delete them past the history limits), run step
+Jobs, watch and list their pods to read termination messages and logs, keep results in
+ConfigMaps, post core Events (kopf and the operator both). No Secrets: steps get theirs from
+the kubelet. A ClusterRole in cluster-wide mode, a Role per watched namespace
 otherwise.
 */}}
 {{- define "noetl.namespacedRules" -}}
@@ -69,7 +70,7 @@ otherwise.
   verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]

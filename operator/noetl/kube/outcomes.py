@@ -11,7 +11,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from noetl.kube.api import KubeApi, error_text
+from noetl.kube.api import KubeApi
+from noetl.kube.refusals import error_text
 from noetl.plugins.runtime import Outcome, read_outcome
 
 
