@@ -61,10 +61,24 @@ def test_the_operator_works_with_only_the_charts_rbac(
         isolated.apply_playbook_file(PLAYBOOKS / "sub-playbook.yaml")
         isolated.execute("hello", "hello", {"name": "RBAC"})
         isolated.execute("children", "sub-playbook")
+        schedule = {"schedule": "* * * * * *", "playbookRef": {"name": "hello"}}
+        isolated.create(
+            "cronplaybooks",
+            {"kind": "CronPlaybook", "metadata": {"name": "often"}, "spec": schedule},
+        )
         assert isolated.wait_finished("hello")["result"] == "Hello, RBAC!"
         assert isolated.wait_finished("children")["result"] == ["Hi, Ada", "Hi, Grace"]
         playbook = isolated.wait("playbooks", "hello", lambda obj: bool(obj.get("status")))
         assert playbook["status"]["conditions"][0]["status"] == "True"
+        cron = isolated.wait(
+            "cronplaybooks",
+            "often",
+            lambda obj: (obj.get("status") or {}).get("lastSuccessfulTime"),
+        )
+        isolated.custom.delete_namespaced_custom_object(
+            "noetl.io", "v1alpha1", isolated.namespace, "cronplaybooks", "often"
+        )
+        assert cron["status"]["lastScheduleTime"]
         assert "Forbidden" not in (tmp_path / "operator.log").read_text()
     finally:
         operator.stop()
