@@ -20,17 +20,11 @@ from noetl.engine import ExecutionState, StepState, record_key
 from noetl.engine.state import StepPhase
 from noetl.kube.conditions import ConditionStatus, condition
 from noetl.kube.times import timestamp
+from noetl.tables import duration
 
 SUMMARY_LIMIT = 100
 INLINE_RESULT_BYTES = 2048
 RECORD_SUFFIX = record_key("")
-
-
-def duration(seconds: float) -> str:
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
 
 
 def _summary(step: StepState) -> dict[str, Any]:
