@@ -235,3 +235,17 @@ def test_cronplaybook_health(resource: dict[str, Any], expected: str, message: s
     status, text = health(ARGOCD / "health-cronplaybook.lua", resource)
     assert status == expected
     assert text.startswith(message), text
+
+
+def test_a_queued_execution_is_progressing_with_what_it_waits_for() -> None:
+    resource = execution(None)
+    resource["status"] = {
+        "phase": "Queued",
+        "observedGeneration": 1,
+        "message": "waiting for playbook hello: 2 of 2 running, 0 ahead in the queue",
+        "conditions": [{"type": "Admitted", "status": "False", "reason": "Queued"}],
+    }
+    assert health(ARGOCD / "health-execution.lua", resource) == (
+        "Progressing",
+        "waiting for playbook hello: 2 of 2 running, 0 ahead in the queue",
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from noetl.engine.state import FINISHED_PHASES
+from noetl.kube.admission import QUEUED
 from noetl.kube.cron import CRON_LABEL
 from noetl.kube.cronplaybooks import CronController
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
@@ -43,6 +44,10 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         cron = body.metadata.labels.get(CRON_LABEL)
         if cron and (type == "DELETED" or phase in FINISHED_PHASES):
             crons.poke(namespace, cron)
+        cancelled_in_queue = phase == QUEUED and (body.get("spec") or {}).get("cancel")
+        if type == "DELETED" or phase in FINISHED_PHASES or cancelled_in_queue:
+            # A slot freed, or a queued one was cancelled: the queue looks again.
+            drivers.context.admission.released(namespace)
         if type == "DELETED":
             drivers.forget(namespace, name)
             return

@@ -313,6 +313,31 @@ class Step(_Model):
     next: list[NextEntry] = Field(default_factory=list, description="Where to go after this step.")
 
 
+class Semaphore(_Model):
+    """A limit shared by the Executions of every playbook of a namespace that names it."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$", description="The semaphore's name."
+    )
+    max: int = Field(ge=1, description="Executions holding it at once.")
+
+
+class Concurrency(_Model):
+    """How many Executions of this playbook run at once in a namespace (cluster only)."""
+
+    max: int | None = Field(
+        default=None, ge=1, description="Executions of this playbook running at once."
+    )
+    policy: Literal["Queue", "Forbid", "Replace"] = Field(
+        default="Queue",
+        description="When `max` run already: wait (Queue, phase Queued), fail at once (Forbid), "
+        "or cancel the oldest running one and take its place (Replace).",
+    )
+    semaphore: Semaphore | None = Field(
+        default=None, description="A named limit shared with other playbooks (always queues)."
+    )
+
+
 class PlaybookSpec(_Model):
     """A workflow: default inputs, reusable tasks and the graph of steps."""
 
@@ -335,6 +360,10 @@ class PlaybookSpec(_Model):
     timeout: PositiveDuration | None = Field(
         default=None, description="Fail the whole execution after this."
     )
+    concurrency: Concurrency | None = Field(
+        default=None,
+        description="Limits on Executions running at once, across runs (cluster only).",
+    )
 
 
 class PlaybookRef(_Model):
@@ -352,6 +381,11 @@ class ExecutionSpec(_Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     cancel: bool = Field(default=False, description="Set to true to cancel the execution.")
+    priority: int = Field(
+        default=0,
+        description="Among queued Executions (spec.concurrency), higher starts first; equal "
+        "priorities start in the order they were created.",
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         alias="ttlSecondsAfterFinished",
