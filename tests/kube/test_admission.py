@@ -129,3 +129,17 @@ def test_gates_come_from_the_playbook():
     ]
     embedded = {"metadata": {"name": "y"}, "spec": {"playbook": {}}}
     assert gates_of(embedded, playbook) == [Gate("semaphore/db", 1)]
+
+
+def test_a_backlog_nobody_looked_at_yet_is_admitted_by_priority():
+    """Just created, or the operator just started: no gates written yet, same playbook."""
+    backlog = [ex(f"b{i}", created=f"2026-01-01T00:00:0{i}Z") for i in range(3)]
+    for execution in backlog:
+        execution["status"] = {}
+    backlog[2]["spec"]["priority"] = 1
+    admitted = [
+        e["metadata"]["name"]
+        for e in backlog
+        if decide(e, [Gate("playbook/etl", 1)], backlog).admit
+    ]
+    assert admitted == ["b2"]

@@ -6,7 +6,11 @@ names it). An Execution behind a gate writes `status.admission.gates` and waits 
 `Queued`; when admitted it writes `status.admission.admittedAt` and starts. So the whole queue is
 in the API server: an Execution holds a slot of a gate from its `admittedAt` until it finishes,
 and waits for one while it has gates and no `admittedAt`. `decide` (pure) reads nothing else,
-and a restarted operator admits exactly the Executions the previous one would have.
+and a restarted operator admits exactly the Executions the previous one would have. An
+Execution of the same playbook that no driver has looked at yet (no gates written, not started)
+counts as waiting at the same gates, so a backlog is admitted by priority, not by which driver
+happened to decide first; one of another playbook sharing a semaphore is seen once its driver
+has written its gates.
 
 Among those waiting at a gate, higher `spec.priority` goes first, then older (creation time,
 then name). Decisions in a namespace are made one at a time (a lock), each on a fresh list, so
@@ -79,6 +83,15 @@ def _finished(execution: dict[str, Any]) -> bool:
     return (execution.get("status") or {}).get("phase") in FINISHED_PHASES
 
 
+def _playbook_ref(execution: dict[str, Any]) -> str | None:
+    ref = (execution.get("spec") or {}).get("playbookRef") or {}
+    return ref.get("name")
+
+
+def _started(execution: dict[str, Any]) -> bool:
+    return bool((execution.get("status") or {}).get("engine"))
+
+
 def _queue_order(execution: dict[str, Any]) -> tuple[int, str, str]:
     metadata = execution["metadata"]
     priority = int((execution.get("spec") or {}).get("priority") or 0)
@@ -89,10 +102,21 @@ def decide(me: dict[str, Any], gates: list[Gate], executions: list[dict[str, Any
     """Whether `me` may start now, from the namespace's Executions as the API server has them."""
     name = me["metadata"]["name"]
     others = [e for e in executions if e["metadata"]["name"] != name and not _finished(e)]
+    mine = _playbook_ref(me)
     cancel: list[str] = []
     waits: list[str] = []
+
+    def gates_known(execution: dict[str, Any]) -> list[str]:
+        # One of my playbook's that no driver has looked at yet (just created, or the operator
+        # just started) waits at my gates too: without this, whichever is decided first would
+        # pass, whatever its priority.
+        known = _admission(execution).get("gates")
+        if known is None and mine and _playbook_ref(execution) == mine and not _started(execution):
+            return [gate.key for gate in gates]
+        return list(known or [])
+
     for gate in gates:
-        at_gate = [e for e in others if gate.key in (_admission(e).get("gates") or [])]
+        at_gate = [e for e in others if gate.key in gates_known(e)]
         holders = [e for e in at_gate if _admission(e).get("admittedAt")]
         waiting = [
             e
