@@ -6,6 +6,11 @@ renders to a string. Templates run in Jinja2's immutable sandbox with StrictUnde
 or a step that has not run yet is an error, not an empty string, and attribute tricks such as
 `__class__` or `__globals__` are refused.
 
+Templates read like the data: `workload.items` is the mapping's `items` key when it has one
+(a method only when it has none). `{#` is plain text, not a comment, so that a shell command such
+as `echo ${#arr[@]}` reaches the shell as written. What a template may build and how much work it
+may do is bounded (`noetl.template_limits`).
+
 The render context is any `Mapping` (the engine passes a lazy one, so that rendering a step costs
 the same however many steps have finished).
 """
@@ -22,7 +27,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from noetl.template_limits import MAX_OUTPUT, BoundedSandbox, LimitExceeded, OperationBudget
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
@@ -50,8 +56,26 @@ def _b64decode(value: str) -> str:
     return base64.b64decode(value).decode()
 
 
-def _make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+class PlaybookEnvironment(BoundedSandbox):
+    """The bounded sandbox, where a mapping's keys come before its methods."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
+def _make_environment() -> PlaybookEnvironment:
+    env = PlaybookEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        # No comment syntax: `{#` is text (bash's `${#arr[@]}`). NUL never occurs in YAML.
+        comment_start_string="\x00{#",
+        comment_end_string="#}\x00",
+    )
     env.filters.update(
         tojson=_to_json,
         fromjson=json.loads,
@@ -77,19 +101,36 @@ def _compile(source: str) -> Template:
     return ENVIRONMENT.from_string(source)
 
 
-def check_syntax(source: str) -> str | None:
-    """The syntax error in a template, or None if it compiles."""
+def check_template(source: str) -> str | None:
+    """What is wrong with a template that can be known before it runs, or None.
+
+    A syntax error; and for a template that reads nothing of the render context (only constants
+    and Jinja's globals), any error its rendering raises: `{{ 9 ** 9 ** 8 }}` is refused here,
+    within the template limits, rather than when the step runs.
+    """
     try:
         _compile(source)
     except TemplateSyntaxError as error:
         return f"template syntax error: {error.message}"
+    if referenced_names(source) <= set(ENVIRONMENT.globals):
+        try:
+            render_string(source, {})
+        except RenderError as error:
+            return f"template error: {error.reason}"
     return None
 
 
 def _evaluate(template: Template, context: Mapping[str, Any]) -> Any:
     # shared=True hands the mapping to Jinja as is: no copy of the whole context per render.
     jinja_context = template.new_context(ChainMap(context, ENVIRONMENT.globals), shared=True)  # type: ignore[arg-type]
-    text = "".join(template.root_render_func(jinja_context))
+    parts, length = [], 0
+    with OperationBudget():
+        for part in template.root_render_func(jinja_context):
+            length += len(part)
+            if length > MAX_OUTPUT:
+                raise LimitExceeded(f"renders to more than {MAX_OUTPUT:,} characters")
+            parts.append(part)
+    text = "".join(parts)
     if "__value__" not in jinja_context.vars:
         return text
     value = jinja_context.vars["__value__"]
@@ -106,6 +147,8 @@ def render_string(source: str, context: Mapping[str, Any]) -> Any:
         return _evaluate(_compile(source), context)
     except TemplateSyntaxError as error:
         raise RenderError(source, f"syntax error: {error.message}") from None
+    except LimitExceeded as error:
+        raise RenderError(source, f"over the template limits: {error}") from None
     except SecurityError as error:
         raise RenderError(source, f"refused by the sandbox: {error}") from None
     except UndefinedError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from noetl.templating import RenderError, check_syntax, render, truthy
+from noetl.templating import RenderError, check_template, render, truthy
 
 CONTEXT = {
     "workload": {"cities": ["Paris", "Oslo"], "n": 3},
@@ -92,9 +92,9 @@ def test_known_sandbox_escapes_are_refused(payload):
 
 
 def test_syntax_errors_are_found_before_running():
-    assert check_syntax("{{ a }}") is None
-    assert "syntax error" in check_syntax("{{ a ")
-    assert "syntax error" in check_syntax("{{ }}")
+    assert check_template("{{ a }}") is None
+    assert "syntax error" in check_template("{{ a ")
+    assert "syntax error" in check_template("{{ }}")
 
 
 @pytest.mark.parametrize(

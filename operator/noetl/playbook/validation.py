@@ -13,7 +13,7 @@ from typing import Any
 
 from noetl.playbook.errors import PlaybookError, join_path
 from noetl.playbook.models import TOOLS, PlaybookSpec, Step
-from noetl.templating import check_syntax, is_template, template_strings
+from noetl.templating import check_template, is_template, template_strings
 
 START = "start"
 
@@ -201,7 +201,7 @@ def _check_graph(spec: PlaybookSpec, index_of: dict[str, int]) -> list[PlaybookE
 def _check_templates(value: Any, path: str) -> list[PlaybookError]:
     errors = []
     for where, text in template_strings(value):
-        problem = check_syntax(text)
+        problem = check_template(text)
         if problem:
             errors.append(PlaybookError(join_path(path, *where), f"{problem} in {text!r}"))
     return errors
