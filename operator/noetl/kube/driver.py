@@ -61,7 +61,8 @@ from noetl.kube.results import ResultStore, ResultTooLarge, check_size
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
 from noetl.kube.status import epoch_seconds, execution_status, fits_inline
-from noetl.playbook import Playbook, PlaybookInvalid, duration_seconds, parse_playbook
+from noetl.playbook import Playbook, PlaybookInvalid, duration_seconds
+from noetl.playbook.budget import parse_within_budget
 
 OUTPUT_KEY = "__output"
 
@@ -178,7 +179,7 @@ class ExecutionDriver:
         name = snapshot_config_map(self.name)
         stored = await self.api.read_config_map(self.namespace, name)
         if stored is not None and owned_by(stored, self.uid):
-            return parse_playbook(
+            return await parse_within_budget(
                 json.loads(stored["data"]["playbook.json"]), f"execution {self.name}"
             )
         spec = self.execution["spec"]
@@ -195,7 +196,7 @@ class ExecutionDriver:
                 where = f"in namespace {self.namespace}"
                 raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
             document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
-        playbook = parse_playbook(document, f"playbook {document['metadata']['name']}")
+        playbook = await parse_within_budget(document, f"playbook {document['metadata']['name']}")
         data = {"playbook.json": json.dumps(document, separators=(",", ":"))}
         await self.api.create(execution_config_map(self.execution, name, "playbook", data))
         return playbook
