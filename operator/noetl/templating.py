@@ -36,10 +36,11 @@ _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 class RenderError(Exception):
     """A template failed: says which expression and why (the caller adds the step)."""
 
-    def __init__(self, expression: str, reason: str) -> None:
+    def __init__(self, expression: str, reason: str, where: str = "") -> None:
         self.expression = expression
         self.reason = reason
-        super().__init__(f"template {expression!r}: {reason}")
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}template {expression!r}: {reason}")
 
 
 def _to_json(value: Any, indent: int | None = None) -> str:
@@ -86,6 +87,21 @@ def _make_environment() -> PlaybookEnvironment:
 
 
 ENVIRONMENT = _make_environment()
+
+CONTEXT_NAMES = frozenset({"workload", "execution", "attempt", "loop", "error", "result"})
+"""Names the engine puts in render contexts (docs/dsl.md says where each is seen)."""
+RESERVED_NAMES = (
+    CONTEXT_NAMES
+    | set(ENVIRONMENT.globals)
+    | {"true", "false", "none", "True", "False", "None"}  # Jinja's constants
+    | {"and", "or", "not", "in", "is", "if", "else"}  # Jinja's operators
+)
+"""Names a step or a loop iterator may not take: templates could not reach it by that name."""
+
+
+def template_name(step: str) -> str:
+    """The name templates reach a step's result by: `fetch-data` is `fetch_data`."""
+    return step.replace("-", "_")
 
 
 def is_template(text: str) -> bool:
@@ -168,6 +184,28 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
         return [render(item, context) for item in value]
     return value
+
+
+def render_workload(workload: Mapping[str, Any], execution: Mapping[str, Any]) -> dict[str, Any]:
+    """The workload with its templates rendered once, seeing `execution` (and no step result).
+
+    Raises RenderError naming where the template that failed is (`workload.run.id`).
+    """
+    context = {"execution": execution}
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            try:
+                return render_string(value, context)
+            except RenderError as error:
+                raise RenderError(error.expression, error.reason, where) from None
+        if isinstance(value, dict):
+            return {key: walk(item, f"{where}.{key}") for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        return value
+
+    return {key: walk(value, f"workload.{key}") for key, value in workload.items()}
 
 
 def truthy(value: Any) -> bool:

@@ -49,7 +49,7 @@ from noetl.engine.state import (
 )
 from noetl.playbook import Playbook, duration_seconds
 from noetl.playbook.validation import START
-from noetl.templating import RenderError, render, render_string, truthy
+from noetl.templating import RenderError, render, render_string, render_workload, truthy
 
 EXECUTION_TIMEOUT = "execution-timeout"
 
@@ -86,8 +86,15 @@ class Engine:
     ) -> None:
         self.playbook = playbook
         self.graph = Graph(playbook)
-        self.workload = merge_workload(playbook.spec.workload, workload or {})
         self.execution = dict(execution or {})
+        # Workload templates (`"{{ execution.id }}"`) are rendered once, here; the same inputs
+        # give the same workload, so a restarted shell gets it back without storing it.
+        self.workload = merge_workload(playbook.spec.workload, workload or {})
+        self.workload_error: str | None = None
+        try:
+            self.workload = render_workload(self.workload, self.execution)
+        except RenderError as error:
+            self.workload_error = str(error)
 
     def handle(
         self, state: ExecutionState, results: MutableMapping[str, Any], event: Event
@@ -104,24 +111,25 @@ class RenderContext(Mapping[str, Any]):
     """What templates see, looked up on demand so rendering costs the same however far along.
 
     Names, first match wins: the per-render extras (loop iterator, `error`...), `workload`,
-    `execution`, then the result of each finished step under the step's name.
+    `execution`, then the result of each finished step under the step's name (with `_` for `-`).
     """
 
     def __init__(self, engine: Engine, results: Mapping[str, Any], extras: Mapping[str, Any]):
         self._fixed = {**extras, "workload": engine.workload, "execution": engine.execution}
-        self._steps = engine.playbook.steps
+        self._steps = engine.playbook.template_names  # fetch_data -> fetch-data
         self._results = results
 
     def __getitem__(self, name: str) -> Any:
         if name in self._fixed:
             return self._fixed[name]
-        if name in self._steps and name in self._results:
-            return self._results[name]
+        step = self._steps.get(name)
+        if step is not None and step in self._results:
+            return self._results[step]
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._fixed
-        yield from (name for name in self._steps if name in self._results)
+        yield from (name for name, step in self._steps.items() if step in self._results)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -172,6 +180,9 @@ class _Transition:
             return
         self.state.phase = "Running"
         self.state.started_at = self.at
+        if self.engine.workload_error is not None:
+            self._abort("Failed", self.engine.workload_error)
+            return
         timeout = self.playbook.spec.timeout
         if timeout is not None:
             due = self.at + duration_seconds(timeout)

@@ -19,6 +19,7 @@ from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
 from noetl.playbook.models import API_GROUP, DURATION_PATTERN, PlaybookSpec, Step
 from noetl.playbook.validation import validate_spec
 from noetl.playbook.yaml_core import YamlError, load_yaml
+from noetl.templating import template_name
 
 _ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
 
@@ -30,6 +31,8 @@ class Playbook:
     name: str
     spec: PlaybookSpec
     steps: dict[str, Step] = field(repr=False)
+    template_names: dict[str, str] = field(repr=False)
+    """Step by the name templates use for it (`fetch_data` for the step `fetch-data`)."""
 
     @classmethod
     def from_spec(cls, name: str, spec: PlaybookSpec, path_prefix: str = "") -> Playbook:
@@ -39,7 +42,10 @@ class Playbook:
                 [PlaybookError(join_path(path_prefix, e.path), e.message) for e in errors], name
             )
         return cls(
-            name=name, spec=spec, steps={s.step: _resolve_task(spec, s) for s in spec.workflow}
+            name=name,
+            spec=spec,
+            steps={s.step: _resolve_task(spec, s) for s in spec.workflow},
+            template_names={template_name(s.step): s.step for s in spec.workflow},
         )
 
 

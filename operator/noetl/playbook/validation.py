@@ -1,9 +1,11 @@
 """Whole-document rules a playbook must keep, beyond what the models check field by field.
 
 `validate_spec` returns every problem at once, each with the path of the field (relative to the
-spec) and why. The rules: unique step and task names; a `start` step; every `next` target exists;
-no cycles (every step runs at most once per execution); every step reachable from `start`;
-workbook references resolve; tools are known and fit the fields given; templates compile.
+spec) and why. The rules: unique step and task names; step names and loop iterators not
+reserved in templates, and no two steps with the same name in templates (`a-b` and `a_b`); a
+`start` step; every `next` target exists; no cycles (every step runs at most once per execution);
+every step reachable from `start`; workbook references resolve; tools are known and fit the
+fields given; templates compile (and those that read no data render within the limits).
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from typing import Any
 
 from noetl.playbook.errors import PlaybookError, join_path
 from noetl.playbook.models import TOOLS, PlaybookSpec, Step
-from noetl.templating import check_template, is_template, template_strings
+from noetl.templating import (
+    RESERVED_NAMES,
+    check_template,
+    is_template,
+    template_name,
+    template_strings,
+)
 
 START = "start"
 
@@ -21,6 +29,7 @@ START = "start"
 def validate_spec(spec: PlaybookSpec) -> list[PlaybookError]:
     errors: list[PlaybookError] = []
     index_of = _step_indexes(spec, errors)
+    errors += _check_template_names(spec)
     errors += _check_workbook(spec)
     tasks = {task.name: task for task in spec.workbook}
     for i, step in enumerate(spec.workflow):
@@ -49,6 +58,37 @@ def _step_indexes(spec: PlaybookSpec, errors: list[PlaybookError]) -> dict[str, 
         else:
             index_of[step.step] = i
     return index_of
+
+
+def _check_template_names(spec: PlaybookSpec) -> list[PlaybookError]:
+    """Step names and loop iterators templates can reach: none reserved, no two alike."""
+    errors = []
+    reserved = ", ".join(sorted(RESERVED_NAMES, key=str.lower))
+    taken: dict[str, str] = {}
+    for i, step in enumerate(spec.workflow):
+        name = template_name(step.step)
+        if name in RESERVED_NAMES:
+            errors.append(
+                PlaybookError(
+                    join_path("workflow", i, "step"),
+                    f"{step.step!r} is reserved in templates (reserved: {reserved})",
+                )
+            )
+        elif taken.setdefault(name, step.step) != step.step:
+            errors.append(
+                PlaybookError(
+                    join_path("workflow", i, "step"),
+                    f"{step.step!r} and {taken[name]!r} are both {name!r} in templates",
+                )
+            )
+        if step.loop is not None and step.loop.iterator in RESERVED_NAMES:
+            errors.append(
+                PlaybookError(
+                    join_path("workflow", i, "loop", "iterator"),
+                    f"{step.loop.iterator!r} is reserved in templates (reserved: {reserved})",
+                )
+            )
+    return errors
 
 
 def _check_workbook(spec: PlaybookSpec) -> list[PlaybookError]:
