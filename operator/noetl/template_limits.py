@@ -8,8 +8,8 @@ doing it, every operation that can build a value much larger than the template i
 - `**` and `*` on integers (the size of the result in bits), `*` and `+` on strings and lists,
   `%` and `str.format` (field widths), the `~` operator, and the filters and string methods that
   take a size (`center`, `indent`, `join`, `replace`, `ljust`...);
-- every loop iteration and every call counts against one budget per render, so nested loops
-  cannot spin for minutes without building anything.
+- every loop iteration and every call counts against one budget of work per render, so nested
+  loops or recursive macros cannot spin for minutes without building anything.
 
 Jinja's compile-time optimiser would fold constant expressions (`{{ 9 ** 9 ** 8 }}`) while the
 template compiles, outside any check; the environment is built with `optimized=False`, so every
@@ -38,7 +38,8 @@ MAX_INT_BITS = 4096
 MAX_OUTPUT = 10 * MAX_SIZE
 """Characters a template may render to (data it only passes along is not counted elsewhere)."""
 MAX_OPERATIONS = 1_000_000
-"""Loop iterations and calls in one render."""
+"""Work in one render: a loop iteration counts 1, a call (function, method, macro) counts 10."""
+CALL_COST = 10  # a macro call costs some fifty times a loop iteration; other calls less
 
 _SIZED_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _PERCENT_FIELD = re.compile(
@@ -71,7 +72,8 @@ def _spend(operations: int = 1) -> None:
     counter[0] += operations
     if counter[0] > MAX_OPERATIONS:
         raise LimitExceeded(
-            f"more than {MAX_OPERATIONS:,} loop iterations and calls in one template"
+            f"more than {MAX_OPERATIONS:,} units of work (a loop iteration is 1, a call"
+            f" {CALL_COST}) in one template"
         )
 
 
@@ -81,7 +83,8 @@ def _refuse_size(what: str, size: int) -> None:
 
 
 def size_of(value: Any, limit: int = MAX_SIZE) -> int:
-    """Characters and items in a value, counting nested ones; stops counting past `limit`.
+    """Characters of strings and items of containers in a value, nested ones included; stops
+    counting past `limit`.
 
     A list may hold the same large string many times over; what it costs to print or join is
     the sum, which is what is counted (the walk itself stops once past the limit).
@@ -99,8 +102,7 @@ def size_of(value: Any, limit: int = MAX_SIZE) -> int:
         elif isinstance(item, list | tuple | set | frozenset):
             total += len(item)
             pending.extend(item)
-        else:
-            total += 1
+        # anything else is a number or the like: its slot in a container is counted already
     return total
 
 
@@ -303,7 +305,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return self._checked_binops[operator](left, right)
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        _spend()
+        _spend(CALL_COST)
         if isinstance(getattr(obj, "__self__", None), str):
             _check_sized_method(obj, args)
         return super().call(context, obj, *args, **kwargs)

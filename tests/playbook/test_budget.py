@@ -30,7 +30,7 @@ def playbook(args: dict[str, Any]) -> dict[str, Any]:
 
 
 # Each template spins through the whole per-render loop budget: bounded, but many are slow.
-SPIN = "{% for i in range(1000) %}{% for j in range(990) %}{% endfor %}{% endfor %}"
+SPIN = "{% for i in range(900) %}{% for j in range(990) %}{% endfor %}{% endfor %}"
 
 
 @pytest.fixture
