@@ -38,8 +38,8 @@ MAX_INT_BITS = 4096
 MAX_OUTPUT = 10 * MAX_SIZE
 """Characters a template may render to (data it only passes along is not counted elsewhere)."""
 MAX_OPERATIONS = 1_000_000
-"""Work in one render: a loop iteration counts 1, a call (function, method, macro) counts 10."""
-CALL_COST = 10  # a macro call costs some fifty times a loop iteration; other calls less
+"""Work in one render: a loop iteration counts 1, a call (function, method, macro) `CALL_COST`."""
+CALL_COST = 25  # a macro call costs some fifty times a loop iteration; other calls less
 
 _SIZED_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _PERCENT_FIELD = re.compile(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from noetl.playbook.yaml_core import load_yaml
 from tests.operator.harness import GROUP, VERSION, Resources
 
 pytestmark = pytest.mark.cluster
@@ -59,7 +60,15 @@ apiVersion: noetl.io/v1alpha1
 kind: Playbook
 metadata: {name: yaml-values}
 spec:
-  workload: {day: 2024-05-01, answer: NO, flag: on, zip: 02134, at: 12:30, quoted: "NO"}
+  workload:
+    day: 2024-05-01
+    stamp: 2024-05-01T10:00:00Z
+    answer: NO
+    words: [yes, no, on, off, y, n, True, FALSE]
+    zip: 02134
+    numbers: [0o17, 0x1F, 1_000, 1e3]
+    at: 12:30
+    quoted: ["NO", '02134']
   workflow:
     - step: start
 """
@@ -81,9 +90,22 @@ def test_what_the_api_server_makes_of_yaml_values(resources: Resources):
     workload = resources.get("playbooks", "yaml-values")["spec"]["workload"]
     assert workload == {
         "day": "2024-05-01",
+        "stamp": "2024-05-01T10:00:00Z",
         "answer": False,
-        "flag": True,
+        "words": [True, False, True, False, True, False, True, False],
         "zip": 1116,
+        "numbers": [15, 31, 1000, 1000],
         "at": "12:30",
-        "quoted": "NO",
+        "quoted": ["NO", "02134"],
+    }
+    # What `noetl run` reads from the same text: only the quoted values agree everywhere.
+    assert load_yaml(YAML_VALUES)["spec"]["workload"] == {
+        "day": "2024-05-01",
+        "stamp": "2024-05-01T10:00:00Z",
+        "answer": "NO",
+        "words": ["yes", "no", "on", "off", "y", "n", True, False],
+        "zip": 2134,
+        "numbers": [15, 31, "1_000", 1000.0],
+        "at": "12:30",
+        "quoted": ["NO", "02134"],
     }
