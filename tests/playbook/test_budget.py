@@ -80,3 +80,20 @@ async def test_a_playbook_over_the_time_budget_is_invalid_and_the_worker_replace
     assert ticks > 0
     valid = await validator.parse(playbook({"command": "echo {{ workload.n * 2 }}"}), "valid")
     assert list(valid.steps) == ["start", "work"]
+
+
+async def test_a_playbook_over_the_memory_budget_is_invalid_and_the_worker_replaced():
+    # 80 MB of text: more than a worker capped at 128 MiB can receive and validate.
+    huge = playbook({f"a{i}": "x" * 40_000 for i in range(2_000)})
+    validator = BudgetedValidator(memory_bytes=128 * 2**20)
+    try:
+        ticks, outcome = await ticks_while(validator.parse(huge, "huge"))
+        assert isinstance(outcome, PlaybookInvalid)
+        [error] = outcome.errors
+        assert error.path == "spec"
+        assert "memory" in error.message
+        assert ticks > 0
+        valid = await validator.parse(playbook({"command": "echo ok"}), "valid")
+        assert list(valid.steps) == ["start", "work"]
+    finally:
+        validator.close()

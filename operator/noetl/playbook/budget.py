@@ -85,9 +85,13 @@ class BudgetedValidator:
                 errors = [
                     PlaybookError("spec", f"validation took longer than its {self.timeout:g} s")
                 ]
-            except BrokenProcessPool:  # the worker died: killed for its memory, most likely
+            except BrokenProcessPool:  # the worker died, where a MemoryError is not caught
                 self.close()
-                errors = [PlaybookError("spec", "validation stopped: its worker process died")]
+                errors = [
+                    PlaybookError(
+                        "spec", "validation stopped: its worker died (out of memory, most likely)"
+                    )
+                ]
         if playbook is None or errors:
             raise PlaybookInvalid(errors, source)
         return playbook
