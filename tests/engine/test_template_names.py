@@ -44,16 +44,23 @@ workflow:
 """
 
 
-def test_workload_templates_are_rendered_once_at_the_start():
-    world = World(WORKLOAD_TEMPLATES, {"extra": "{{ execution.name }}-x"})
+def test_the_playbooks_workload_templates_are_rendered_once_at_the_start():
+    world = World(WORKLOAD_TEMPLATES)
     world.start()
     assert world.running["use#1"].args == {"command": "echo run-x-1 /data/x"}
-    assert world.engine.workload["extra"] == "x-x"
     assert world.engine.workload["paths"][1] == "plain"
 
 
+def test_values_given_for_the_run_are_data_never_templates():
+    world = World(WORKLOAD_TEMPLATES, {"run": "{{ execution.name }}", "extra": "{{ 1 + 1 }}"})
+    world.start()
+    assert world.running["use#1"].args == {"command": "echo {{ execution.name }} /data/x"}
+    assert world.engine.workload["extra"] == "{{ 1 + 1 }}"
+
+
 def test_a_workload_template_that_fails_fails_the_execution_naming_its_key():
-    world = World(WORKLOAD_TEMPLATES, {"bad": {"deep": ["{{ fetch.items }}"]}})
+    bad = WORKLOAD_TEMPLATES.replace("  paths:", '  bad: {deep: ["{{ fetch.items }}"]}\n  paths:')
+    world = World(bad)
     world.start()
     assert world.running == {}
     assert world.finished is not None

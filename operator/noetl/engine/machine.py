@@ -87,14 +87,16 @@ class Engine:
         self.playbook = playbook
         self.graph = Graph(playbook)
         self.execution = dict(execution or {})
-        # Workload templates (`"{{ execution.id }}"`) are rendered once, here; the same inputs
-        # give the same workload, so a restarted shell gets it back without storing it.
-        self.workload = merge_workload(playbook.spec.workload, workload or {})
+        # The playbook's own workload templates (`"{{ execution.id }}"`) are rendered once, here:
+        # the same inputs give the same workload, so a restarted shell gets it back unstored.
+        # Values given for the run are data, used as given: data never becomes a template.
+        defaults = playbook.spec.workload
         self.workload_error: str | None = None
         try:
-            self.workload = render_workload(self.workload, self.execution)
+            defaults = render_workload(defaults, self.execution)
         except RenderError as error:
             self.workload_error = str(error)
+        self.workload = merge_workload(defaults, workload or {})
 
     def handle(
         self, state: ExecutionState, results: MutableMapping[str, Any], event: Event
