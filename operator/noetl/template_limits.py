@@ -6,10 +6,14 @@ is 600 MB, in the operator's event loop as much as on a laptop. `BoundedSandbox`
 doing it, every operation that can build a value much larger than the template itself:
 
 - `**` and `*` on integers (the size of the result in bits), `*` and `+` on strings and lists,
-  `%` and `str.format` (field widths), the `~` operator, and the filters and string methods that
-  take a size (`center`, `indent`, `join`, `replace`, `ljust`...);
+  `%` and `str.format` (field widths), the `~` operator, list and mapping literals, and the
+  filters and string methods that take a size (`center`, `indent`, `join`, `replace`...);
 - every loop iteration and every call counts against one budget of work per render, so nested
-  loops or recursive macros cannot spin for minutes without building anything.
+  loops or recursive macros cannot spin for minutes without building anything;
+- what every filter, call and operator returns counts against one budget of what a render
+  builds, so that many values each within bounds (`map`, `dict.fromkeys`, a loop) cannot add
+  up to gigabytes; a value printed (`{{ x }}`) or handed back is at most `MAX_OUTPUT` in size,
+  nested values counted in full (a list naming one large string a thousand times is large).
 
 Jinja's compile-time optimiser would fold constant expressions (`{{ 9 ** 9 ** 8 }}`) while the
 template compiles, outside any check; the environment is built with `optimized=False`, so every
@@ -37,6 +41,8 @@ MAX_INT_BITS = 4096
 """Bits of an integer a template may compute (about 1,230 decimal digits)."""
 MAX_OUTPUT = 10 * MAX_SIZE
 """Characters a template may render to (data it only passes along is not counted elsewhere)."""
+MAX_BUILT = 2 * MAX_OUTPUT
+"""Characters and items that the filters, calls and operators of one render may return in all."""
 MAX_OPERATIONS = 1_000_000
 """Work in one render: a loop iteration counts 1, a call (function, method, macro) `CALL_COST`."""
 CALL_COST = 25  # a macro call costs some fifty times a loop iteration; other calls less
@@ -51,35 +57,68 @@ class LimitExceeded(TemplateRuntimeError):
     """A template tried to build too large a value or to do too much work."""
 
 
-_operations: ContextVar[list[int]] = ContextVar("template_operations")
+class RenderBudget:
+    """The work done and the values built by one render (a context manager around it)."""
 
+    _current: ContextVar[RenderBudget] = ContextVar("template_render_budget")
 
-class OperationBudget:
-    """Counts the loop iterations and calls of one render (a context manager around it)."""
+    def __init__(self) -> None:
+        self.work = 0
+        self.built = 0
 
-    def __enter__(self) -> OperationBudget:
-        self._token = _operations.set([0])
+    def __enter__(self) -> RenderBudget:
+        self._token = self._current.set(self)
         return self
 
     def __exit__(self, *_: object) -> None:
-        _operations.reset(self._token)
+        self._current.reset(self._token)
+
+    @classmethod
+    def current(cls) -> RenderBudget | None:
+        return cls._current.get(None)
 
 
-def _spend(operations: int = 1) -> None:
-    counter = _operations.get(None)
-    if counter is None:
+def _spend(work: int = 1) -> None:
+    budget = RenderBudget.current()
+    if budget is None:
         return
-    counter[0] += operations
-    if counter[0] > MAX_OPERATIONS:
+    budget.work += work
+    if budget.work > MAX_OPERATIONS:
         raise LimitExceeded(
             f"more than {MAX_OPERATIONS:,} units of work (a loop iteration is 1, a call"
             f" {CALL_COST}) in one template"
         )
 
 
+def _charge(value: Any) -> Any:
+    """Count a value just built against the render's budget; the value, when within it."""
+    budget = RenderBudget.current()
+    if budget is None or not isinstance(value, str | list | tuple | Mapping):
+        return value
+    budget.built += size_of(value, MAX_BUILT - budget.built)
+    if budget.built > MAX_BUILT:
+        raise LimitExceeded(f"more than {MAX_BUILT:,} characters and items built in one template")
+    return value
+
+
+def check_value(value: Any) -> Any:
+    """Refuse a value too large to print or hand back (nested values counted in full)."""
+    if isinstance(value, str):
+        size = len(value)
+    elif isinstance(value, list | tuple | Mapping):
+        size = size_of(value, MAX_OUTPUT)
+    else:
+        return value
+    if size > MAX_OUTPUT:
+        raise LimitExceeded(f"a value of more than {MAX_OUTPUT:,} characters and items")
+    return value
+
+
 def _refuse_size(what: str, size: int) -> None:
     if size > MAX_SIZE:
-        raise LimitExceeded(f"{what} of {size:,} characters or items (the limit is {MAX_SIZE:,})")
+        raise LimitExceeded(
+            f"{what} of at least {size:,} characters or items (the limit is {MAX_SIZE:,})"
+        )
 
 
 def size_of(value: Any, limit: int = MAX_SIZE) -> int:
@@ -158,6 +197,7 @@ def check_str_format(text: str) -> None:
 def _remainder(left: Any, right: Any) -> Any:
     if isinstance(left, str):
         check_percent_format(left)
+        _refuse_size("the values formatted", size_of(right))
     return left % right
 
 
@@ -233,6 +273,7 @@ def _bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callab
 
     def bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
         check_percent_format(str(value))
+        _refuse_size("the values formatted", size_of([args, kwargs]))
         return str(format_(value, *args, **kwargs))
 
     def bounded_sum(
@@ -258,6 +299,17 @@ def _bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callab
     }
 
 
+def _charging(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose result counts against the render's budget of what it builds."""
+
+    def charged(*args: Any, **kwargs: Any) -> Any:
+        return _charge(function(*args, **kwargs))
+
+    if hasattr(function, "jinja_pass_arg"):  # the context or environment Jinja passes first
+        charged.jinja_pass_arg = function.jinja_pass_arg  # type: ignore[attr-defined]
+    return charged
+
+
 class _BoundedCodeGenerator(CodeGenerator):
     """Compiles loops to count their iterations and `~` to check the size of what it builds."""
 
@@ -276,6 +328,25 @@ class _BoundedCodeGenerator(CodeGenerator):
             )
         super().visit_For(node, frame)
 
+    # Literals may name one large value many times (`[s, s, s, ...]`): checked when built.
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self.write("environment.literal(")
+        super().visit_List(node, frame)
+        self.write(")")
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self.write("environment.literal(")
+        super().visit_Dict(node, frame)
+        self.write(")")
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        if node.ctx != "load":  # `{% for a, b in ... %}`: a target, not a value
+            super().visit_Tuple(node, frame)
+            return
+        self.write("environment.literal(")
+        super().visit_Tuple(node, frame)
+        self.write(")")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.concatenate((")
         for part in node.nodes:
@@ -291,8 +362,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(optimized=False, **options)
+        super().__init__(optimized=False, finalize=check_value, **options)
         self.filters.update(_bounded_filters(self.filters))
+        self.add_filters(**self.filters)
         del self.globals["lipsum"]  # its sizes are arguments: nothing a playbook needs
         self._checked_binops: dict[str, Callable[[Any, Any], Any]] = {
             "*": _multiply,
@@ -301,14 +373,19 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             "%": _remainder,
         }
 
+    def add_filters(self, **filters: Callable[..., Any]) -> None:
+        """Add (or replace) filters, each result counted against the render's budget."""
+        self.filters.update({name: _charging(f) for name, f in filters.items()})
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        return self._checked_binops[operator](left, right)
+        return _charge(self._checked_binops[operator](left, right))
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         _spend(CALL_COST)
         if isinstance(getattr(obj, "__self__", None), str):
             _check_sized_method(obj, args)
-        return super().call(context, obj, *args, **kwargs)
+        check_value([args, kwargs])  # e.g. str.format of a list naming one string many times
+        return _charge(super().call(context, obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
@@ -321,11 +398,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             _spend()
             yield item
 
+    def literal(self, value: Any) -> Any:
+        return _charge(check_value(value))
+
     def concatenate(self, parts: tuple[Any, ...]) -> str:
-        texts = [str(part) if size_of(part) <= MAX_SIZE else _too_big(part) for part in parts]
-        _refuse_size("a concatenation", sum(len(text) for text in texts))
-        return "".join(texts)
-
-
-def _too_big(value: Any) -> str:
-    raise LimitExceeded(f"a value of more than {MAX_SIZE:,} characters and items")
+        _refuse_size("a concatenation", sum(size_of(part) for part in parts))
+        return str(_charge("".join(str(part) for part in parts)))

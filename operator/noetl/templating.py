@@ -28,7 +28,13 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 
-from noetl.template_limits import MAX_OUTPUT, BoundedSandbox, LimitExceeded, OperationBudget
+from noetl.template_limits import (
+    MAX_OUTPUT,
+    BoundedSandbox,
+    LimitExceeded,
+    RenderBudget,
+    check_value,
+)
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
@@ -77,7 +83,7 @@ def _make_environment() -> PlaybookEnvironment:
         comment_start_string="\x00{#",
         comment_end_string="#}\x00",
     )
-    env.filters.update(
+    env.add_filters(
         tojson=_to_json,
         fromjson=json.loads,
         b64encode=_b64encode,
@@ -140,7 +146,7 @@ def _evaluate(template: Template, context: Mapping[str, Any]) -> Any:
     # shared=True hands the mapping to Jinja as is: no copy of the whole context per render.
     jinja_context = template.new_context(ChainMap(context, ENVIRONMENT.globals), shared=True)  # type: ignore[arg-type]
     parts, length = [], 0
-    with OperationBudget():
+    with RenderBudget():
         for part in template.root_render_func(jinja_context):
             length += len(part)
             if length > MAX_OUTPUT:
@@ -152,7 +158,7 @@ def _evaluate(template: Template, context: Mapping[str, Any]) -> Any:
     value = jinja_context.vars["__value__"]
     if isinstance(value, Undefined):
         str(value)  # raises the undefined (or sandbox) error it stands for
-    return value
+    return check_value(value)
 
 
 def render_string(source: str, context: Mapping[str, Any]) -> Any:

@@ -18,36 +18,36 @@ CONTEXT = {"workload": {"n": 3, "text": "x" * 1000, "word": "ab"}}
         ("{{ (9 ** (9 ** 8)) % 7 }}", "an integer of more than 4,096 bits"),
         ("{{ 2 ** 5000 }}", "an integer of more than 4,096 bits"),
         ("{{ (2 ** 4000) * (2 ** 4000) }}", "an integer of more than 4,096 bits"),
-        ("{{ ('x' * 600000000) | length }}", "a repeated value of 600,000,000"),
-        ("{{ 600000000 * 'x' }}", "a repeated value of 600,000,000"),
-        ("{{ [0] * 10 ** 7 }}", "a repeated value of 10,000,000"),
-        ("{{ (['x' * 100000] * 20) * 1 }}", "a repeated value of 2,000,020"),
-        ("{{ workload.text * 2000 }}", "a repeated value of 2,000,000"),
-        ("{{ '%0999999999d' % 1 }}", "a formatted field of 999,999,999"),
+        ("{{ ('x' * 600000000) | length }}", "a repeated value of at least 600,000,000"),
+        ("{{ 600000000 * 'x' }}", "a repeated value of at least 600,000,000"),
+        ("{{ [0] * 10 ** 7 }}", "a repeated value of at least 10,000,000"),
+        ("{{ (['x' * 100000] * 20) * 1 }}", "a repeated value of at least 2,000,020"),
+        ("{{ workload.text * 2000 }}", "a repeated value of at least 2,000,000"),
+        ("{{ '%0999999999d' % 1 }}", "a formatted field of at least 999,999,999"),
         ("{{ '%*d' % (999999999, 1) }}", "a '%' format with a '*' width"),
-        ("{{ '%0999999999d' | format(1) }}", "a formatted field of 999,999,999"),
-        ("{{ '{:>999999999}'.format(1) }}", "a formatted field of 999,999,999"),
+        ("{{ '%0999999999d' | format(1) }}", "a formatted field of at least 999,999,999"),
+        ("{{ '{:>999999999}'.format(1) }}", "a formatted field of at least 999,999,999"),
         ("{{ '{:{}}'.format(1, 999999999) }}", "a format field whose width is itself a field"),
-        ("{{ 'x'.ljust(10 ** 9) }}", "the result of ljust of 1,000,000,000"),
-        ("{{ 'x'.zfill(10 ** 9) }}", "the result of zfill of 1,000,000,000"),
-        ("{{ 'x' | center(10 ** 9) }}", "the result of center of 1,000,000,000"),
-        ("{{ 'a\nb' | indent(10 ** 9) }}", "the result of indent of 2,000,000,003"),
-        ("{{ [1] | batch(10 ** 9) | list }}", "a batch of 1,000,000,000"),
-        ("{{ [1] | slice(10 ** 9) | list }}", "a slice count of 1,000,000,000"),
-        ("{{ range(100000) | join('x' * 100) }}", "a joined string of 10,100,000"),
-        ("{{ ('y' * 1000).join(range(100000)) }}", "a joined string of 100,100,000"),
-        ("{{ workload.text | replace('x', 'y' * 10000) }}", "a replaced string of 10,000,000"),
-        ("{{ workload.text.replace('x', 'y' * 10000) }}", "a replaced string of 10,000,000"),
+        ("{{ 'x'.ljust(10 ** 9) }}", "the result of ljust of at least 1,000,000,000"),
+        ("{{ 'x'.zfill(10 ** 9) }}", "the result of zfill of at least 1,000,000,000"),
+        ("{{ 'x' | center(10 ** 9) }}", "the result of center of at least 1,000,000,000"),
+        ("{{ 'a\nb' | indent(10 ** 9) }}", "the result of indent of at least 2,000,000,003"),
+        ("{{ [1] | batch(10 ** 9) | list }}", "a batch of at least 1,000,000,000"),
+        ("{{ [1] | slice(10 ** 9) | list }}", "a slice count of at least 1,000,000,000"),
+        ("{{ range(100000) | join('x' * 100) }}", "a joined string of at least 10,100,000"),
+        ("{{ ('y' * 1000).join(range(100000)) }}", "a joined string of at least 100,100,000"),
+        ("{{ workload.text | replace('x', 'y' * 10000) }}", "a replaced string of at least 10,000,000"),
+        ("{{ workload.text.replace('x', 'y' * 10000) }}", "a replaced string of at least 10,000,000"),
         ("{{ [[1]] * 3 | sum(start=[]) }}", "sum adds numbers"),
         (
             "{% set ns = namespace(s='x') %}{% for i in range(40) %}"
             "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
-            "a concatenation of 1,048,576",
+            "a concatenation of at least 1,048,576",
         ),
         (
             "{% set ns = namespace(s=['x']) %}{% for i in range(40) %}"
             "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s | length }}",
-            "a concatenation of 1,048,576",
+            "a concatenation of at least 1,048,576",
         ),
         (
             "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -70,6 +70,44 @@ def test_what_would_exhaust_the_process_is_a_template_error(template, reason):
     assert caught.value.expression == template
     assert caught.value.reason.startswith("over the template limits: ")
     assert reason in caught.value.reason
+
+
+BIG = "{% set s = 'x' * 999999 %}"
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        (BIG + "{{ [" + "s, " * 11 + "s] | string | length }}", "a value of more than 10,000,000"),
+        (BIG + "{{ {'a': s, 'b': [" + "s, " * 11 + "]} }}", "a value of more than 10,000,000"),
+        (BIG + "{{ (" + "s, " * 11 + "s) }}", "a value of more than 10,000,000"),
+        (
+            "{{ dict.fromkeys(range(100000), 'x' * 999999) | length }}",
+            "more than 20,000,000 characters and items built",
+        ),
+        (
+            "{{ range(1000) | map('replace', '0', 'x' * 499999) | list | length }}",
+            "more than 20,000,000 characters and items built",
+        ),
+        (
+            BIG + "{% for i in range(30) %}{% set t = s | upper %}{% endfor %}",
+            "more than 20,000,000 characters and items built",
+        ),
+        (BIG + "{{ '%s%s' % (s, s) }}", "the values formatted of at least 1,000,001"),
+        (BIG + "{{ '{}'.format([" + "s, " * 11 + "]) }}", "a value of more than 10,000,000"),
+    ],
+)
+def test_many_values_within_bounds_do_not_add_up_past_them(template, reason):
+    with pytest.raises(RenderError) as caught:
+        render(template, CONTEXT)
+    assert reason in caught.value.reason
+
+
+def test_tuple_targets_still_unpack():
+    template = (
+        "{% for a, b in [(1, 2), (3, 4)] %}{{ a + b }},{% endfor %}{% set x, y = 5, 6 %}{{ y }}"
+    )
+    assert render(template, CONTEXT) == "3,7,6"
 
 
 def test_lipsum_is_not_offered():
