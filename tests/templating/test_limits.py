@@ -36,8 +36,11 @@ CONTEXT = {"workload": {"n": 3, "text": "x" * 1000, "word": "ab"}}
         ("{{ [1] | slice(10 ** 9) | list }}", "a slice count of at least 1,000,000,000"),
         ("{{ range(100000) | join('x' * 100) }}", "a joined string of at least 10,100,000"),
         ("{{ ('y' * 1000).join(range(100000)) }}", "a joined string of at least 100,100,000"),
-        ("{{ workload.text | replace('x', 'y' * 10000) }}", "a replaced string of at least 10,000,000"),
-        ("{{ workload.text.replace('x', 'y' * 10000) }}", "a replaced string of at least 10,000,000"),
+        (
+            "{{ workload.text | replace('x', 'y' * 10000) }}",
+            "replaced string of at least 10,000,000",
+        ),
+        ("{{ workload.text.replace('x', 'y' * 10000) }}", "replaced string of at least 10,000,000"),
         ("{{ [[1]] * 3 | sum(start=[]) }}", "sum adds numbers"),
         (
             "{% set ns = namespace(s='x') %}{% for i in range(40) %}"
