@@ -108,6 +108,7 @@ RESERVED_NAMES = (
     | set(ENVIRONMENT.globals)
     | {"true", "false", "none", "True", "False", "None"}  # Jinja's constants
     | {"and", "or", "not", "in", "is", "if", "else"}  # Jinja's operators
+    | {"self"}  # Jinja's reference to the template itself
 )
 """Names a step or a loop iterator may not take: templates could not reach it by that name."""
 

@@ -23,7 +23,8 @@ def errors_of(document: dict) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["workload", "execution", "attempt", "loop", "error", "result", "range", "none"]
+    "name",
+    ["workload", "execution", "attempt", "loop", "error", "result", "range", "none", "self"],
 )
 def test_a_reserved_step_name_is_refused(name):
     [error] = errors_of(workflow({"step": name, "tool": "shell", "args": {"command": "x"}}))
