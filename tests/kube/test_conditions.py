@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from noetl.engine import ExecutionState
 from noetl.kube.conditions import condition
-from noetl.kube.playbooks import playbook_status
+from noetl.kube.playbooks import playbook_document, playbook_status
 from noetl.kube.status import execution_status
+from noetl.playbook import PlaybookInvalid, parse_playbook
 
 FIELDS = {"type", "status", "observedGeneration", "reason", "message", "lastTransitionTime"}
 
@@ -21,6 +22,15 @@ def test_a_condition_has_every_field_and_keeps_its_time_while_its_status_holds()
     assert flipped["lastTransitionTime"] == "1970-01-01T00:50:00Z"
 
 
+def checked(body: dict) -> dict:
+    """The status the controller writes for `body`."""
+    try:
+        result = parse_playbook(playbook_document(body))
+    except PlaybookInvalid as invalid:
+        return playbook_status(body, invalid)
+    return playbook_status(body, result)
+
+
 def playbook(spec: dict, generation: int, status: dict | None = None) -> dict:
     body = {"metadata": {"name": "p", "generation": generation}, "spec": spec}
     if status is not None:
@@ -30,18 +40,18 @@ def playbook(spec: dict, generation: int, status: dict | None = None) -> dict:
 
 def test_a_playbook_edited_but_still_valid_keeps_its_ready_time():
     valid = {"workflow": [{"step": "start"}]}
-    first = playbook_status(playbook(valid, 1))
+    first = checked(playbook(valid, 1))
     (ready,) = first["conditions"]
     assert set(ready) == FIELDS and ready["observedGeneration"] == 1
     first["conditions"][0]["lastTransitionTime"] = "2026-01-01T00:00:00Z"
     edited = {"workflow": [{"step": "start", "next": [{"step": "end"}]}, {"step": "end"}]}
-    second = playbook_status(playbook(edited, 2, first))["conditions"][0]
+    second = checked(playbook(edited, 2, first))["conditions"][0]
     assert (second["lastTransitionTime"], second["observedGeneration"]) == (
         "2026-01-01T00:00:00Z",
         2,
     )
     broken = {"workflow": [{"step": "start", "next": [{"step": "nowhere"}]}]}
-    third = playbook_status(playbook(broken, 3, first))["conditions"][0]
+    third = checked(playbook(broken, 3, first))["conditions"][0]
     assert third["status"] == "False" and third["lastTransitionTime"] != "2026-01-01T00:00:00Z"
 
 
