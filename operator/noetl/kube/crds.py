@@ -109,6 +109,12 @@ def _python_rule(item: dict[str, Any]) -> None:
     ]
 
 
+_ONE_PLAYBOOK = {
+    "rule": "has(self.playbookRef) != has(self.playbook)",
+    "message": "exactly one of spec.playbookRef or spec.playbook is needed",
+}
+
+
 def _crd(
     kind: str,
     plural: str,
@@ -188,10 +194,7 @@ def execution_crd() -> dict[str, Any]:
     spec = openapi_schema(ExecutionSpec)
     _playbook_rules(spec["properties"]["playbook"])
     spec["x-kubernetes-validations"] = [
-        {
-            "rule": "has(self.playbookRef) != has(self.playbook)",
-            "message": "an execution takes exactly one of spec.playbookRef or spec.playbook",
-        },
+        _ONE_PLAYBOOK,
         {
             "rule": (
                 "!has(oldSelf.playbookRef)"
@@ -220,12 +223,7 @@ def execution_crd() -> dict[str, Any]:
 def cronplaybook_crd() -> dict[str, Any]:
     spec = openapi_schema(CronPlaybookSpec)
     _playbook_rules(spec["properties"]["playbook"])
-    spec["x-kubernetes-validations"] = [
-        {
-            "rule": "has(self.playbookRef) != has(self.playbook)",
-            "message": "a CronPlaybook takes exactly one of spec.playbookRef or spec.playbook",
-        }
-    ]
+    spec["x-kubernetes-validations"] = [_ONE_PLAYBOOK]
     columns: list[dict[str, Any]] = [
         {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
         {"name": "Time zone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1},

@@ -94,25 +94,23 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         if execution and not deleting and container_terminated(raw) is not None:
             drivers.deliver(namespace, execution, PodEnded(raw))
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)
-    async def playbook_event(
-        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
-    ) -> None:
-        assert namespace is not None
-        if type == "DELETED":
-            playbooks.deleted(namespace, name)
-        else:
-            playbooks.changed(dict(body))
+    def follow(plural: str, controller: PlaybookController | CronController) -> None:
+        """Hand each change of these objects to a controller that keeps its own task each."""
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "cronplaybooks", when=served, registry=registry)
-    async def cronplaybook_event(
-        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
-    ) -> None:
-        assert namespace is not None
-        if type == "DELETED":
-            crons.deleted(namespace, name)
-        else:
-            crons.changed(dict(body))
+        @kopf.on.event(
+            API_GROUP, GROUP_VERSION, plural, id=f"{plural}_event", when=served, registry=registry
+        )
+        async def object_event(
+            type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+        ) -> None:
+            assert namespace is not None
+            if type == "DELETED":
+                controller.deleted(namespace, name)
+            else:
+                controller.changed(dict(body))
+
+    follow("playbooks", playbooks)
+    follow("cronplaybooks", crons)
 
     @kopf.on.probe(id="executions", registry=registry)
     def active_executions(**_: Any) -> int:

@@ -370,8 +370,8 @@ class PlaybookRef(_Model):
     name: str = Field(description="Name of a Playbook in the Execution's namespace.")
 
 
-class ExecutionSpec(_Model):
-    """One run of a playbook, with its inputs."""
+class _RunsAPlaybook(_Model):
+    """What names the playbook to run (by reference, or embedded) and its inputs."""
 
     playbook_ref: PlaybookRef | None = Field(default=None, alias="playbookRef")
     playbook: PlaybookSpec | None = Field(default=None, description="An embedded playbook.")
@@ -380,6 +380,17 @@ class ExecutionSpec(_Model):
         description="Inputs merged over the playbook's workload.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+    @model_validator(mode="after")
+    def _one_playbook(self) -> _RunsAPlaybook:
+        if (self.playbook_ref is None) == (self.playbook is None):
+            raise ValueError("exactly one of `playbookRef` or `playbook` is needed")
+        return self
+
+
+class ExecutionSpec(_RunsAPlaybook):
+    """One run of a playbook, with its inputs."""
+
     cancel: bool = Field(default=False, description="Set to true to cancel the execution.")
     priority: int = Field(
         default=0,
@@ -393,14 +404,8 @@ class ExecutionSpec(_Model):
         description="Delete the execution this long after it finished (else the operator default).",
     )
 
-    @model_validator(mode="after")
-    def _one_playbook(self) -> ExecutionSpec:
-        if (self.playbook_ref is None) == (self.playbook is None):
-            raise ValueError("an execution takes exactly one of `playbookRef` or `playbook`")
-        return self
 
-
-class CronPlaybookSpec(_Model):
+class CronPlaybookSpec(_RunsAPlaybook):
     """Executions of a playbook started on a schedule, as a CronJob starts Jobs."""
 
     schedule: str = Field(
@@ -412,13 +417,6 @@ class CronPlaybookSpec(_Model):
         default=None,
         alias="timeZone",
         description="The IANA time zone the schedule is read in (default UTC).",
-    )
-    playbook_ref: PlaybookRef | None = Field(default=None, alias="playbookRef")
-    playbook: PlaybookSpec | None = Field(default=None, description="An embedded playbook.")
-    workload: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Inputs of each Execution, merged over the playbook's workload.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
         default="Allow",
@@ -446,9 +444,3 @@ class CronPlaybookSpec(_Model):
         ge=0,
         description="How many failed or cancelled Executions to keep.",
     )
-
-    @model_validator(mode="after")
-    def _one_playbook(self) -> CronPlaybookSpec:
-        if (self.playbook_ref is None) == (self.playbook is None):
-            raise ValueError("a CronPlaybook takes exactly one of `playbookRef` or `playbook`")
-        return self
