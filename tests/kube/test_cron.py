@@ -227,3 +227,35 @@ def test_conditions_keep_their_transition_time_until_their_status_flips() -> Non
         "2026-01-01T10:30:00"
     )
     assert timestamp(at("2026-01-01T10:30:00")) == "2026-01-01T10:30:00Z"
+
+
+# The controller against an in-memory API server ------------------------------------------------
+
+
+async def test_the_controller_creates_the_due_execution_and_says_when_it_cannot():
+    from kubernetes.client.exceptions import ApiException
+
+    from noetl.kube.cronplaybooks import CronController
+    from tests.kube.fake_api import FakeClock, FakeKubeApi
+
+    api = FakeKubeApi()
+    body = cron()
+    body["metadata"]["namespace"] = "team"
+    api.put(body)
+    clock = FakeClock(at("2026-01-01T10:00:02"))
+    controller = CronController(api, clock)  # type: ignore[arg-type]
+    api.fail("create", "Execution", ApiException(status=403, reason="Forbidden"))
+    await controller._round(("team", "nightly"))
+    ready = api.get("CronPlaybook", "team", "nightly")["status"]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "FailedCreate")
+    assert ready["message"].startswith("cannot create execution nightly-1767261600: Forbidden")
+    assert api.of_kind("Execution") == []
+
+    await controller._round(("team", "nightly"))  # the API server takes it now
+    (created,) = api.of_kind("Execution")
+    assert created["metadata"]["name"] == "nightly-1767261600"
+    status = api.get("CronPlaybook", "team", "nightly")["status"]
+    assert status["lastScheduleTime"] == "2026-01-01T10:00:00Z"
+    assert status["conditions"][0]["status"] == "True"
+    await controller._round(("team", "nightly"))  # nothing new is due: nothing created twice
+    assert len(api.of_kind("Execution")) == 1

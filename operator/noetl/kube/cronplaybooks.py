@@ -6,7 +6,9 @@ history limits, write the status), and sleeps until the next schedule time or un
 change of the CronPlaybook, or by one of its Executions finishing. Everything it decides is read
 back from the API server, so an operator that restarts across a due time finds the missed run
 in `lastScheduleTime` and starts it (once: its name is deterministic), within the deadline.
-A failed round is tried again with a growing pause.
+A failed round is tried again with a growing pause; an Execution the API server refuses (a
+quota, an invalid embedded playbook) makes the `Ready` condition False (`FailedCreate`) with
+the server's words, and is tried again at the longest pause.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
+from noetl.kube.conditions import condition
 from noetl.kube.cron import CRON_LABEL, plan_cron
+from noetl.kube.refusals import error_text
 from noetl.kube.status import merge_patch
 from noetl.loop import Clock
 
@@ -94,9 +100,15 @@ class CronController:
         plan = plan_cron(cron, executions, now)
         subject = {**cron, "kind": "CronPlaybook"}
         if plan.create is not None:
-            created = await self.api.create(plan.create)
+            started = plan.create["metadata"]["name"]
+            try:
+                created = await self.api.create(plan.create)
+            except ApiException as error:
+                if error.status is None or error.status >= 500 or error.status == 429:
+                    raise  # the server's trouble: tried again with a pause
+                await self._refused(cron, subject, started, error)
+                return self.backoff[-1]
             if created:
-                started = plan.create["metadata"]["name"]
                 await events.record(self.api, subject, "Started", f"started execution {started}")
         for doomed in plan.cancel:
             await self.api.patch_custom("executions", namespace, doomed, {"spec": {"cancel": True}})
@@ -112,3 +124,19 @@ class CronController:
                 posted[reason] = message
                 await events.record(self.api, subject, reason, message, warning)
         return (plan.next_at or now) - self.clock.now()
+
+    async def _refused(
+        self, cron: dict[str, Any], subject: dict[str, Any], name: str, error: ApiException
+    ) -> None:
+        """The API server will not take the due Execution (a quota, say): say so and why."""
+        message = f"cannot create execution {name}: {error_text(error)}"
+        metadata = cron["metadata"]
+        generation = metadata.get("generation")
+        previous = (cron.get("status") or {}).get("conditions")
+        ready = condition(
+            "Ready", "False", "FailedCreate", message, generation, self.clock.now(), previous
+        )
+        await self.api.patch_status(
+            "cronplaybooks", metadata["namespace"], metadata["name"], {"conditions": [ready]}
+        )
+        await events.record(self.api, subject, "FailedCreate", message, warning=True)
