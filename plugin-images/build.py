@@ -299,7 +299,7 @@ def _fresh(path: Path) -> Path:
 
 
 def package_tree(
-    context: Path, wheels: Path, wheels_key: str, architecture: str, image: Image
+    context: Path, wheels: Path, wheels_key: str, architecture: str, image: Image, log: Log
 ) -> str:
     """Install an image's packages from the wheelhouse into context/<arch>/<image>; its key."""
     available = project_requirements()
@@ -310,12 +310,14 @@ def package_tree(
     marker = context / architecture / f".{image.name}.key"
     if tree.is_dir() and marker.is_file() and marker.read_text() == key:
         return key
+    started = time.monotonic()
     _fresh(tree)
     pip = [sys.executable, "-m", "pip", "install", "--isolated", "--disable-pip-version-check"]
     pip += ["--quiet", "--no-index", "--find-links", str(wheels), "--no-compile"]
     run([*pip, "--target", str(tree), *platform_options(architecture), *requirements])
     shutil.rmtree(tree / "bin", ignore_errors=True)  # console scripts naming the host's Python
     marker.write_text(key)
+    log(f"{image.name}: its packages for {architecture} installed in {_since(started)}")
     return key
 
 
@@ -411,7 +413,7 @@ def _ensure(
         tree = ""
         if image.packages != ():
             wheels, wheels_key = wheelhouse(cache, architecture, log)
-            tree = package_tree(context, wheels, wheels_key, architecture, image)
+            tree = package_tree(context, wheels, wheels_key, architecture, image, log)
         inputs = digest(image.dockerfile.read_text(), base_inputs, tree, sources)
         tags[image.name] = image.tag(registry, version)
         build_args = {"BASE_IMAGE": base_tag, "TARGETARCH": architecture}
@@ -455,7 +457,7 @@ def publish(registry: str, version: str, platforms: Sequence[str], log: Log = _s
         wheels, wheels_key = wheelhouse(cache, architecture, log)
         for image in IMAGES:
             if image.packages != ():
-                package_tree(context, wheels, wheels_key, architecture, image)
+                package_tree(context, wheels, wheels_key, architecture, image, log)
     base_tag = BASE.tag(registry, version)
     for image in IMAGES:
         tag = image.tag(registry, version)
@@ -497,7 +499,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--builder", choices=BUILDERS, default="docker")
     parser.add_argument("--registry", default=DEFAULT_REGISTRY)
     parser.add_argument("--version", help="the tag (default: the version in pyproject.toml)")
-    parser.add_argument("--only", nargs="+", default=[], metavar="IMAGE", help="these images only")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        choices=[image.name for image in IMAGES],
+        metavar="IMAGE",
+        help="these images only (and the base): " + ", ".join(image.name for image in IMAGES),
+    )
     parser.add_argument("--json", action="store_true", help="print {image: tag} as JSON")
     parser.add_argument(
         "--push",
