@@ -148,14 +148,18 @@ class LocalRunner:
     async def _run_step(self, command: StartStep | StartChildExecution) -> None:
         run = (command.step, command.index, command.attempt)
         label = command.tool if isinstance(command, StartStep) else f"playbook {command.playbook}"
-        self._events.put_nowait(StepStarted(*run, at=time.time()))
-        if self._reporter:
-            self._reporter.started(self._display(command.key), label)
+
+        def started() -> None:  # once the step has its turn: waiting for it is not running
+            self._events.put_nowait(StepStarted(*run, at=time.time()))
+            if self._reporter:
+                self._reporter.started(self._display(command.key), label)
+
         try:
             if isinstance(command, StartStep):
-                outcome = await self._executor.run(command, self._engine.execution)
+                outcome = await self._executor.run(command, self._engine.execution, started)
                 ok, result, error = outcome.ok, outcome.result, outcome.error or "step failed"
             else:
+                started()
                 ok, result, error = await self._run_child(command)
         except Exception as crash:  # the runner's own fault must still end the step, never hang
             ok, result, error = (
