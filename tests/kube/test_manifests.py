@@ -16,6 +16,7 @@ from noetl.kube.results import from_data_key, to_data_key
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import SUMMARY_LIMIT, execution_status
 from noetl.playbook import Step
+from noetl.plugins.runtime import SECRET_DIR
 
 EXECUTION = {
     "metadata": {
@@ -63,7 +64,11 @@ def test_a_step_job_is_locked_down_and_labelled():
         "capabilities": {"drop": ["ALL"]},
     }
     assert container["image"] == OperatorSettings().images["http"]
-    assert container["envFrom"] == [{"secretRef": {"name": "api-token"}}]
+    assert "envFrom" not in container  # the runtime reads the Secret, to mask its values
+    assert {"name": "secret", "mountPath": SECRET_DIR, "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {"name": "secret", "secret": {"secretName": "api-token"}} in pod["volumes"]
     request = json.loads(container["env"][0]["value"])
     assert request["args"]["url"] == "http://x"
     assert (request["index"], request["attempt"]) == (3, 2)

@@ -2,7 +2,9 @@
 
 Pods of steps run as non-root with every capability dropped, a read-only root filesystem (a
 scratch /tmp is mounted) and no service-account token. Step args travel as an environment value;
-secrets only by reference (`envFrom` of the Secret named in `args.secretRef`), never inlined.
+secrets only by reference, never inlined: the Secret named in `args.secretRef` is mounted at
+SECRET_DIR, where the plugin runtime reads it, exports it as env vars to the step and masks its
+values in everything the step reports (a pod's env could not tell the Secret's values apart).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from noetl.engine import StartChildExecution, StartStep
 from noetl.kube.names import run_name
 from noetl.kube.settings import OperatorSettings
 from noetl.playbook import API_VERSION, Step
+from noetl.plugins.runtime import SECRET_DIR
 
 EXECUTION_LABEL = "noetl.io/execution"
 STEP_LABEL = "noetl.io/step"
@@ -100,9 +103,13 @@ def step_job(
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     secret = command.args.get("secretRef")
     if isinstance(secret, str) and secret:
-        container["envFrom"] = [{"secretRef": {"name": secret}}]
+        volumes.append({"name": "secret", "secret": {"secretName": secret}})
+        container["volumeMounts"].append(
+            {"name": "secret", "mountPath": SECRET_DIR, "readOnly": True}
+        )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -115,7 +122,7 @@ def step_job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": volumes,
         "nodeSelector": (
             pod.node_selector if pod and pod.node_selector else settings.step_node_selector
         )
