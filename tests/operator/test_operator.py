@@ -67,8 +67,8 @@ def test_the_postgres_example_with_its_secret(resources: Resources, postgres_ser
         {"city": "Paris", "readings": 1, "average": 19.0},
     ]
     job = resources.jobs("pg")[0]
-    container = job.spec.template.spec.containers[0]
-    assert container.env_from[0].secret_ref.name == "pg"
+    pod = job.spec.template.spec
+    assert [v.secret.secret_name for v in pod.volumes if v.secret] == ["pg"]
     text = json.dumps(resources.get("executions", "pg")) + json.dumps(
         [e.message for e in resources.events("pg")]
     )

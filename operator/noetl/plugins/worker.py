@@ -281,9 +281,13 @@ def _kill_group(pid: int) -> None:
 
 
 def _children() -> list[int]:
-    """This process's children (ended but not reaped ones included), from /proc."""
+    """This process's children (ended but not reaped ones included), from /proc (if any)."""
     me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return found  # no /proc: only the steps' own sessions were killed
+    for entry in entries:
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 # The name in (...) may hold spaces: the parent pid is the second field after.
