@@ -282,7 +282,7 @@ def _kill_group(pid: int) -> None:
 
 def _children() -> list[int]:
     """This process's children (ended but not reaped ones included), from /proc (if any)."""
-    me, found = os.getpid(), []
+    me, found = os.getpid(), list[int]()
     try:
         entries = list(Path("/proc").iterdir())
     except OSError:
