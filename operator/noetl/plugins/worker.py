@@ -13,7 +13,9 @@ server's original stdin (in) and stdout (out):
     out  {"ready": true}                                     once, when the server is up
     in   {"run": ID, "request": {...}, "env": {...}, "secrets": {...}}
     in   {"kill": ID}                                        kill that step's processes now
-    out  {"id": ID, "exit": CODE, "outcome": {...} | null}  the step ended; null if it died
+    out  {"id": ID, "exit": CODE, "outcome": {...} | null}  the step's outcome, once written
+                                                             (exit null: it is still ending);
+                                                             outcome null: it died without one
 
 Each step leads a session of its own and dies with the server (PR_SET_PDEATHSIG). When a step's
 process ends, whatever it left running in its session is killed. The server is a child
@@ -117,6 +119,7 @@ class _Step:
     results: int  # the read end of the pipe the step writes its outcome frame to
     received: bytearray = field(default_factory=bytearray)
     reading: bool = True
+    reported: bool = False
 
 
 class Server:
@@ -218,6 +221,9 @@ class Server:
             chunk = os.read(step.results, 1 << 16)
             if chunk:
                 step.received += chunk
+                if not step.reported and _whole_frame(step.received):
+                    # Said at once: the process's exit (and its reaping) need not be waited for.
+                    self._report(step, None)
             else:
                 self._selector.unregister(step.results)
                 step.reading = False
@@ -247,6 +253,11 @@ class Server:
         if step.reading:
             self._selector.unregister(step.results)
         os.close(step.results)
+        if not step.reported:
+            self._report(step, exit_code)
+
+    def _report(self, step: _Step, exit_code: int | None) -> None:
+        step.reported = True
         try:
             outcome = next(FrameBuffer().feed(bytes(step.received)), None)
         except ValueError:  # the step garbled its own reply: as good as none
@@ -273,6 +284,10 @@ class Server:
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
+
+
+def _whole_frame(data: bytearray) -> bool:
+    return len(data) >= HEADER.size and len(data) >= HEADER.size + HEADER.unpack_from(data)[0]
 
 
 def _kill_group(pid: int) -> None:
