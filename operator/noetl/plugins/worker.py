@@ -5,7 +5,8 @@ plugins once (a plugin's heavy library on the first step of its kind), then for 
 a child that runs it and exits: a step sees no state another step left (patched modules, the
 decimal context, the umask, threads, env) and pays only for a fork, not an interpreter start.
 The server stays single-threaded, with no event loop, and never runs user code, so each fork
-copies a quiet process.
+copies a quiet process. It keeps one child forked ahead of need (the spare), waiting for its
+request on a pipe, so a step does not wait for its own fork.
 
 Messages are frames: a 4-byte big-endian length, then that many bytes of UTF-8 JSON, on the
 server's original stdin (in) and stdout (out):
@@ -113,6 +114,15 @@ def handle(message: Mapping[str, Any]) -> Outcome:
 
 
 @dataclass
+class _Spare:
+    """A child forked ahead of need, waiting for a request frame on its pipe."""
+
+    pid: int
+    requests: int  # the write end: the request frame, then closed
+    results: int  # the read end of the pipe the child writes its outcome frame to
+
+
+@dataclass
 class _Step:
     ident: Any
     pid: int
@@ -137,6 +147,7 @@ class Server:
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
+        self._spare: _Spare | None = None
 
     def serve(self) -> None:
         """Answer requests until the input closes, then leave no process behind."""
@@ -146,6 +157,7 @@ class Server:
         self._selector.register(self._wake_read, selectors.EVENT_READ, self._reap)
         _libc()
         gc.freeze()
+        self._spare = self._fork_spare()
         self._send({"ready": True})
         try:
             while True:
@@ -179,20 +191,49 @@ class Server:
             with contextlib.suppress(Exception):  # a missing library fails the step, not us
                 importlib.import_module(f"noetl.plugins.{tool}")
             gc.freeze()  # a child's collector then leaves the server's objects (and pages) be
-        results, outcome_pipe = os.pipe()
+            self._drop_spare()  # forked before the import: it would import again per step
+        child = self._hand_over(frame(message))
+        os.set_blocking(child.results, False)
+        step = _Step(message.get("run"), child.pid, child.results)
+        self._steps[child.pid] = step
+        self._pids[step.ident] = child.pid
+        self._selector.register(child.results, selectors.EVENT_READ, lambda: self._receive(step))
+        self._spare = self._fork_spare()  # ready for the next step while this one runs
+
+    def _hand_over(self, request: bytes) -> _Spare:
+        """Give a request to the spare (forking one if there is none); the spare is then spent."""
+        while True:
+            child, self._spare = self._spare or self._fork_spare(), None
+            try:
+                view = memoryview(request)
+                while view:
+                    view = view[os.write(child.requests, view) :]
+                return child
+            except BrokenPipeError:  # it died while it waited: its exit is reaped as any other
+                os.close(child.results)
+            finally:
+                os.close(child.requests)
+
+    def _fork_spare(self) -> _Spare:
+        requests_read, requests_write = os.pipe()
+        results_read, results_write = os.pipe()
         server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            os.close(results)
-            self._run_child(message, outcome_pipe, server)
-        os.close(outcome_pipe)
-        os.set_blocking(results, False)
-        step = _Step(message.get("run"), pid, results)
-        self._steps[pid] = step
-        self._pids[step.ident] = pid
-        self._selector.register(results, selectors.EVENT_READ, lambda: self._receive(step))
+            os.close(requests_write)
+            os.close(results_read)
+            self._run_child(requests_read, results_write, server)
+        os.close(requests_read)
+        os.close(results_write)
+        return _Spare(pid, requests_write, results_read)
 
-    def _run_child(self, message: Mapping[str, Any], outcome_pipe: int, server: int) -> None:
+    def _drop_spare(self) -> None:
+        if self._spare is not None:
+            os.close(self._spare.requests)  # it reads the end of its input and exits
+            os.close(self._spare.results)
+            self._spare = None
+
+    def _run_child(self, requests: int, results: int, server: int) -> None:
         code = 70
         try:
             signal.set_wakeup_fd(-1)
@@ -204,9 +245,12 @@ class Server:
                 os.close(other.results)
             os.setsid()
             die_with_parent(server)
-            reply = frame(handle(message).to_json())
-            with os.fdopen(outcome_pipe, "wb") as out:
-                out.write(reply)
+            with os.fdopen(requests, "rb") as inbox:
+                request = inbox.read()
+            for message in FrameBuffer().feed(request):  # none: a spare no longer needed
+                reply = frame(handle(message).to_json())
+                with os.fdopen(results, "wb") as out:
+                    out.write(reply)
             code = 0
         finally:
             with contextlib.suppress(Exception):
@@ -243,6 +287,8 @@ class Server:
             step = self._steps.get(ended.si_pid)
             if step is not None:
                 _kill_group(step.pid)  # what the step left running in its session
+            elif self._spare is not None and self._spare.pid == ended.si_pid:
+                self._drop_spare()  # it died while it waited (killed from outside)
             _, status = os.waitpid(ended.si_pid, 0)
             if step is not None:
                 self._finish(step, os.waitstatus_to_exitcode(status))
