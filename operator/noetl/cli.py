@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,7 +35,14 @@ set_option = click.option(
     "set_",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a workload value (YAML value; dotted keys nest). Repeatable.",
+    help="Override a workload value (a YAML 1.2 value; dotted keys nest). Repeatable.",
+)
+set_string_option = click.option(
+    "--set-string",
+    "set_string",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a workload value with VALUE as a string, verbatim. Repeatable.",
 )
 
 
@@ -67,36 +75,50 @@ def _cancellable(command: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
-def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
-    """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']} (values read as YAML)."""
-    import yaml
+def parse_assignments(assignments: Iterable[str], as_string: bool = False) -> dict[str, Any]:
+    """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']}.
 
+    Values are read as YAML 1.2 (`NO` and `2024-05-01` stay strings; text that is not YAML
+    stays text), or taken verbatim with `as_string` (`--set-string`).
+    """
+    from noetl.playbook.yaml_core import YamlError, load_yaml
+
+    option = "--set-string" if as_string else "--set"
     workload: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key:
-            _fail(f"--set expects KEY=VALUE, got {assignment!r}")
+            _fail(f"{option} expects KEY=VALUE, got {assignment!r}")
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+            value = raw if as_string or not raw else load_yaml(raw)
+        except YamlError:
             value = raw
         *parents, leaf = key.split(".")
         target = workload
         for parent in parents:
             target = target.setdefault(parent, {})
             if not isinstance(target, dict):
-                _fail(f"--set {key}: {parent} is not a mapping")
+                _fail(f"{option} {key}: {parent} is not a mapping")
         target[leaf] = value
     return workload
 
 
+def workload_overrides(set_: Iterable[str], set_string: Iterable[str]) -> dict[str, Any]:
+    """The workload of `--set` and `--set-string` (the latter wins, as in Helm)."""
+    from noetl.engine import merge_workload
+
+    return merge_workload(parse_assignments(set_), parse_assignments(set_string, as_string=True))
+
+
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
-    import yaml
+    from noetl.playbook.yaml_core import YamlError, load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        _fail(f"{what} {path}: {error}")
+        data = load_yaml(path.read_text())
+    except OSError as error:
+        _fail(f"{what} {path}: {error.strerror}")
+    except YamlError as error:
+        _fail(f"{what} {path}: not valid YAML: {error}")
     if not isinstance(data, dict):
         _fail(f"{what} {path}: expected a mapping")
     return data
@@ -133,6 +155,7 @@ def _use_pidfd_child_watcher() -> None:
 @app.command()
 @playbook_file
 @set_option
+@set_string_option
 @click.option(
     "--workload-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -172,6 +195,7 @@ def _use_pidfd_child_watcher() -> None:
 def run(
     file: Path,
     set_: tuple[str, ...],
+    set_string: tuple[str, ...],
     workload_file: Path | None,
     secret: tuple[str, ...],
     event_log: Path | None,
@@ -195,7 +219,7 @@ def run(
     # What is loaded now lives until exit: spare the collector walking it again at every pass.
     gc.freeze()
     workload = _read_mapping(workload_file, "workload file") if workload_file else {}
-    workload = merge_workload(workload, parse_assignments(set_))
+    workload = merge_workload(workload, workload_overrides(set_, set_string))
     secrets = dict(_read_secret(spec) for spec in secret)
     executor = StepExecutor(secrets=secrets, max_parallel=max_parallel)
     execution_id = new_execution_id(playbook.name)
@@ -381,19 +405,39 @@ def _cluster(namespace: str) -> Any:
         _fail(f"cannot reach the cluster: {error}", EXIT_FAILED)
 
 
+@contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """A missing execution or a refused call ends the command with one line, not a traceback."""
+    from kubernetes.client.exceptions import ApiException
+
+    from noetl.kube.api import error_text
+    from noetl.kube.client import NotFound
+
+    try:
+        yield
+    except NotFound as missing:
+        _fail(str(missing), EXIT_FAILED)
+    except ApiException as error:
+        _fail(f"the API server refused: {error_text(error)}", EXIT_FAILED)
+
+
 @app.command()
 @playbook_file
 @namespace_option
 @set_option
+@set_string_option
 @click.option("--wait", is_flag=True, help="Follow the execution to its end.")
-def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> None:
+def submit(
+    file: Path, namespace: str, set_: tuple[str, ...], set_string: tuple[str, ...], wait: bool
+) -> None:
     """Apply the playbook to the cluster and start an Execution of it."""
     from noetl.kube.client import describe
 
     playbook = _load(file)
     cluster = _cluster(namespace)
-    cluster.apply_playbook(playbook)
-    name = cluster.create_execution(playbook.name, parse_assignments(set_))
+    with _cluster_errors():
+        cluster.apply_playbook(playbook)
+        name = cluster.create_execution(playbook.name, workload_overrides(set_, set_string))
     click.echo(f"execution {name} created in namespace {namespace}", err=True)
     if not wait:
         click.echo(name)
@@ -424,7 +468,8 @@ def status(name: str, namespace: str) -> None:
     """Show an Execution: phase, steps, error."""
     from noetl.kube.client import describe
 
-    click.echo(describe(_cluster(namespace).execution(name)))
+    with _cluster_errors():
+        click.echo(describe(_cluster(namespace).execution(name)))
 
 
 @app.command()
@@ -433,9 +478,10 @@ def status(name: str, namespace: str) -> None:
 @click.option("--step", help="Only this step's pods.")
 def logs(name: str, namespace: str, step: str | None) -> None:
     """Print the logs of an Execution's step pods."""
-    for pod, text in _cluster(namespace).logs(name, step):
-        click.echo(f"==> {pod} <==")
-        click.echo(text.rstrip("\n"))
+    with _cluster_errors():
+        for pod, text in _cluster(namespace).logs(name, step):
+            click.echo(f"==> {pod} <==")
+            click.echo(text.rstrip("\n"))
 
 
 @app.command()
@@ -443,7 +489,8 @@ def logs(name: str, namespace: str, step: str | None) -> None:
 @namespace_option
 def cancel(name: str, namespace: str) -> None:
     """Cancel an Execution: its running Jobs are deleted and it ends Cancelled."""
-    _cluster(namespace).cancel(name)
+    with _cluster_errors():
+        _cluster(namespace).cancel(name)
     click.echo(f"execution {name}: cancel requested")
 
 

@@ -3,32 +3,81 @@
 `status.conditions[Ready]` is True for a valid playbook and False (reason Invalid) with every
 problem and the path of its field otherwise; `status.errors` lists them one by one, and
 `status.steps` counts the steps. A Playbook is looked at again only when its generation changes.
+
+A playbook too large to snapshot is invalid here too: every Execution keeps the playbook it runs
+in one ConfigMap, which the API server refuses past 1 MiB of data. `run_problems` adds what an
+Execution's namespace and the operator's settings forbid (see tenancy.py).
+
+Validation runs in a worker process within a time and memory budget (`noetl.playbook.budget`),
+never in the event loop that drives the Executions.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from noetl.kube import events
 from noetl.kube.api import KubeApi
+from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import timestamp
-from noetl.playbook import PlaybookInvalid, parse_playbook
+from noetl.kube.tenancy import pod_violations, secret_violations
+from noetl.playbook import Playbook, PlaybookError, PlaybookInvalid
+from noetl.playbook.budget import parse_within_budget
 
 MAX_ERRORS = 50
+MAX_SNAPSHOT_BYTES = 1_000_000
+"""A ConfigMap holds 1 MiB (1,048,576 bytes) of keys and values; this leaves room for the key."""
 
 
-def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
-    metadata = body["metadata"]
-    document = {
+def snapshot_text(document: dict[str, Any]) -> str:
+    """The playbook as an Execution's snapshot ConfigMap keeps it."""
+    return json.dumps(document, separators=(",", ":"))
+
+
+def size_problems(text: str) -> list[PlaybookError]:
+    size = len(text.encode())
+    if size <= MAX_SNAPSHOT_BYTES:
+        return []
+    return [
+        PlaybookError(
+            "spec",
+            f"the playbook is {size} bytes as JSON, over the {MAX_SNAPSHOT_BYTES} bytes that an"
+            " execution's snapshot ConfigMap holds: move large data out of the playbook",
+        )
+    ]
+
+
+def run_problems(
+    playbook: Playbook, text: str, namespace: str, settings: OperatorSettings
+) -> list[PlaybookError]:
+    """Why a valid playbook may still not run in `namespace`: its size, or what it asks for."""
+    return (
+        size_problems(text)
+        + pod_violations(playbook, settings)
+        + secret_violations(playbook, namespace, settings)
+    )
+
+
+def playbook_document(body: dict[str, Any]) -> dict[str, Any]:
+    """The Playbook resource as the document `parse_playbook` reads."""
+    return {
         "kind": "Playbook",
-        "metadata": {"name": metadata["name"]},
+        "metadata": {"name": body["metadata"]["name"]},
         "spec": body.get("spec"),
     }
-    try:
-        playbook = parse_playbook(document)
-    except PlaybookInvalid as invalid:
-        errors = [{"path": e.path, "message": e.message} for e in invalid.errors[:MAX_ERRORS]]
+
+
+def playbook_status(body: dict[str, Any], checked: Playbook | PlaybookInvalid) -> dict[str, Any]:
+    """The status of a Playbook, given what validating it gave."""
+    metadata = body["metadata"]
+    if isinstance(checked, Playbook):
+        too_large = size_problems(snapshot_text(playbook_document(body)))
+        if too_large:
+            checked = PlaybookInvalid(too_large)
+    if isinstance(checked, PlaybookInvalid):
+        errors = [{"path": e.path, "message": e.message} for e in checked.errors[:MAX_ERRORS]]
         steps = len((body.get("spec") or {}).get("workflow") or [])
         condition = {
             "status": "False",
@@ -36,7 +85,7 @@ def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
             "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
         }
     else:
-        errors, steps = [], len(playbook.steps)
+        errors, steps = [], len(checked.steps)
         condition = {"status": "True", "reason": "Valid", "message": f"{steps} steps"}
     return {
         "observedGeneration": metadata.get("generation"),
@@ -52,7 +101,12 @@ async def reconcile_playbook(api: KubeApi, body: dict[str, Any]) -> None:
     metadata = body["metadata"]
     if (body.get("status") or {}).get("observedGeneration") == metadata.get("generation"):
         return
-    status = playbook_status(body)
+    checked: Playbook | PlaybookInvalid
+    try:
+        checked = await parse_within_budget(playbook_document(body))
+    except PlaybookInvalid as invalid:
+        checked = invalid
+    status = playbook_status(body, checked)
     await api.patch_status("playbooks", metadata["namespace"], metadata["name"], status)
     if status["errors"]:
         subject = {**body, "kind": "Playbook"}
