@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from noetl import plugins
-from noetl.plugins import python, runtime  # noqa: F401  (imported here once, for every fork)
+from noetl.plugins import python, runtime, shell  # noqa: F401  (imported once, for every fork)
 from noetl.plugins.messages import Outcome, StepRequest
 
 HEADER = struct.Struct(">I")
