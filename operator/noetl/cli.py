@@ -74,6 +74,16 @@ def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
     return workload
 
 
+def _seconds(text: str, option: str) -> float:
+    """A duration given on the command line (`30s`, `2m`, `45`), in seconds."""
+    from noetl.playbook import duration_seconds
+
+    try:
+        return duration_seconds(text if not text.replace(".", "").isdigit() else f"{text}s")
+    except ValueError:
+        _fail(f"{option}: {text!r} is not a duration (write e.g. 500ms, 30s, 5m or 1h)")
+
+
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     import yaml
 
@@ -139,6 +149,13 @@ def _use_pidfd_child_watcher() -> None:
     is_flag=True,
     help="Print a JSON summary (execution, phase, result, error).",
 )
+@click.option(
+    "--finally-grace",
+    default="30s",
+    show_default=True,
+    metavar="DURATION",
+    help="How long finally steps may run after Ctrl-C or the execution timeout.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
     file: Path,
@@ -147,6 +164,7 @@ def run(
     secret: tuple[str, ...],
     event_log: Path | None,
     as_json: bool,
+    finally_grace: str,
     quiet: bool,
 ) -> None:
     """Run a playbook on this machine, each step in a process of its own."""
@@ -178,6 +196,7 @@ def run(
         reporter=reporter,
         event_log=log,
         execution_id=execution_id,
+        finally_grace=_seconds(finally_grace, "--finally-grace"),
     )
 
     async def main() -> Any:

@@ -52,6 +52,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "stepTolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
             "stepServiceAccount": "noetl-steps",
             "stepTimeoutSeconds": 600,
+            "finallyGraceSeconds": 45,
             "jobTTLSeconds": 3600,
             "executionTTLSeconds": 2_000_000,
             "maxRunningJobsPerNamespace": 25,

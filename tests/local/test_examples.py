@@ -65,6 +65,7 @@ EXPECTED = {
     ("sub-playbook.yaml",): ["Hi, Ada", "Hi, Grace"],
     ("duckdb.yaml",): [{"city": "Lisbon", "temp": 24}, {"city": "Paris", "temp": 19}],
     ("duckdb.yaml", "--set", "min_temp=20"): [{"city": "Lisbon", "temp": 24}],
+    ("finally.yaml",): "total 8",
 }
 
 
@@ -74,6 +75,15 @@ def test_example(args, tmp_path):
     assert (code, summary["phase"], summary["error"]) == (0, "Succeeded", None)
     assert summary["result"] == EXPECTED[args]
     assert Path(tmp_path / summary["eventLog"]).is_file()
+
+
+def test_finally_example_reports_a_failure_and_keeps_it(tmp_path):
+    code, summary = noetl_run(str(PLAYBOOKS / "finally.yaml"), "--set", "orders=[]", cwd=tmp_path)
+    error = "step 'total' failed: command exited with code 1: no orders"
+    assert (code, summary["phase"], summary["error"]) == (1, "Failed", error)
+    log = [json.loads(line) for line in (tmp_path / summary["eventLog"]).read_text().splitlines()]
+    report = next(r for r in log if r["type"] == "StepSucceeded" and r["step"] == "report")
+    assert report["result"]["stdout"].strip() == f"finally ended Failed: {error}"
 
 
 def test_python_http_example(users_server, tmp_path):

@@ -14,7 +14,11 @@ Semantics in brief (docs/architecture.md has the whole story):
   unless the step says `onError: continue`;
 - retries and timeouts (of a step attempt, of the execution) are timers the shell keeps and
   reports back as `TimerFired`; a step that times out is cancelled and fails with one message;
-- a result over `result_limit` fails its step: the shell's store never meets one it cannot keep.
+- a result over `result_limit` fails its step: the shell's store never meets one it cannot keep;
+- when the workflow ends, however it ends, its `finally` steps run (a graph of their own) and see
+  the outcome as `execution.phase` and `execution.error`; after a cancel or the execution timeout
+  they have `finally_grace` seconds. The execution keeps the workflow's failure; a workflow that
+  succeeded fails with the first finally step that fails.
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ from noetl.playbook.validation import START
 from noetl.templating import RenderError, render, render_string, truthy
 
 EXECUTION_TIMEOUT = "execution-timeout"
+FINALLY_GRACE = "finally-grace"
+OUTPUT_KEY = "#output"
+"""Where the workflow's rendered `output` waits in the result store while finally steps run."""
+DEFAULT_FINALLY_GRACE = 30.0
 
 
 def item_key(step: str, index: int) -> str:
@@ -95,10 +103,13 @@ class Engine:
         workload: Mapping[str, Any] | None = None,
         execution: Mapping[str, str] | None = None,
         result_limit: int | None = None,
+        finally_grace: float = DEFAULT_FINALLY_GRACE,
     ) -> None:
-        """`result_limit`: the most bytes (as compact JSON) a result may take; None for no cap."""
+        """`result_limit`: the most bytes (as compact JSON) a result may take; None for no cap.
+        `finally_grace`: seconds the finally steps have after a cancel or the execution timeout."""
         self.playbook = playbook
         self.result_limit = result_limit
+        self.finally_grace = finally_grace
         self.graph = Graph(playbook)
         self.workload = merge_workload(playbook.spec.workload, workload or {})
         self.execution = dict(execution or {})
@@ -117,12 +128,23 @@ class Engine:
 class RenderContext(Mapping[str, Any]):
     """What templates see, looked up on demand so rendering costs the same however far along.
 
-    Names, first match wins: the per-render extras (loop iterator, `error`...), `workload`,
-    `execution`, then the result of each finished step under the step's name.
+    Names, first match wins: `workload`, `execution` (its identity, `phase` and `error`), the
+    per-render extras (loop iterator, `error`...), then the result of each finished step under
+    the step's name.
     """
 
-    def __init__(self, engine: Engine, results: Mapping[str, Any], extras: Mapping[str, Any]):
-        self._fixed = {**extras, "workload": engine.workload, "execution": engine.execution}
+    def __init__(
+        self,
+        engine: Engine,
+        results: Mapping[str, Any],
+        extras: Mapping[str, Any],
+        state: ExecutionState | None = None,
+    ):
+        execution = dict(engine.execution)
+        if state is not None:
+            # While finally steps run, `phase` is how the workflow ended; before, "Running".
+            execution.update(phase=state.ending or state.phase, error=state.error)
+        self._fixed = {**extras, "workload": engine.workload, "execution": execution}
         self._steps = engine.playbook.steps
         self._results = results
 
@@ -203,6 +225,10 @@ class _Transition:
             return
         if timer.kind == "execution":
             self._abort("Failed", f"execution timed out after {self.playbook.spec.timeout}")
+            return
+        if timer.kind == "grace":
+            self._stop_runs(f"stopped after the {self.engine.finally_grace:g}s finally grace")
+            self._finish_after_finally(grace_expired=True)
             return
         assert timer.step is not None
         if timer.kind == "retry":
@@ -438,8 +464,12 @@ class _Transition:
 
     def _record_failure(self, name: str, error: str) -> None:
         self.state.failed.append(name)
+        failure = f"step {name!r} failed: {error}"
         if self.state.error is None:
-            self.state.error = f"step {name!r} failed: {error}"
+            self.state.error = failure
+        elif self.state.ending is not None:
+            # A finally step's failure is told after the workflow's own, never instead of it.
+            self.state.error += f"; then finally {failure}"
 
     def _settle_step(self, name: str, phase: FinishedStepPhase, message: str | None = None) -> None:
         """The step is done: its record leaves the state for the result store."""
@@ -478,7 +508,23 @@ class _Transition:
     # The whole execution ----------------------------------------------------------------------
 
     def settle(self) -> None:
-        """Start the joins nothing can reach any more, then finish if nothing is left to do."""
+        """Start what is ready; when nothing is left to do, begin the finally steps or finish."""
+        while self.state.phase == "Running":
+            self._start_ready()
+            if self.state.phase != "Running" or self.state.active or self.state.waiting:
+                return
+            if self.state.ending is not None:
+                self._finish_after_finally()
+            elif self.graph.finally_roots:
+                phase, result, error = self._workflow_outcome()
+                if result is not None:
+                    self.results[OUTPUT_KEY] = result
+                self._begin_finally(phase, error, bounded=False)
+            else:
+                self._finish(*self._workflow_outcome())
+
+    def _start_ready(self) -> None:
+        """Begin the ready steps, and the joins nothing can reach any more, until none is left."""
         progress = True
         while progress and self.state.phase == "Running":
             while self.ready and self.state.phase == "Running":
@@ -490,13 +536,6 @@ class _Transition:
                     self._start_join(join)
                     progress = True
                     break  # a join that starts may route on: begin those steps first
-        if self.state.phase != "Running":
-            return
-        if not self.state.active and not self.state.waiting:
-            if self.state.failed:
-                self._finish("Failed", error=self.state.error)
-            else:
-                self._finish("Succeeded")
 
     def _may_still_arrive(self, join: str) -> bool:
         reaches = self.graph.reaches
@@ -513,27 +552,67 @@ class _Transition:
             self.ready.append(name)
 
     def _abort(self, phase: Literal["Failed", "Cancelled"], reason: str) -> None:
+        """End the workflow now (a cancel, the execution timeout); finally steps then get grace."""
+        if self.state.ending is not None:
+            # The workflow has ended already: what its finally steps do now is bounded instead.
+            self._arm_grace()
+            return
+        self._stop_runs(reason)
+        self.state.timers.clear()
+        if self.graph.finally_roots and self.state.phase == "Running":
+            self._begin_finally(phase, reason, bounded=True)
+        else:
+            self._finish(phase, error=reason)
+
+    def _stop_runs(self, reason: str) -> None:
         for name, index, attempt in self.state.runs_in_flight():
             self.commands.append(CancelStep(name, index, attempt))
         for name in [*self.state.active, *self.state.waiting]:
             self._settle_step(name, "Cancelled", reason)
         self.state.waiting.clear()
-        self.state.timers.clear()
-        self._finish(phase, error=reason)
 
-    def _finish(self, phase: FinishedPhase, error: str | None = None) -> None:
-        result = None
-        if phase == "Succeeded":
-            try:
-                result = self._final_result()
-            except RenderError as render_error:
-                phase, error = "Failed", f"output: {render_error}"
-            else:
-                if too_large := self._too_large(result):
-                    phase, error, result = "Failed", f"output: {too_large}", None
+    def _begin_finally(self, phase: FinishedPhase, error: str | None, bounded: bool) -> None:
+        self.state.ending, self.state.error = phase, error
+        if bounded:
+            self._arm_grace()
+        self.ready.extend(self.graph.finally_roots)
+
+    def _arm_grace(self) -> None:
+        if FINALLY_GRACE not in self.state.timers:
+            due = self.at + self.engine.finally_grace
+            self.state.timers[FINALLY_GRACE] = Timer(due=due, kind="grace")
+            self.commands.append(ScheduleTimer(FINALLY_GRACE, due))
+
+    def _finish_after_finally(self, grace_expired: bool = False) -> None:
+        """The workflow's outcome, unless it succeeded and a finally step did not."""
+        ending, error = self.state.ending, self.state.error
+        assert ending is not None
+        finally_failed = any(name in self.graph.finally_steps for name in self.state.failed)
+        if ending == "Succeeded" and (finally_failed or grace_expired):
+            reason = f"finally steps stopped after the {self.engine.finally_grace:g}s grace"
+            self._finish("Failed", error=error or reason)
+        elif ending == "Succeeded":
+            self._finish("Succeeded", self.results.pop(OUTPUT_KEY, None))
+        else:
+            self._finish(ending, error=error)
+
+    def _workflow_outcome(self) -> tuple[FinishedPhase, Any, str | None]:
+        """How the workflow ended by itself: (phase, result, error)."""
+        if self.state.failed:
+            return "Failed", None, self.state.error
+        try:
+            result = self._final_result()
+        except RenderError as render_error:
+            return "Failed", None, f"output: {render_error}"
+        if too_large := self._too_large(result):
+            return "Failed", None, f"output: {too_large}"
+        return "Succeeded", result, None
+
+    def _finish(self, phase: FinishedPhase, result: Any = None, error: str | None = None) -> None:
         self.state.phase = phase
         self.state.finished_at = self.at
         self.state.error = error
+        self.state.timers.clear()
         self.commands.append(FinishExecution(phase, result, error))
 
     def _final_result(self) -> Any:
@@ -553,4 +632,4 @@ class _Transition:
             items = self.results[items_key(name)]
             values[spec_loop.iterator] = items[index]
             values["loop"] = {"index": index, "length": len(items)}
-        return RenderContext(self.engine, self.results, values)
+        return RenderContext(self.engine, self.results, values, self.state)

@@ -46,7 +46,7 @@ class LoopState:
     failed_index: int | None = None  # the first item that failed for good
 
 
-TimerKind = Literal["execution", "retry", "timeout"]
+TimerKind = Literal["execution", "retry", "timeout", "grace"]
 
 
 @dataclass
@@ -94,6 +94,8 @@ class ExecutionState:
     failed: list[str] = field(default_factory=list)  # steps whose failure fails the execution
     last_result_step: str | None = None
     error: str | None = None
+    # Set when the workflow has ended and its `finally` steps run: how it ended (with `error`).
+    ending: FinishedPhase | None = None
 
     @property
     def finished(self) -> bool:

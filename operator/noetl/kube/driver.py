@@ -64,7 +64,11 @@ class ExecutionDriver:
             return
         spec, uid = execution["spec"], execution["metadata"]["uid"]
         engine = Engine(
-            playbook, spec.get("workload") or {}, {"id": uid, "name": self.name}, MAX_RESULT_BYTES
+            playbook,
+            spec.get("workload") or {},
+            {"id": uid, "name": self.name},
+            MAX_RESULT_BYTES,
+            self.context.settings.finally_grace_seconds,
         )
         checkpoint = await Checkpoint.load(api, execution)
         inbox = Inbox(api, execution, checkpoint.state)

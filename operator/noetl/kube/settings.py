@@ -41,6 +41,9 @@ class OperatorSettings(BaseModel):
     step_tolerations: list[dict[str, Any]] = Field(default_factory=list)
     step_service_account: str | None = None
     step_timeout_seconds: int = 3600
+    finally_grace_seconds: float = Field(
+        default=30.0, description="How long finally steps may run after a cancel or a timeout."
+    )
     step_run_as_user: int = 65532
     job_ttl_seconds: int = 86400
     execution_ttl_seconds: int = 7 * 86400

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.engine import (
+    DEFAULT_FINALLY_GRACE,
     CancelRequested,
     CancelStep,
     Command,
@@ -74,9 +75,13 @@ class LocalRunner(Effects):
         event_log: EventLog | None = None,
         key_prefix: str = "",
         execution_id: str | None = None,
+        finally_grace: float = DEFAULT_FINALLY_GRACE,
     ) -> None:
+        """`finally_grace`: seconds the finally steps have after a cancel or the timeout."""
         self.execution_id = execution_id or new_execution_id(playbook.name)
-        engine = Engine(playbook, workload, {"id": self.execution_id, "name": playbook.name})
+        identity = {"id": self.execution_id, "name": playbook.name}
+        engine = Engine(playbook, workload, identity, finally_grace=finally_grace)
+        self._finally_grace = finally_grace
         self._loop = ExecutionLoop(engine, self)
         self._executor = executor
         self._resolver = resolver
@@ -171,6 +176,7 @@ class LocalRunner(Effects):
             reporter=self._reporter,
             event_log=self._event_log,
             key_prefix=f"{self._display(command.key)}/",
+            finally_grace=self._finally_grace,
         )
         outcome = await child.run()  # its timeout is this run's engine timer, which cancels it
         return (

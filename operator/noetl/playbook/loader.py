@@ -25,7 +25,10 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when bui
 
 @dataclass(frozen=True)
 class Playbook:
-    """A valid playbook, with workbook tasks already folded into the steps that use them."""
+    """A valid playbook, with workbook tasks already folded into the steps that use them.
+
+    `steps` holds the workflow's steps and the `finally` steps alike (their names are unique
+    across both)."""
 
     name: str
     spec: PlaybookSpec
@@ -38,9 +41,8 @@ class Playbook:
             raise PlaybookInvalid(
                 [PlaybookError(join_path(path_prefix, e.path), e.message) for e in errors], name
             )
-        return cls(
-            name=name, spec=spec, steps={s.step: _resolve_task(spec, s) for s in spec.workflow}
-        )
+        every_step = [*spec.workflow, *spec.finally_]
+        return cls(name=name, spec=spec, steps={s.step: _resolve_task(spec, s) for s in every_step})
 
 
 def _resolve_task(spec: PlaybookSpec, step: Step) -> Step:

@@ -243,6 +243,13 @@ class PlaybookSpec(_Model):
     workflow: list[Step] = Field(
         min_length=1, description="The steps; the graph begins at `start`."
     )
+    finally_: list[Step] = Field(
+        default_factory=list,
+        alias="finally",
+        description="Steps run after the workflow ends, whatever its outcome (success, failure, "
+        "timeout, cancel); they see `execution.phase` and `execution.error`. A graph of its own: "
+        "the steps no other finally step routes to begin it.",
+    )
     output: Any = Field(
         default=None,
         description="The execution's result, a template rendered when it ends; by default the "

@@ -4,6 +4,8 @@
 spec) and why. The rules: unique step and task names; a `start` step; every `next` target exists;
 no cycles (every step runs at most once per execution); every step reachable from `start`;
 workbook references resolve; tools are known and fit the fields given; templates compile.
+`finally` steps keep the same rules as a small graph of their own: their names are unique across
+both sections, they route only among themselves, and they begin at the steps nothing routes to.
 """
 
 from __future__ import annotations
@@ -16,38 +18,54 @@ from noetl.playbook.models import TOOLS, PlaybookSpec, Step
 from noetl.templating import check_syntax, is_template, template_strings
 
 START = "start"
+WORKFLOW = "workflow"
+FINALLY = "finally"
 
 
 def validate_spec(spec: PlaybookSpec) -> list[PlaybookError]:
     errors: list[PlaybookError] = []
-    index_of = _step_indexes(spec, errors)
+    sections = {WORKFLOW: spec.workflow, FINALLY: spec.finally_}
+    seen: dict[str, str] = {}  # step name -> path of its first definition, across sections
     errors += _check_workbook(spec)
     tasks = {task.name: task for task in spec.workbook}
-    for i, step in enumerate(spec.workflow):
-        errors += _check_step(step, join_path("workflow", i), tasks)
-        errors += _check_targets(step, i, index_of)
-    if START not in index_of:
-        errors.append(
-            PlaybookError("workflow", f"no step named {START!r}: the workflow begins there")
-        )
-    else:
-        errors += _check_graph(spec, index_of)
+    for section, steps in sections.items():
+        index_of = _step_indexes(section, steps, seen, errors)
+        for i, step in enumerate(steps):
+            errors += _check_step(step, join_path(section, i), tasks)
+            errors += _check_targets(section, step, i, index_of)
+        if section == FINALLY:
+            errors += _check_graph(section, steps, index_of, roots=list(index_of))
+        elif START not in index_of:
+            errors.append(
+                PlaybookError(WORKFLOW, f"no step named {START!r}: the workflow begins there")
+            )
+        else:
+            errors += _check_graph(section, steps, index_of, roots=[START])
     errors += _check_templates(spec.output, "output")
     return errors
 
 
-def _step_indexes(spec: PlaybookSpec, errors: list[PlaybookError]) -> dict[str, int]:
+def finally_roots(steps: list[Step]) -> list[str]:
+    """The finally steps that begin when the workflow ends: those no finally step routes to."""
+    targets = {target for step in steps for entry in step.next for target in entry.targets()}
+    return [step.step for step in steps if step.step not in targets]
+
+
+def _step_indexes(
+    section: str, steps: list[Step], seen: dict[str, str], errors: list[PlaybookError]
+) -> dict[str, int]:
     index_of: dict[str, int] = {}
-    for i, step in enumerate(spec.workflow):
-        if step.step in index_of:
+    for i, step in enumerate(steps):
+        if step.step in seen:
             errors.append(
                 PlaybookError(
-                    join_path("workflow", i, "step"),
-                    f"duplicate step name {step.step!r} (first at workflow[{index_of[step.step]}])",
+                    join_path(section, i, "step"),
+                    f"duplicate step name {step.step!r} (first at {seen[step.step]})",
                 )
             )
         else:
             index_of[step.step] = i
+            seen[step.step] = join_path(section, i)
     return index_of
 
 
@@ -145,50 +163,62 @@ def _target_paths(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield ("next", j, *where), target
 
 
-def _check_targets(step: Step, i: int, index_of: dict[str, int]) -> list[PlaybookError]:
+def _check_targets(
+    section: str, step: Step, i: int, index_of: dict[str, int]
+) -> list[PlaybookError]:
+    # Each section is a graph of its own: a workflow step never routes into `finally`.
+    where_else = " (finally steps route only to finally steps)" if section == FINALLY else ""
     return [
-        PlaybookError(join_path("workflow", i, *where), f"no step named {target!r}")
+        PlaybookError(
+            join_path(section, i, *where), f"no step named {target!r} in {section}{where_else}"
+        )
         for where, target in _target_paths(step)
         if target not in index_of
     ]
 
 
-def _check_graph(spec: PlaybookSpec, index_of: dict[str, int]) -> list[PlaybookError]:
-    """Cycles (each reported once, at the edge that closes it) and steps `start` never reaches."""
+def _check_graph(
+    section: str, steps: list[Step], index_of: dict[str, int], roots: list[str]
+) -> list[PlaybookError]:
+    """Cycles (each reported once, at the edge that closes it) and steps the roots never reach."""
     errors: list[PlaybookError] = []
     edges = {
         step.step: [(where, t) for where, t in _target_paths(step) if t in index_of]
-        for step in spec.workflow
+        for step in steps
     }
     state: dict[str, str] = {}  # "open" while on the DFS stack, "done" after
-    stack: list[tuple[str, Iterator[tuple[tuple[str | int, ...], str]]]] = [
-        (START, iter(edges[START]))
-    ]
-    state[START] = "open"
-    while stack:
-        name, pending = stack[-1]
-        for where, target in pending:
-            if state.get(target) == "open":
-                cycle = [entry[0] for entry in stack][[entry[0] for entry in stack].index(target) :]
-                errors.append(
-                    PlaybookError(
-                        join_path("workflow", index_of[name], *where),
-                        "this edge closes a cycle (" + " -> ".join([*cycle, target]) + "); "
-                        "use loop or retry to repeat work",
+    for root in roots:
+        if root in state:
+            continue
+        stack: list[tuple[str, Iterator[tuple[tuple[str | int, ...], str]]]] = [
+            (root, iter(edges[root]))
+        ]
+        state[root] = "open"
+        while stack:
+            name, pending = stack[-1]
+            for where, target in pending:
+                if state.get(target) == "open":
+                    names = [entry[0] for entry in stack]
+                    cycle = names[names.index(target) :]
+                    errors.append(
+                        PlaybookError(
+                            join_path(section, index_of[name], *where),
+                            "this edge closes a cycle (" + " -> ".join([*cycle, target]) + "); "
+                            "use loop or retry to repeat work",
+                        )
                     )
-                )
-            elif target not in state:
-                state[target] = "open"
-                stack.append((target, iter(edges[target])))
-                break
-        else:
-            state[name] = "done"
-            stack.pop()
-    for i, step in enumerate(spec.workflow):
+                elif target not in state:
+                    state[target] = "open"
+                    stack.append((target, iter(edges[target])))
+                    break
+            else:
+                state[name] = "done"
+                stack.pop()
+    for i, step in enumerate(steps):
         if step.step not in state and index_of.get(step.step) == i:
             errors.append(
                 PlaybookError(
-                    join_path("workflow", i, "step"),
+                    join_path(section, i, "step"),
                     f"step {step.step!r} is not reachable from {START!r}",
                 )
             )
