@@ -55,9 +55,7 @@ def _interrupt_once_started(tmp_path: Path, extra: str, *args: str) -> tuple[int
 def test_ctrl_c_runs_the_finally_steps_and_keeps_the_cancel(tmp_path):
     code, summary = _interrupt_once_started(tmp_path, "true")
     assert (code, summary["phase"], summary["error"]) == (130, "Cancelled", "cancelled by the user")
-    report = [
-        r for r in _log(tmp_path / "events.jsonl") if r["type"] == "StepSucceeded"
-    ]
+    report = [r for r in _log(tmp_path / "events.jsonl") if r["type"] == "StepSucceeded"]
     assert [r["step"] for r in report] == ["report"]
     assert report[0]["result"]["stdout"].strip() == "Cancelled: cancelled by the user"
 

@@ -140,7 +140,7 @@ class RenderContext(Mapping[str, Any]):
         extras: Mapping[str, Any],
         state: ExecutionState | None = None,
     ):
-        execution = dict(engine.execution)
+        execution: dict[str, Any] = dict(engine.execution)
         if state is not None:
             # While finally steps run, `phase` is how the workflow ended; before, "Running".
             execution.update(phase=state.ending or state.phase, error=state.error)
