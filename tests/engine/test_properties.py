@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noetl.engine import StartStep
+from noetl.engine import ResumeRequested, StartStep, SuspendRequested
 from tests.engine.world import World
 
 
@@ -168,3 +168,42 @@ def test_finally_runs_once_after_the_workflow_and_never_hides_its_outcome(
         assert finished.error.startswith(f"step {workflow_failed[0]!r} failed")
     else:
         assert finished.phase == ("Failed" if finally_failed else "Succeeded")
+
+
+@settings(max_examples=150, deadline=None)
+@given(with_finally(), st.integers(0, 2**32), st.floats(0, 0.3))
+def test_nothing_starts_while_suspended_and_resuming_loses_nothing(
+    dag, seed: int, failure_rate: float
+):
+    rng = random.Random(seed)  # many draws: a seed keeps hypothesis' examples small
+    source, predecessors, finally_predecessors = dag
+    world = Checked(source, {**predecessors, **finally_predecessors})
+    world.roundtrip = True
+    started_while_suspended: list[str] = []
+    world.start()
+    for _ in range(10_000):
+        if world.finished:
+            break
+        if rng.random() < 0.3:
+            suspended = world.state.suspended is not None
+            event = ResumeRequested if suspended else SuspendRequested
+            commands = world.send(event(at=world.tick()))
+            if not suspended:
+                assert commands == []
+        elif world.running:
+            key = rng.choice(list(world.running))
+            commands = world.succeed(key) if rng.random() >= failure_rate else world.fail(key, "x")
+        elif world.timers:
+            commands = world.fire(min(world.timers, key=world.timers.__getitem__))
+        else:
+            assert world.state.suspended is not None, "stuck while not suspended"
+            commands = world.send(ResumeRequested(at=world.tick()))
+            continue
+        if world.state.suspended is not None:
+            started_while_suspended += [c.key for c in commands if isinstance(c, StartStep)]
+    assert world.finished is not None
+    assert started_while_suspended == []
+    starts = world.started_steps()
+    assert len(starts) == len(set(starts))
+    assert world.violations == []
+    assert (world.finished.phase == "Failed") == bool(world.state.failed)

@@ -5,12 +5,15 @@ It imports nothing from the shells (local runner, operator) or the plugins.
 
 from noetl.engine.machine import DEFAULT_FINALLY_GRACE, Engine, RenderContext, merge_workload
 from noetl.engine.messages import (
+    ApprovalGiven,
+    AwaitApproval,
     CancelRequested,
     CancelStep,
     Command,
     Event,
     ExecutionStarted,
     FinishExecution,
+    ResumeRequested,
     ScheduleRetry,
     ScheduleTimer,
     StartChildExecution,
@@ -18,6 +21,7 @@ from noetl.engine.messages import (
     StepFailed,
     StepStarted,
     StepSucceeded,
+    SuspendRequested,
     TimerFired,
     run_key,
 )
@@ -25,6 +29,8 @@ from noetl.engine.state import ExecutionState, LoopState, StepState, record_key,
 
 __all__ = [
     "DEFAULT_FINALLY_GRACE",
+    "ApprovalGiven",
+    "AwaitApproval",
     "CancelRequested",
     "CancelStep",
     "Command",
@@ -35,6 +41,7 @@ __all__ = [
     "FinishExecution",
     "LoopState",
     "RenderContext",
+    "ResumeRequested",
     "ScheduleRetry",
     "ScheduleTimer",
     "StartChildExecution",
@@ -43,6 +50,7 @@ __all__ = [
     "StepStarted",
     "StepState",
     "StepSucceeded",
+    "SuspendRequested",
     "TimerFired",
     "merge_workload",
     "record_key",

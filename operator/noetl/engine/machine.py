@@ -30,12 +30,15 @@ from typing import Any, Literal
 
 from noetl.engine.graph import Graph
 from noetl.engine.messages import (
+    ApprovalGiven,
+    AwaitApproval,
     CancelRequested,
     CancelStep,
     Command,
     Event,
     ExecutionStarted,
     FinishExecution,
+    ResumeRequested,
     ScheduleRetry,
     ScheduleTimer,
     StartChildExecution,
@@ -43,6 +46,7 @@ from noetl.engine.messages import (
     StepFailed,
     StepStarted,
     StepSucceeded,
+    SuspendRequested,
     TimerFired,
     run_key,
 )
@@ -202,6 +206,13 @@ class _Transition:
                 self._timer_fired(event.timer)
             case CancelRequested():
                 self._abort("Cancelled", event.reason)
+            case SuspendRequested():
+                if self.state.suspended is None:
+                    self.state.suspended = event.reason
+            case ResumeRequested():
+                self._resume()
+            case ApprovalGiven():
+                self._approved(event.step, event.values)
 
     def _execution_started(self) -> None:
         if self.state.phase != "Pending":
@@ -234,6 +245,10 @@ class _Transition:
         if timer.kind == "retry":
             self.state.steps[timer.step].phase = "Running"
             self._start_attempt(timer.step, timer.index, timer.attempt)
+        elif timer.step in self.state.approvals:
+            timeout = self.playbook.steps[timer.step].timeout
+            assert timeout is not None
+            self._fail(timer.step, f"no approval within {duration_seconds(timeout):g}s")
         elif self._current(timer.step, timer.index, timer.attempt) is not None:
             timeout = self.playbook.steps[timer.step].timeout
             assert timeout is not None
@@ -262,10 +277,39 @@ class _Transition:
         self.state.active[name] = None
         if spec.tool is None:
             self._complete(name, None, has_result=False)
+        elif spec.tool == "approval":
+            self._await_approval(name, step)
         elif spec.loop is not None:
             self._begin_loop(name, step)
         else:
             self._start_attempt(name, None, 1)
+
+    def _await_approval(self, name: str, step: StepState) -> None:
+        spec = self.playbook.steps[name]
+        try:
+            message = str(render(spec.args.get("message", ""), self._context(name)))
+        except RenderError as error:
+            self._fail(name, f"args.message: {error}")
+            return
+        step.phase, step.attempt = "Waiting", 1
+        step.message = short(
+            f"waiting for approval: {message}" if message else "waiting for approval"
+        )
+        self.state.approvals[name] = None
+        timeout = duration_seconds(spec.timeout) if spec.timeout else None
+        if timeout is not None:
+            timer_id, due = timeout_timer(name, None, 1), self.at + timeout
+            self.state.timers[timer_id] = Timer(due, "timeout", name, None, 1)
+            self.commands.append(ScheduleTimer(timer_id, due))
+        self.commands.append(AwaitApproval(name, message, timeout))
+
+    def _approved(self, name: str, values: Mapping[str, Any]) -> None:
+        """An approval for a step that waits completes it; any other (late, repeated) is moot."""
+        if name not in self.state.approvals:
+            return
+        self.state.timers.pop(timeout_timer(name, None, 1), None)
+        self.state.steps[name].message = "approved"
+        self._complete(name, dict(values))
 
     def _begin_loop(self, name: str, step: StepState) -> None:
         loop = self.playbook.steps[name].loop
@@ -306,6 +350,12 @@ class _Transition:
         else:
             assert step.loop is not None
             step.loop.in_flight[index] = attempt
+        if self.state.suspended is not None:
+            # Held, not started: it starts when the execution is resumed.
+            self.state.held.append((name, index, attempt))
+            if index is None:
+                step.phase = "Waiting"
+            return
         try:
             args = render(spec.args, self._context(name, index, {"attempt": attempt}))
         except RenderError as error:
@@ -478,6 +528,7 @@ class _Transition:
         if message is not None:
             step.message = short(message)
         self.state.active.pop(name, None)
+        self.state.approvals.pop(name, None)
         self.results[record_key(name)] = step.to_dict()
 
     def _next_targets(self, name: str) -> list[str]:
@@ -564,9 +615,22 @@ class _Transition:
         else:
             self._finish(phase, error=reason)
 
+    def _resume(self) -> None:
+        """Start what the suspension held, in the order it was held."""
+        self.state.suspended = None
+        held, self.state.held = self.state.held, []
+        for name, index, attempt in held:
+            step = self.state.steps[name]
+            if index is None:
+                step.phase = "Running"
+            self._start_attempt(name, index, attempt)
+
     def _stop_runs(self, reason: str) -> None:
         for name, index, attempt in self.state.runs_in_flight():
             self.commands.append(CancelStep(name, index, attempt))
+        # A cancel ends a suspension too: the finally steps must be able to start.
+        self.state.suspended = None
+        self.state.held.clear()
         for name in [*self.state.active, *self.state.waiting]:
             self._settle_step(name, "Cancelled", reason)
         self.state.waiting.clear()

@@ -14,9 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from noetl import __version__
-from noetl.playbook.models import TOOLS
-
-PLUGIN_TOOLS = tuple(tool for tool in TOOLS if tool != "playbook")
+from noetl.playbook.models import PLUGIN_TOOLS
 
 
 def default_images() -> dict[str, str]:

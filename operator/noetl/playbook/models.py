@@ -29,8 +29,11 @@ DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(DURATION_PATTERN)
 
-TOOLS = ("shell", "python", "http", "postgres", "duckdb", "playbook")
-"""Tools a step may name: every one but `playbook` is a plugin image; `playbook` starts a child."""
+PLUGIN_TOOLS = ("shell", "python", "http", "postgres", "duckdb")
+"""Tools that run a plugin image (on a cluster) or a plugin process (locally)."""
+TOOLS = (*PLUGIN_TOOLS, "playbook", "approval")
+"""Tools a step may name: the plugins, `playbook` (a child execution) and `approval` (a wait for
+someone to resume the execution, decided by the engine without a process)."""
 
 
 def _duration_from_number(value: Any) -> Any:

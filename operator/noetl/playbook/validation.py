@@ -131,6 +131,8 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
             errors.append(
                 PlaybookError(join_path(path, "args"), "a routing step (no tool) takes no args")
             )
+    if tool == "approval":
+        errors += _check_approval(step, path)
     if tool == "playbook" and not isinstance(step.args.get("name"), str):
         errors.append(
             PlaybookError(
@@ -154,6 +156,21 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
     for j, entry in enumerate(step.next):
         if entry.when is not None:
             errors += _check_templates(entry.when, join_path(path, "next", j, "when"))
+    return errors
+
+
+def _check_approval(step: Step, path: str) -> list[PlaybookError]:
+    """An approval waits once for a person: no items to loop over, nothing to retry."""
+    errors = [
+        PlaybookError(join_path(path, field), f"an approval step takes no {field}")
+        for field in ("loop", "retry")
+        if getattr(step, field) is not None
+    ]
+    errors += [
+        PlaybookError(join_path(path, "args", key), "unknown approval argument (known: message)")
+        for key in step.args
+        if key != "message"
+    ]
     return errors
 
 
