@@ -167,11 +167,15 @@ def run(
     finally_grace: str,
     quiet: bool,
 ) -> None:
-    """Run a playbook on this machine, each step in a process of its own."""
+    """Run a playbook on this machine, each step in a process of its own.
+
+    Ctrl-C cancels it; SIGUSR1 suspends it and SIGUSR2 resumes it (`noetl suspend`/`resume`)."""
     import asyncio
     import gc
+    import os
 
     from noetl.engine import merge_workload
+    from noetl.local import control
     from noetl.local.eventlog import EventLog
     from noetl.local.progress import make_reporter
     from noetl.local.runner import LocalRunner, new_execution_id, playbook_directory_resolver
@@ -188,6 +192,12 @@ def run(
     execution_id = new_execution_id(playbook.name)
     log_path = event_log or Path(".noetl") / "runs" / f"{execution_id}.jsonl"
     log = EventLog(log_path)
+    log.write_run(
+        pid=os.getpid(),
+        execution=execution_id,
+        playbook=str(file.resolve()),
+        workload=workload,
+    )
     runner = LocalRunner(
         playbook,
         executor,
@@ -205,6 +215,10 @@ def run(
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, runner.cancel)
         loop.add_signal_handler(signal.SIGTERM, runner.cancel, "terminated")
+        loop.add_signal_handler(control.SUSPEND_SIGNAL, runner.suspend)
+        loop.add_signal_handler(
+            control.RESUME_SIGNAL, lambda: runner.resume(control.take_approval_values(log_path))
+        )
         try:
             return await runner.run()
         finally:
@@ -418,6 +432,54 @@ def cancel(name: str, namespace: str) -> None:
     """Cancel an Execution: its running Jobs are deleted and it ends Cancelled."""
     _cluster(namespace).cancel(name)
     click.echo(f"execution {name}: cancel requested")
+
+
+def _local_log(target: str) -> Path | None:
+    """The event log of a local run when TARGET names one, else None (an Execution's name)."""
+    path = Path(target)
+    return path if target.endswith(".jsonl") or path.is_file() else None
+
+
+@app.command()
+@click.argument("target", metavar="EXECUTION|EVENT_LOG")
+@namespace_option
+def suspend(target: str, namespace: str) -> None:
+    """Suspend an execution: no new step starts (running ones finish) until `noetl resume`.
+
+    TARGET is an Execution's name, or the event log of a local run (.noetl/runs/NAME.jsonl)."""
+    from noetl.local import control
+
+    log = _local_log(target)
+    try:
+        if log is not None:
+            control.suspend(log)
+        else:
+            _cluster(namespace).suspend(target)
+    except control.RunNotReachable as error:
+        _fail(str(error), EXIT_FAILED)
+    click.echo(f"{target}: suspend requested")
+
+
+@app.command()
+@click.argument("target", metavar="EXECUTION|EVENT_LOG")
+@namespace_option
+@set_option
+def resume(target: str, namespace: str, set_: tuple[str, ...]) -> None:
+    """Resume a suspended execution and approve its waiting approval steps.
+
+    The `--set` values become the result of each approval step waiting (none: `{}`)."""
+    from noetl.local import control
+
+    log = _local_log(target)
+    values = parse_assignments(set_)
+    try:
+        if log is not None:
+            control.resume(log, values)
+        else:
+            _cluster(namespace).resume(target, values)
+    except control.RunNotReachable as error:
+        _fail(str(error), EXIT_FAILED)
+    click.echo(f"{target}: resume requested")
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
 """The event log of a local run: one JSON object per line, for every event and command.
 
-Lines carry a `type` (the event or command class name), the wall-clock `time` and the fields of
-the message. Step results are logged as the engine sees them; secrets never are, since they reach
-steps only as environment variables.
+The first line (type `Run`) says which process runs it, with which playbook and workload:
+`noetl suspend` and `noetl resume` find the process there. The other lines carry a `type` (the
+event or command class name), the wall-clock `time` and the fields of the message. Step results
+are logged as the engine sees them; secrets never are, since they reach steps only as
+environment variables.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ class EventLog:
         record = {"time": round(time.time(), 6), "type": type(message).__name__}
         record.update(vars(message))  # a shallow view: asdict would deep-copy every result
         record.update(extra)
+        self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+
+    def write_run(self, **fields: Any) -> None:
+        """The header: what `noetl suspend`/`resume` need to find and reach the run."""
+        record = {"time": round(time.time(), 6), "type": "Run", **fields}
         self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
 
     def close(self) -> None:

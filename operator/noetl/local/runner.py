@@ -20,6 +20,8 @@ from typing import Any
 
 from noetl.engine import (
     DEFAULT_FINALLY_GRACE,
+    ApprovalGiven,
+    AwaitApproval,
     CancelRequested,
     CancelStep,
     Command,
@@ -27,12 +29,14 @@ from noetl.engine import (
     Event,
     ExecutionStarted,
     ExecutionState,
+    ResumeRequested,
     ScheduleRetry,
     StartChildExecution,
     StartStep,
     StepFailed,
     StepStarted,
     StepSucceeded,
+    SuspendRequested,
 )
 from noetl.local.eventlog import EventLog
 from noetl.local.progress import Reporter
@@ -98,6 +102,17 @@ class LocalRunner(Effects):
         """Ask for a clean stop: running steps are killed and the run ends Cancelled."""
         self._loop.post(CancelRequested(at=time.time(), reason=reason))
 
+    def suspend(self, reason: str = "suspended by the user") -> None:
+        """Start no new step until `resume` (the steps running go on to their end)."""
+        self._loop.post(SuspendRequested(at=time.time(), reason=reason))
+
+    def resume(self, values: Mapping[str, Any] | None = None) -> None:
+        """Start what the suspension held, and approve the approval steps waiting, with `values`."""
+        now = time.time()
+        self._loop.post(ResumeRequested(at=now))
+        for step in self.state.approvals:
+            self._loop.post(ApprovalGiven(step, at=now, values=dict(values or {})))
+
     async def run(self) -> RunOutcome:
         try:
             await self._loop.run([ExecutionStarted(at=time.time())])
@@ -130,8 +145,20 @@ class LocalRunner(Effects):
             case ScheduleRetry():
                 wait = message.due - time.time()
                 self._reporter.retrying(self._display(message.key), wait, message.error)
+            case AwaitApproval():
+                waiting = f"{self._display(message.step)} waits for approval: {message.message}"
+                self._reporter.note(f"{waiting} (noetl resume {self._log_name()})")
+            case SuspendRequested():
+                self._reporter.note(f"suspended: {message.reason}; running steps go on")
+            case ResumeRequested():
+                self._reporter.note("resumed")
+            case ApprovalGiven():
+                self._reporter.note(f"{self._display(message.step)} approved: {message.values}")
 
     # Runs -------------------------------------------------------------------------------------
+
+    def _log_name(self) -> str:
+        return str(self._event_log.path) if self._event_log is not None else "EVENT_LOG"
 
     def _display(self, key: str) -> str:
         return self._key_prefix + key
