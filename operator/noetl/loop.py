@@ -77,8 +77,8 @@ class Effects:
     async def persist(self, loop: ExecutionLoop) -> None:
         """Save what a restart needs, once per turn, after every command of the turn was done."""
 
-    async def interpret(self, message: Any) -> Event | None:
-        """Turn a message of the shell's own (a changed Job, say) into an engine event, or None."""
+    async def interpret(self, message: Any) -> list[Event]:
+        """Turn a message of the shell's own (a changed Job, say) into engine events (or none)."""
         raise TypeError(f"no engine event for {message!r}")
 
 
@@ -116,7 +116,7 @@ class ExecutionLoop:
                 messages = [await self._queue.get()]
                 while not self._queue.empty():
                     messages.append(self._queue.get_nowait())
-                events = [event for m in messages if (event := await self._as_event(m))]
+                events = [event for m in messages for event in await self._as_events(m)]
                 await self.feed(events)
         finally:
             self.stop_timers()
@@ -145,9 +145,9 @@ class ExecutionLoop:
             handle.cancel()
         self._timers.clear()
 
-    async def _as_event(self, message: Any) -> Event | None:
+    async def _as_events(self, message: Any) -> list[Event]:
         if isinstance(message, Event):
-            return message
+            return [message]
         return await self.effects.interpret(message)
 
     async def _carry_out(self, command: Command) -> Event | None:

@@ -69,8 +69,21 @@ class Cluster:
         return dict(found)
 
     def cancel(self, name: str) -> None:
+        self._patch_spec(name, {"cancel": True})
+
+    def suspend(self, name: str) -> None:
+        self._patch_spec(name, {"suspend": True})
+
+    def resume(self, name: str, values: dict[str, Any]) -> None:
+        """Resume, and approve with `values` the approval steps waiting now (read from status)."""
+        status = self.execution(name).get("status") or {}
+        waiting = status.get("awaitingApproval") or []
+        approvals = {"approvals": {step: values for step in waiting}} if waiting else {}
+        self._patch_spec(name, {"suspend": False, **approvals})
+
+    def _patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
-            API_GROUP, GROUP_VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}}
+            API_GROUP, GROUP_VERSION, self.namespace, "executions", name, {"spec": spec}
         )
 
     def follow(

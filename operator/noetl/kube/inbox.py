@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from noetl.engine import (
+    ApprovalGiven,
     CancelRequested,
     Event,
     ExecutionState,
+    ResumeRequested,
     StepFailed,
     StepSucceeded,
+    SuspendRequested,
 )
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
@@ -49,6 +52,26 @@ class ExecutionChanged:
 Message = JobChanged | ChildChanged | ExecutionChanged
 
 
+def spec_events(spec: dict[str, Any], state: ExecutionState, at: float) -> list[Event]:
+    """What the Execution's spec asks that the state does not show yet: a cancel, a suspend or
+    a resume, approvals for the approval steps waiting. Asked again, it asks nothing new: the
+    spec is read on every change of the Execution, and after a restart."""
+    if spec.get("cancel"):
+        return [CancelRequested(at=at, reason="spec.cancel is true")]
+    events: list[Event] = []
+    if spec.get("suspend") and state.suspended is None:
+        events.append(SuspendRequested(at=at, reason="spec.suspend is true"))
+    elif not spec.get("suspend") and state.suspended is not None:
+        events.append(ResumeRequested(at=at))
+    approvals = spec.get("approvals") or {}
+    events += [
+        ApprovalGiven(step, at=at, values=dict(approvals[step] or {}))
+        for step in state.approvals
+        if step in approvals
+    ]
+    return events
+
+
 class Inbox:
     def __init__(self, api: KubeApi, execution: dict[str, Any], state: ExecutionState) -> None:
         self.api = api
@@ -57,15 +80,15 @@ class Inbox:
         self.namespace = str(execution["metadata"]["namespace"])
         self.uid = str(execution["metadata"]["uid"])
 
-    async def interpret(self, message: Message, at: float) -> Event | None:
+    async def interpret(self, message: Message, at: float) -> list[Event]:
         match message:
             case JobChanged():
-                return await self._job_event(message.job, at, message.deleted)
+                event = await self._job_event(message.job, at, message.deleted)
             case ChildChanged():
-                return await self._child_event(message.child, at)
-            case ExecutionChanged() if message.body["spec"].get("cancel"):
-                return CancelRequested(at=at, reason="spec.cancel is true")
-        return None
+                event = await self._child_event(message.child, at)
+            case ExecutionChanged():
+                return spec_events(message.body["spec"], self.state, at)
+        return [event] if event is not None else []
 
     async def recovered(self, at: float) -> list[Event]:
         """What happened while no operator watched: runs that ended, and runs whose Job is gone."""

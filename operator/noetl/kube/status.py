@@ -156,7 +156,8 @@ def execution_status(
     active = list(state.active)
     counts = finished.counts + Counter(step.phase for step in state.steps.values())
     status: dict[str, Any] = {
-        "phase": state.phase,
+        "phase": state.shown_phase,
+        "awaitingApproval": list(state.approvals) or None,
         "observedGeneration": generation,
         "startedAt": timestamp(state.started_at),
         "finishedAt": timestamp(state.finished_at),

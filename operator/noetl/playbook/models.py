@@ -279,6 +279,21 @@ class ExecutionSpec(_Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     cancel: bool = Field(default=False, description="Set to true to cancel the execution.")
+    suspend: bool = Field(
+        default=False,
+        description="While true, no new step starts (running ones finish); false resumes.",
+    )
+    approvals: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Approvals by step name: an approval step waiting completes with these values "
+        "as its result (`noetl resume NAME --set key=value` writes them).",
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
+        },
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         alias="ttlSecondsAfterFinished",
