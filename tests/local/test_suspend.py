@@ -13,6 +13,7 @@ from typing import Any
 from tests.local.test_cli import noetl, write
 
 Record = dict[str, Any]
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
 def _log(path: Path) -> list[Record]:
@@ -115,13 +116,29 @@ def test_an_approval_step_waits_for_resume_and_takes_its_values(tmp_path):
     assert not (tmp_path / "run.approval.json").exists()  # used once
 
 
+def test_the_approval_example_releases_once_approved(tmp_path):
+    process, log = _background_run(tmp_path, PLAYBOOKS / "approval.yaml")
+    _wait_for(log, lambda r: r["type"] == "AwaitApproval" and r["step"] == "gate")
+    noetl("resume", str(log), "--set", "approved=true", "--set", "by=ada", cwd=tmp_path)
+    summary = _summary(process)
+    assert (summary["phase"], summary["result"]["stdout"]) == ("Succeeded", "released 1.4.2 (ada)")
+
+
+def test_the_approval_example_refuses_without_approved(tmp_path):
+    process, log = _background_run(tmp_path, PLAYBOOKS / "approval.yaml")
+    _wait_for(log, lambda r: r["type"] == "AwaitApproval" and r["step"] == "gate")
+    noetl("resume", str(log), cwd=tmp_path)
+    summary = _summary(process)
+    assert (summary["phase"], summary["result"]["stdout"]) == ("Succeeded", "not released: refused")
+
+
 def test_suspend_names_what_is_wrong_with_a_log_of_no_live_run(tmp_path):
     code_and_summary = noetl(
         "run",
         "--json",
         "--event-log",
         str(tmp_path / "done.jsonl"),
-        str(Path(__file__).resolve().parents[2] / "playbooks" / "hello.yaml"),
+        str(PLAYBOOKS / "hello.yaml"),
         cwd=tmp_path,
     )
     assert code_and_summary.returncode == 0
