@@ -271,6 +271,10 @@ class _Transition:
         self.state.waiting[target] = None
 
     def _begin(self, name: str) -> None:
+        kept = self.results.get(record_key(name))
+        if kept is not None:  # succeeded in the run this one retries: its result stands
+            self._keep(name, kept)
+            return
         spec = self.playbook.steps[name]
         step = self.state.steps.setdefault(name, StepState(phase="Running"))
         step.phase, step.started_at = "Running", self.at
@@ -283,6 +287,12 @@ class _Transition:
             self._begin_loop(name, step)
         else:
             self._start_attempt(name, None, 1)
+
+    def _keep(self, name: str, record: dict[str, Any]) -> None:
+        step = self.state.steps[name] = StepState.from_dict(record)
+        step.message = "kept from the run retried"
+        self.state.active[name] = None
+        self._complete(name, self.results.get(name), has_result=name in self.results)
 
     def _await_approval(self, name: str, step: StepState) -> None:
         spec = self.playbook.steps[name]
@@ -325,6 +335,10 @@ class _Transition:
         if too_large := self._too_large(items):
             self._fail(name, f"loop.in: {too_large}")
             return
+        kept = self.results.get(items_key(name))
+        if kept is not None and kept != items:  # items kept from a retried run, for other items
+            for index in range(len(kept)):
+                self.results.pop(item_key(name, index), None)
         self.results[items_key(name)] = items
         step.loop = LoopState(total=len(items))
         self._launch_items(name, step.loop)
@@ -339,8 +353,12 @@ class _Transition:
             and loop.next_index < loop.total
             and loop.failed_index is None
         ):
+            index = loop.next_index
             loop.next_index += 1
-            self._start_attempt(name, loop.next_index - 1, 1)
+            if item_key(name, index) in self.results:  # kept from the run retried
+                loop.done += 1
+            else:
+                self._start_attempt(name, index, 1)
 
     def _start_attempt(self, name: str, index: int | None, attempt: int) -> None:
         spec = self.playbook.steps[name]
@@ -461,17 +479,12 @@ class _Transition:
         if loop is None or step.phase in FINISHED_STEP_PHASES or loop.in_flight:
             return
         if loop.failed_index is not None:
-            self._drop_loop_data(name, loop)
+            # The items that succeeded stay in the store: a retry of the execution keeps them.
             self._fail(name, step.message or f"item {loop.failed_index} failed")
         elif loop.next_index == loop.total:
             collected = [self.results.pop(item_key(name, i)) for i in range(loop.total)]
             self.results.pop(items_key(name), None)
             self._complete(name, {"results": collected})
-
-    def _drop_loop_data(self, name: str, loop: LoopState) -> None:
-        self.results.pop(items_key(name), None)
-        for index in range(loop.next_index):
-            self.results.pop(item_key(name, index), None)
 
     def _too_large(self, value: Any) -> str | None:
         """Why a value cannot be kept in the result store, or None when it can."""
