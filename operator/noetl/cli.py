@@ -124,6 +124,40 @@ def _use_pidfd_child_watcher() -> None:
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
+def _local_run_options(command: Any) -> Any:
+    """The options of every command that runs a playbook here (run, retry, resubmit)."""
+    options = [
+        click.option(
+            "--secret",
+            multiple=True,
+            metavar="NAME=FILE",
+            help="A dotenv file standing for the Secret NAME that steps name in args.secretRef.",
+        ),
+        click.option(
+            "--event-log",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Where to write the JSON-lines event log.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print a JSON summary (execution, phase, result, error).",
+        ),
+        click.option(
+            "--finally-grace",
+            default="30s",
+            show_default=True,
+            metavar="DURATION",
+            help="How long finally steps may run after Ctrl-C or the execution timeout.",
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @app.command()
 @playbook_file
 @set_option
@@ -132,60 +166,50 @@ def _use_pidfd_child_watcher() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="A YAML/JSON file of workload values.",
 )
-@click.option(
-    "--secret",
-    multiple=True,
-    metavar="NAME=FILE",
-    help="A dotenv file standing for the Secret NAME that steps name in args.secretRef.",
-)
-@click.option(
-    "--event-log",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the JSON-lines event log.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print a JSON summary (execution, phase, result, error).",
-)
-@click.option(
-    "--finally-grace",
-    default="30s",
-    show_default=True,
-    metavar="DURATION",
-    help="How long finally steps may run after Ctrl-C or the execution timeout.",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@_local_run_options
 def run(
     file: Path,
     set_: tuple[str, ...],
     workload_file: Path | None,
+    **options: Any,
+) -> None:
+    """Run a playbook on this machine, each step in a process of its own.
+
+    Ctrl-C cancels it; SIGUSR1 suspends it and SIGUSR2 resumes it (`noetl suspend`/`resume`)."""
+    from noetl.engine import merge_workload
+
+    playbook = _load(file)
+    workload = _read_mapping(workload_file, "workload file") if workload_file else {}
+    workload = merge_workload(workload, parse_assignments(set_))
+    _run_locally(file, playbook, workload, **options)
+
+
+def _run_locally(
+    file: Path,
+    playbook: Any,
+    workload: dict[str, Any],
+    *,
     secret: tuple[str, ...],
     event_log: Path | None,
     as_json: bool,
     finally_grace: str,
     quiet: bool,
+    seed: dict[str, Any] | None = None,
+    retry_of: str | None = None,
 ) -> None:
-    """Run a playbook on this machine, each step in a process of its own.
-
-    Ctrl-C cancels it; SIGUSR1 suspends it and SIGUSR2 resumes it (`noetl suspend`/`resume`)."""
+    """Run `playbook` here to its end and exit as `noetl run` does; `seed`: what a retry keeps."""
     import asyncio
     import gc
     import os
 
-    from noetl.engine import merge_workload
     from noetl.local import control
     from noetl.local.eventlog import EventLog
     from noetl.local.progress import make_reporter
     from noetl.local.runner import LocalRunner, new_execution_id, playbook_directory_resolver
     from noetl.local.steps import StepExecutor
 
-    playbook = _load(file)
     # What is loaded now lives until exit: spare the collector walking it again at every pass.
     gc.freeze()
-    workload = _read_mapping(workload_file, "workload file") if workload_file else {}
-    workload = merge_workload(workload, parse_assignments(set_))
     secrets = dict(_read_secret(spec) for spec in secret)
     executor = StepExecutor(secrets=secrets)
     reporter = make_reporter(quiet or as_json)
@@ -196,7 +220,10 @@ def run(
         pid=os.getpid(),
         execution=execution_id,
         playbook=str(file.resolve()),
+        name=playbook.name,
+        spec=playbook.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
         workload=workload,
+        **({"retryOf": retry_of} if retry_of else {}),
     )
     runner = LocalRunner(
         playbook,
@@ -207,6 +234,7 @@ def run(
         event_log=log,
         execution_id=execution_id,
         finally_grace=_seconds(finally_grace, "--finally-grace"),
+        results=seed,
     )
 
     async def main() -> Any:
@@ -250,6 +278,58 @@ def run(
         )
     if not outcome.ok:
         sys.exit(EXIT_CANCELLED if outcome.phase == "Cancelled" else EXIT_FAILED)
+
+
+def _again(target: str, namespace: str, set_: tuple[str, ...], keep: bool, **options: Any) -> None:
+    """`noetl retry` (keep=True) or `noetl resubmit` of a local run's log or of an Execution."""
+    from noetl.engine import Engine, merge_workload
+    from noetl.engine.retry import kept_results
+    from noetl.local.replay import NotReplayable, read_run
+
+    overrides = parse_assignments(set_)
+    log = _local_log(target)
+    if log is None:
+        name = _cluster(namespace).run_again(target, overrides, keep)
+        click.echo(name)
+        return
+    try:
+        earlier = read_run(log)
+    except NotReplayable as error:
+        _fail(str(error), EXIT_FAILED)
+    # The playbook as it is now (a fix made since is what a retry is for), else as it ran.
+    path = earlier.playbook_path
+    playbook = _load(path) if path.is_file() else earlier.playbook
+    workload = merge_workload(earlier.workload, overrides)
+    seed = kept_results(Engine(playbook).graph, earlier.results) if keep else None
+    retry_of = earlier.execution if keep else None
+    _run_locally(earlier.playbook_path, playbook, workload, seed=seed, retry_of=retry_of, **options)
+
+
+again_target = click.argument("target", metavar="EXECUTION|EVENT_LOG")
+
+
+@app.command()
+@again_target
+@namespace_option
+@set_option
+@_local_run_options
+def retry(target: str, namespace: str, set_: tuple[str, ...], **options: Any) -> None:
+    """Run a failed execution again, keeping what succeeded: only failed steps and items (and
+    what follows them) run, with the same workload and any `--set` laid over it.
+
+    TARGET is an Execution (a new one is created with spec.retryOf, and its name printed), or the
+    event log of a local run (.noetl/runs/NAME.jsonl), run again here."""
+    _again(target, namespace, set_, keep=True, **options)
+
+
+@app.command()
+@again_target
+@namespace_option
+@set_option
+@_local_run_options
+def resubmit(target: str, namespace: str, set_: tuple[str, ...], **options: Any) -> None:
+    """Run an execution again from the start, with the same workload and any `--set` over it."""
+    _again(target, namespace, set_, keep=False, **options)
 
 
 @app.command()

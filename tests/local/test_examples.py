@@ -66,6 +66,7 @@ EXPECTED = {
     ("duckdb.yaml",): [{"city": "Lisbon", "temp": 24}, {"city": "Paris", "temp": 19}],
     ("duckdb.yaml", "--set", "min_temp=20"): [{"city": "Lisbon", "temp": 24}],
     ("finally.yaml",): "total 8",
+    ("rerun.yaml",): {"total": 6},
 }
 
 

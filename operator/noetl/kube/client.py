@@ -1,4 +1,5 @@
-"""The cluster side of the `noetl` command: submit, status, logs and cancel Executions.
+"""The cluster side of the `noetl` command: submit, status, logs, cancel, suspend, resume, retry
+and resubmit Executions.
 
 Plain, blocking calls through the official client, with the user's kubeconfig (or the pod's
 service account). `submit` creates (or updates) the Playbook, then an Execution of it with a
@@ -14,6 +15,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from noetl.engine import merge_workload
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.kubeconfig import load_kube_config
 from noetl.kube.manifests import EXECUTION_LABEL, STEP_LABEL
@@ -56,6 +58,29 @@ class Cluster:
             "kind": "Execution",
             "metadata": {"generateName": f"{playbook}-", "namespace": self.namespace},
             "spec": {"playbookRef": {"name": playbook}, "workload": workload},
+        }
+        created: Any = self.custom.create_namespaced_custom_object(
+            API_GROUP, GROUP_VERSION, self.namespace, "executions", body
+        )
+        return str(created["metadata"]["name"])
+
+    def run_again(self, name: str, overrides: dict[str, Any], keep: bool) -> str:
+        """A new Execution of what `name` ran, its workload with `overrides` laid over it; with
+        `keep` (a retry) it names `name` in spec.retryOf, and the operator seeds it from there."""
+        earlier = self.execution(name)["spec"]
+        spec = {
+            key: earlier[key]
+            for key in ("playbookRef", "playbook", "ttlSecondsAfterFinished")
+            if key in earlier
+        }
+        spec["workload"] = merge_workload(earlier.get("workload") or {}, overrides)
+        if keep:
+            spec["retryOf"] = name
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "Execution",
+            "metadata": {"generateName": f"{name}-", "namespace": self.namespace},
+            "spec": spec,
         }
         created: Any = self.custom.create_namespaced_custom_object(
             API_GROUP, GROUP_VERSION, self.namespace, "executions", body

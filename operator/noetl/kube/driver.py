@@ -18,7 +18,7 @@ from noetl.engine import Engine, Event, ExecutionStarted
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse
+from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse, retried_results
 from noetl.kube.effects import KubeEffects
 from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.results import MAX_RESULT_BYTES
@@ -71,6 +71,13 @@ class ExecutionDriver:
             self.context.settings.finally_grace_seconds,
         )
         checkpoint = await Checkpoint.load(api, execution)
+        if checkpoint.state.phase == "Pending" and spec.get("retryOf"):
+            # Seeded again after a crash before the start was saved: the same keys, no harm.
+            try:
+                checkpoint.results.update(await retried_results(api, execution, engine.graph))
+            except LookupError as error:
+                self.finished_at = await refuse(api, execution, error, "NothingToRetry")
+                return
         inbox = Inbox(api, execution, checkpoint.state)
         context = self.context
         effects = KubeEffects(

@@ -80,13 +80,15 @@ class LocalRunner(Effects):
         key_prefix: str = "",
         execution_id: str | None = None,
         finally_grace: float = DEFAULT_FINALLY_GRACE,
+        results: dict[str, Any] | None = None,
     ) -> None:
-        """`finally_grace`: seconds the finally steps have after a cancel or the timeout."""
+        """`finally_grace`: seconds the finally steps have after a cancel or the timeout.
+        `results`: the store to begin with (what a retry keeps of the run it retries)."""
         self.execution_id = execution_id or new_execution_id(playbook.name)
         identity = {"id": self.execution_id, "name": playbook.name}
         engine = Engine(playbook, workload, identity, finally_grace=finally_grace)
         self._finally_grace = finally_grace
-        self._loop = ExecutionLoop(engine, self)
+        self._loop = ExecutionLoop(engine, self, results=results)
         self._executor = executor
         self._resolver = resolver
         self._reporter = reporter

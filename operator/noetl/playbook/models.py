@@ -294,6 +294,12 @@ class ExecutionSpec(_Model):
             }
         },
     )
+    retry_of: str | None = Field(
+        default=None,
+        alias="retryOf",
+        description="Retry this earlier Execution (same namespace): keep the results of its "
+        "steps that succeeded and run the rest (`noetl retry NAME` sets it).",
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         alias="ttlSecondsAfterFinished",
