@@ -116,29 +116,49 @@ class ExecutionLoop:
                 messages = [await self._queue.get()]
                 while not self._queue.empty():
                     messages.append(self._queue.get_nowait())
-                events = [event for m in messages for event in await self._as_events(m)]
-                await self.feed(events)
+                handled = False
+                for message in messages:
+                    # Each message is read after the one before was handled, so that a second
+                    # word of the same end (a pod seen twice, say) finds its run already over.
+                    for event in await self._as_events(message):
+                        await self._handle(event)
+                        handled = True
+                if handled:
+                    await self._save()
         finally:
             self.stop_timers()
 
     async def feed(self, events: Iterable[Event]) -> None:
         """One turn: each event to the engine, each command carried out, then one save."""
-        pending = deque(events)
-        if not pending:
-            return
+        events = list(events)
+        for event in events:
+            await self._handle(event)
+        if events:
+            await self._save()
+
+    async def _save(self) -> None:
+        self._drop_spent_timers()
+        await self.effects.persist(self)
+
+    async def _handle(self, event: Event) -> None:
+        """An event to the engine, and its commands carried out (a refused run is fed back)."""
+        pending = deque([event])
         while pending:
             event = pending.popleft()
             current = not isinstance(event, StepSucceeded | StepFailed) or (
                 self.state.running_step(event.step, event.index, event.attempt) is not None
             )
             await self.effects.announce(event, current)
+            runs: list[Run] = []
             for command in self.engine.handle(self.state, self.results, event):
                 await self.effects.announce(command)
-                failure = await self._carry_out(command)
-                if failure is not None:
-                    pending.append(failure)
-        self._drop_spent_timers()
-        await self.effects.persist(self)
+                if isinstance(command, StartStep | StartChildExecution):
+                    runs.append(command)
+                else:
+                    await self._carry_out(command)
+            # Runs start together: a fan-out or a loop's first items cost one round trip, not N.
+            failures = await asyncio.gather(*(self._start(run) for run in runs))
+            pending.extend(failure for failure in failures if failure is not None)
 
     def stop_timers(self) -> None:
         for handle in self._timers.values():
@@ -150,21 +170,23 @@ class ExecutionLoop:
             return [message]
         return await self.effects.interpret(message)
 
-    async def _carry_out(self, command: Command) -> Event | None:
+    async def _start(self, run: Run) -> StepFailed | None:
+        try:
+            await self.effects.start_run(run)
+        except RunRefused as refused:
+            return StepFailed(
+                run.step, run.index, run.attempt, at=self.clock.now(), error=str(refused)
+            )
+        return None
+
+    async def _carry_out(self, command: Command) -> None:
         match command:
-            case StartStep() | StartChildExecution():
-                try:
-                    await self.effects.start_run(command)
-                except RunRefused as refused:
-                    run = (command.step, command.index, command.attempt)
-                    return StepFailed(*run, at=self.clock.now(), error=str(refused))
             case ScheduleRetry() | ScheduleTimer():
                 self._arm(command.timer, command.due)
             case CancelStep():
                 await self.effects.cancel_run(command)
             case FinishExecution():
                 self.finished = command
-        return None
 
     def _arm(self, timer_id: str, due: float) -> None:
         if timer_id in self._timers:

@@ -96,6 +96,7 @@ class FakeKubeApi:
         self.created: Counter[Key] = Counter()  # successful creates by object
         self.status_patches: list[int] = []  # bytes of each status patch
         self.crash_after_writes: int | None = None
+        self.crashed = False
         self._faults: dict[tuple[str, str], list[BaseException]] = {}
         self._versions = itertools.count(1)
         self._names = itertools.count(1)
@@ -106,7 +107,13 @@ class FakeKubeApi:
         """The next calls of `verb` on `kind` raise these, one each."""
         self._faults.setdefault((verb, kind), []).extend(errors)
 
+    def revive(self) -> None:
+        """A new operator process: calls are answered again."""
+        self.crashed = False
+
     def _call(self, verb: str, kind: str) -> None:
+        if self.crashed:  # a dead process makes no more calls, whatever it had under way
+            raise OperatorCrashed("the operator is dead")
         faults = self._faults.get((verb, kind))
         if faults:
             raise faults.pop(0)
@@ -115,6 +122,7 @@ class FakeKubeApi:
         self.writes.append((verb, kind, name))
         if self.crash_after_writes is not None and len(self.writes) >= self.crash_after_writes:
             self.crash_after_writes = None
+            self.crashed = True
             raise OperatorCrashed(f"after write {len(self.writes)}: {verb} {kind} {name}")
 
     # Helpers for tests ------------------------------------------------------------------------
@@ -148,17 +156,21 @@ class FakeKubeApi:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [obj for (k, _, _), obj in self.objects.items() if k == kind]
 
-    def finish_job(self, namespace: str, name: str, ok: bool = True, result: Any = None) -> None:
-        """The Job's pod ends with this outcome, and the Job controller marks it so."""
+    def finish_job(
+        self, namespace: str, name: str, ok: bool = True, result: Any = None
+    ) -> dict[str, Any]:
+        """The Job's pod ends with this outcome, and the Job controller marks it so: the pod."""
         job = self.objects[("Job", namespace, name)]
         message, _ = encode(Outcome(ok=ok, result=result, error=None if ok else "step failed"))
+        template = job["spec"]["template"]["metadata"]
         self.put(
             {
                 "kind": "Pod",
                 "metadata": {
                     "name": f"{name}-pod",
                     "namespace": namespace,
-                    "labels": {"job-name": name},
+                    "labels": {**template.get("labels", {}), "job-name": name},
+                    "annotations": dict(template.get("annotations", {})),
                 },
                 "status": {
                     "containerStatuses": [
@@ -174,6 +186,7 @@ class FakeKubeApi:
             "conditions": [{"type": condition, "status": "True"}],
         }
         job["metadata"]["resourceVersion"] = str(next(self._versions))
+        return self.objects[("Pod", namespace, f"{name}-pod")]
 
     # The KubeApi interface --------------------------------------------------------------------
 

@@ -16,9 +16,10 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from noetl.kube import driver as driver_module
+from noetl.kube import metrics
 from noetl.kube import registry as registry_module
 from noetl.kube.driver import ExecutionDriver, OperatorContext
-from noetl.kube.inbox import ExecutionChanged, JobChanged
+from noetl.kube.inbox import ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from tests.kube.fake_api import FakeClock, FakeKubeApi, OperatorCrashed
@@ -117,6 +118,7 @@ class Operator:
 
     def start(self) -> None:
         """A new driver, as after an operator start: kopf delivers every Job it lists."""
+        self.api.revive()
         self.driver = ExecutionDriver(self.context, NS, self.name)
         self.task = asyncio.create_task(self.driver.run())
         for job in self.api.of_kind("Job"):
@@ -171,6 +173,16 @@ class Operator:
 
     def events(self) -> list[str]:
         return [f"{event['reason']}: {event['message']}" for event in self.api.of_kind("Event")]
+
+
+async def started(spec: dict[str, Any]) -> Operator:
+    """An operator driving an execution of `spec`, waiting for its first Jobs to end."""
+    api = FakeKubeApi()
+    submit(api, spec)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    return operator
 
 
 def writes_of_a_clean_run(case: Case) -> int:
@@ -262,11 +274,8 @@ RETRIED = {
 
 
 async def test_a_step_timeout_is_the_engines_timer_and_its_retry_survives_a_restart():
-    api = FakeKubeApi()
-    submit(api, RETRIED)
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started(RETRIED)
+    api = operator.api
     assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-slow-a1"]
     await operator.advance(31)
     assert api.get("Job", NS, "run-slow-a1") is None  # cancelled: the Job is deleted
@@ -285,11 +294,8 @@ async def test_a_step_timeout_is_the_engines_timer_and_its_retry_survives_a_rest
 
 
 async def test_the_execution_timeout_fails_the_run_and_deletes_its_jobs():
-    api = FakeKubeApi()
-    submit(api, {**CHAIN, "timeout": "1m"})
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started({**CHAIN, "timeout": "1m"})
+    api = operator.api
     await operator.advance(61)
     status = operator.status()
     assert (status["phase"], status["error"]) == ("Failed", "execution timed out after 1m")
@@ -307,11 +313,7 @@ async def test_a_loop_whose_gathered_results_are_too_large_fails_through_the_eng
             shell("other"),
         ]
     }
-    api = FakeKubeApi()
-    submit(api, spec)
-    operator = Operator(api)
-    operator.start()
-    await operator.idle()
+    operator = await started(spec)
     for job in operator.unfinished_jobs():
         if job["metadata"]["labels"]["noetl.io/step"] == "each":
             operator.finish(job, result="x" * 100)
@@ -395,3 +397,45 @@ async def test_an_approval_in_the_spec_completes_the_waiting_step_after_a_restar
     assert (status["phase"], status["result"]) == ("Succeeded", {"by": "ada"})
     assert status.get("awaitingApproval") is None
     assert "Approved: step gate approved: {'by': 'ada'}" in operator.events()
+
+
+async def test_a_step_ends_on_its_pod_before_its_job_and_the_jobs_end_changes_nothing():
+    operator = await started(CHAIN)
+    api = operator.api
+    [first] = operator.unfinished_jobs()
+    pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
+    operator.driver.queue.put_nowait(PodEnded(pod))  # the Job's Complete has not been seen yet
+    await operator.idle()
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-b-a1"]
+    writes = len(api.writes)
+    operator.driver.queue.put_nowait(JobChanged(first))  # the Job controller catches up
+    await operator.idle()
+    assert len(api.writes) == writes  # a stale end: nothing to do, nothing to save
+    status = await operator.run()
+    assert_ran_once_each(api, CASES[0], status)
+
+
+async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
+    operator = await started(CHAIN)
+    api = operator.api
+    [first] = operator.unfinished_jobs()
+    pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
+    pod["metadata"]["annotations"]["noetl.io/execution-uid"] = "an-older-run"
+    operator.driver.queue.put_nowait(PodEnded(pod))
+    await operator.idle()
+    assert operator.unfinished_jobs() == []  # the run still waits for word of its own
+    assert operator.status()["steps"]["a"]["phase"] == "Running"
+
+
+async def test_the_same_end_heard_twice_in_one_turn_is_counted_once():
+    operator = await started(CHAIN)
+    api = operator.api
+    [first] = operator.unfinished_jobs()
+    pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
+    finished = metrics.STEPS_FINISHED.labels(tool="shell", outcome="succeeded")
+    before = finished._value.get()
+    for _ in range(3):  # a pod's status changes more than once after its container ends
+        operator.driver.queue.put_nowait(PodEnded(pod))
+    await operator.idle()
+    assert finished._value.get() == before + 1
+    assert len(operator.unfinished_jobs()) == 1

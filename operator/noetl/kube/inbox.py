@@ -2,7 +2,10 @@
 
 The kopf handlers deliver watch events to an execution's driver as the messages below; `Inbox`
 turns each into an engine event, or None when it says nothing new (not ours, stale, not finished).
-A finished Job's result is read from its pod (termination message, or the pod log when large).
+A step's end is taken from whichever comes first: its pod's terminated container (the result in
+the termination message, or the pod log when large), or its Job's end (which also covers pods
+that never ran or vanished, and the Job's deadline); the later one finds the run no longer
+awaited and is ignored.
 After a restart, `recovered` does the same for every Job and child that ended while no operator
 watched, and fails the runs whose Job vanished.
 """
@@ -26,9 +29,16 @@ from noetl.engine import (
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.manifests import EXECUTION_LABEL, TOOL_LABEL, owned_by, run_of
-from noetl.kube.outcomes import job_finished, job_outcome
+from noetl.kube.manifests import (
+    EXECUTION_LABEL,
+    EXECUTION_UID_ANNOTATION,
+    TOOL_LABEL,
+    owned_by,
+    run_of,
+)
+from noetl.kube.outcomes import container_terminated, job_finished, job_outcome, pod_outcome
 from noetl.kube.status import epoch_seconds
+from noetl.plugins.messages import Outcome
 
 Run = tuple[str, int | None, int]
 
@@ -37,6 +47,13 @@ Run = tuple[str, int | None, int]
 class JobChanged:
     job: dict[str, Any]
     deleted: bool = False
+
+
+@dataclass(frozen=True)
+class PodEnded:
+    """A step pod's container has terminated: its result is there before its Job is Complete."""
+
+    pod: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ class ExecutionChanged:
     body: dict[str, Any]
 
 
-Message = JobChanged | ChildChanged | ExecutionChanged
+Message = JobChanged | PodEnded | ChildChanged | ExecutionChanged
 
 
 def spec_events(spec: dict[str, Any], state: ExecutionState, at: float) -> list[Event]:
@@ -84,6 +101,8 @@ class Inbox:
         match message:
             case JobChanged():
                 event = await self._job_event(message.job, at, message.deleted)
+            case PodEnded():
+                event = await self._pod_event(message.pod, at)
             case ChildChanged():
                 event = await self._child_event(message.child, at)
             case ExecutionChanged():
@@ -139,11 +158,21 @@ class Inbox:
             )
         outcome = await job_outcome(self.api, job)
         _observe(job, outcome.ok)
-        if not outcome.ok:
-            return StepFailed(
-                *run, at=at, error=outcome.error or "step failed", result=outcome.result
-            )
-        return StepSucceeded(*run, at=at, result=outcome.result)
+        return _event_of(run, at, outcome)
+
+    async def _pod_event(self, pod: dict[str, Any], at: float) -> Event | None:
+        # A pod is owned by its Job, not by the Execution: the Job puts the Execution's uid on it.
+        annotations = pod["metadata"].get("annotations") or {}
+        terminated = container_terminated(pod)
+        if annotations.get(EXECUTION_UID_ANNOTATION) != self.uid or terminated is None:
+            return None
+        run = run_of(pod["metadata"]["labels"])
+        if not self.state.running_step(*run):
+            return None
+        outcome = await pod_outcome(self.api, pod, terminated)
+        started, ended = terminated.get("startedAt"), terminated.get("finishedAt")
+        _count(pod["metadata"]["labels"], outcome.ok, started, ended)
+        return _event_of(run, at, outcome)
 
     async def _child_event(self, child: dict[str, Any], at: float) -> Event | None:
         status = child.get("status") or {}
@@ -162,20 +191,26 @@ class Inbox:
         return StepSucceeded(*run, at=at, result=result)
 
 
+def _event_of(run: Run, at: float, outcome: Outcome) -> Event:
+    if not outcome.ok:
+        return StepFailed(*run, at=at, error=outcome.error or "step failed", result=outcome.result)
+    return StepSucceeded(*run, at=at, result=outcome.result)
+
+
 def _finish_time(job: dict[str, Any]) -> str:
     status = job.get("status") or {}
     return str(status.get("completionTime") or status.get("startTime") or "")
 
 
 def _observe(job: dict[str, Any], ok: bool) -> None:
-    labels = job["metadata"]["labels"]
+    status = job.get("status") or {}
+    ended = status.get("completionTime") or _last_condition_time(job)
+    _count(job["metadata"]["labels"], ok, status.get("startTime"), ended)
+
+
+def _count(labels: dict[str, str], ok: bool, started: str | None, ended: str | None) -> None:
     tool = labels.get(TOOL_LABEL, "unknown")
     metrics.STEPS_FINISHED.labels(tool=tool, outcome="succeeded" if ok else "failed").inc()
-    status = job.get("status") or {}
-    started, ended = (
-        status.get("startTime"),
-        status.get("completionTime") or _last_condition_time(job),
-    )
     if started and ended:
         metrics.STEP_DURATION.labels(tool=tool).observe(
             epoch_seconds(ended) - epoch_seconds(started)

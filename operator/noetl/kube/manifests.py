@@ -23,6 +23,7 @@ ATTEMPT_LABEL = "noetl.io/attempt"
 PARENT_LABEL = "noetl.io/parent"
 PURPOSE_LABEL = "noetl.io/purpose"
 TOOL_LABEL = "noetl.io/tool"
+EXECUTION_UID_ANNOTATION = "noetl.io/execution-uid"  # on step pods, owned by their Job
 MAX_ARGS_BYTES = 128 * 1024
 BACKSTOP_SECONDS = 30
 
@@ -150,7 +151,10 @@ def step_job(
             "activeDeadlineSeconds": max(1, round(timeout)),
             "ttlSecondsAfterFinished": settings.job_ttl_seconds,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {EXECUTION_UID_ANNOTATION: execution["metadata"]["uid"]},
+                },
                 "spec": {key: value for key, value in pod_spec.items() if value is not None},
             },
         },
