@@ -66,6 +66,31 @@ def broken(change: str) -> dict[str, Any]:
 
 CASES = [
     (
+        "spec.workflow[2] = {step: store, tool: container, args: {command: x, user: root}}",
+        "spec.workflow[2].args.image",
+        "a container step needs the image to run",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: container, args: {image: i, command: x}}",
+        "spec.workflow[2].args.command",
+        "expected a list of strings",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: container, args: {image: i, user: root}}",
+        "spec.workflow[2].args.user",
+        "unknown container argument (known: image, command, args, env, workingDir, secretRef)",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: approval, loop: {in: [1]}}",
+        "spec.workflow[2].loop",
+        "an approval step takes no loop",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: approval, args: {message: m, to: ada}}",
+        "spec.workflow[2].args.to",
+        "unknown approval argument (known: message)",
+    ),
+    (
         "spec.finally = [{step: store, tool: shell, args: {command: x}}]",
         "spec.finally[0].step",
         "duplicate step name 'store' (first at workflow[2])",

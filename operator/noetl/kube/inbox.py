@@ -36,7 +36,13 @@ from noetl.kube.manifests import (
     owned_by,
     run_of,
 )
-from noetl.kube.outcomes import container_terminated, job_finished, job_outcome, pod_outcome
+from noetl.kube.outcomes import (
+    container_refused,
+    container_terminated,
+    job_finished,
+    job_outcome,
+    pod_outcome,
+)
 from noetl.kube.status import epoch_seconds
 from noetl.plugins.messages import Outcome
 
@@ -164,11 +170,18 @@ class Inbox:
         # A pod is owned by its Job, not by the Execution: the Job puts the Execution's uid on it.
         annotations = pod["metadata"].get("annotations") or {}
         terminated = container_terminated(pod)
-        if annotations.get(EXECUTION_UID_ANNOTATION) != self.uid or terminated is None:
+        refused = container_refused(pod) if terminated is None else None
+        if annotations.get(EXECUTION_UID_ANNOTATION) != self.uid or not (terminated or refused):
             return None
         run = run_of(pod["metadata"]["labels"])
         if not self.state.running_step(*run):
             return None
+        if refused is not None:
+            # The Job would wait for its deadline: the step fails now, saying why.
+            return _event_of(
+                run, at, Outcome(ok=False, error=f"the container was refused: {refused}")
+            )
+        assert terminated is not None
         outcome = await pod_outcome(self.api, pod, terminated)
         started, ended = terminated.get("startedAt"), terminated.get("finishedAt")
         _count(pod["metadata"]["labels"], outcome.ok, started, ended)

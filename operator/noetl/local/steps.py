@@ -1,7 +1,8 @@
 """Running one step on this machine: shell commands spawned directly, other tools in warm workers.
 
-A shell step costs one `sh -c` and nothing more; python, http, postgres and duckdb steps go to the
-worker pool, which is started only when a playbook first needs it. Every step runs in a process
+A shell step costs one `sh -c` and nothing more; a container step one `podman run` (or docker);
+python, http, postgres and duckdb steps go to the worker pool, which is started only when a
+playbook first needs it. Every step runs in a process
 of its own (its own session, for shell), so a step that crashes or hangs cannot take the runner
 down, and a cancelled or timed-out step is killed with all its children.
 """
@@ -61,6 +62,11 @@ class StepExecutor:
         request = self.request(command, execution)
         if command.tool == "shell":
             return await run_shell(request, command.timeout)
+        if command.tool == "container":
+            from noetl.local.containers import run_container  # only container steps pay for it
+
+            secret = self._secrets.get(str(command.args.get("secretRef")), {})
+            return await run_container(request, command.timeout, secret)
         pool = await self._worker_pool()
         return await pool.run(request, command.timeout)
 

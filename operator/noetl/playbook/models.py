@@ -31,9 +31,10 @@ _DURATION_RE = re.compile(DURATION_PATTERN)
 
 PLUGIN_TOOLS = ("shell", "python", "http", "postgres", "duckdb")
 """Tools that run a plugin image (on a cluster) or a plugin process (locally)."""
-TOOLS = (*PLUGIN_TOOLS, "playbook", "approval")
-"""Tools a step may name: the plugins, `playbook` (a child execution) and `approval` (a wait for
-someone to resume the execution, decided by the engine without a process)."""
+TOOLS = (*PLUGIN_TOOLS, "container", "playbook", "approval")
+"""Tools a step may name: the plugins, `container` (any image: `args.image`), `playbook` (a child
+execution) and `approval` (a wait for someone to resume the execution, decided by the engine
+without a process)."""
 
 
 def _duration_from_number(value: Any) -> Any:

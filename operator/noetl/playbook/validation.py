@@ -133,6 +133,8 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
             )
     if tool == "approval":
         errors += _check_approval(step, path)
+    if tool == "container":
+        errors += _check_container(step.args, join_path(path, "args"))
     if tool == "playbook" and not isinstance(step.args.get("name"), str):
         errors.append(
             PlaybookError(
@@ -172,6 +174,40 @@ def _check_approval(step: Step, path: str) -> list[PlaybookError]:
         if key != "message"
     ]
     return errors
+
+
+CONTAINER_ARGS = ("image", "command", "args", "env", "workingDir", "secretRef")
+
+
+def _check_container(args: dict[str, Any], path: str) -> list[PlaybookError]:
+    """A container step's arguments; a template may stand for any of them (checked once run)."""
+    errors = [
+        PlaybookError(
+            join_path(path, key),
+            f"unknown container argument (known: {', '.join(CONTAINER_ARGS)})",
+        )
+        for key in args
+        if key not in CONTAINER_ARGS
+    ]
+    if not isinstance(args.get("image"), str) or not args["image"]:
+        errors.append(
+            PlaybookError(join_path(path, "image"), "a container step needs the image to run")
+        )
+    for key in ("command", "args"):
+        value = args.get(key)
+        is_list = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        if value is not None and not is_list and not _is_template_text(value):
+            errors.append(PlaybookError(join_path(path, key), "expected a list of strings"))
+    env = args.get("env")
+    if env is not None and not isinstance(env, dict) and not _is_template_text(env):
+        errors.append(
+            PlaybookError(join_path(path, "env"), "expected a mapping of names to values")
+        )
+    return errors
+
+
+def _is_template_text(value: Any) -> bool:
+    return isinstance(value, str) and is_template(value)
 
 
 def _target_paths(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
