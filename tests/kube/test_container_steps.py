@@ -30,7 +30,9 @@ def test_a_container_step_is_a_job_of_its_image_with_the_step_defaults():
     command = StartStep("greet", None, 1, "container", ARGS, None, 60.0)
     pod_options = PodOptions(resources={"limits": {"memory": "1Gi"}}, nodeSelector={"pool": "x"})
     step = Step(step="greet", tool="container", pod=pod_options)
-    settings = OperatorSettings()
+    settings = OperatorSettings(
+        allowed_secrets=["team/creds"], allowed_node_selectors={"pool": ["x"]}
+    )
     job = step_job(EXECUTION, command, step, settings)
     pod = job["spec"]["template"]["spec"]
     [box] = pod["containers"]

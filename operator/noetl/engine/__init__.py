@@ -3,7 +3,13 @@
 It imports nothing from the shells (local runner, operator) or the plugins.
 """
 
-from noetl.engine.machine import DEFAULT_FINALLY_GRACE, Engine, RenderContext, merge_workload
+from noetl.engine.machine import (
+    DEFAULT_FINALLY_GRACE,
+    DEFAULT_MAX_CHILD_DEPTH,
+    Engine,
+    RenderContext,
+    merge_workload,
+)
 from noetl.engine.messages import (
     ApprovalGiven,
     AwaitApproval,
@@ -29,6 +35,7 @@ from noetl.engine.state import ExecutionState, LoopState, StepState, record_key,
 
 __all__ = [
     "DEFAULT_FINALLY_GRACE",
+    "DEFAULT_MAX_CHILD_DEPTH",
     "ApprovalGiven",
     "AwaitApproval",
     "CancelRequested",

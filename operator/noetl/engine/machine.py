@@ -58,10 +58,12 @@ from noetl.engine.state import (
     LoopState,
     StepState,
     Timer,
+    clip,
     record_key,
     short,
 )
 from noetl.playbook import Playbook, duration_seconds
+from noetl.playbook.tools import check_args
 from noetl.playbook.validation import START
 from noetl.templating import RenderError, render, render_string, truthy
 
@@ -70,11 +72,17 @@ FINALLY_GRACE = "finally-grace"
 OUTPUT_KEY = "#output"
 """Where the workflow's rendered `output` waits in the result store while finally steps run."""
 DEFAULT_FINALLY_GRACE = 30.0
+DEFAULT_MAX_CHILD_DEPTH = 10
 
 
 def item_key(step: str, index: int) -> str:
     """Where a loop item's result is kept in the result store until the loop ends."""
     return f"{step}[{index}]"
+
+
+def item_error_key(step: str, index: int) -> str:
+    """Where a loop item's error is kept in the result store until the loop ends."""
+    return f"{step}#error-{index}"  # the operator's ConfigMap keys keep this form
 
 
 def items_key(step: str) -> str:
@@ -99,13 +107,19 @@ def merge_workload(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict
 
 
 class Engine:
-    """The rules of one execution: its playbook, its workload and its identity."""
+    """The rules of one execution: its playbook, its workload and its identity.
+
+    `depth` is how many parent executions this one has (0 for a run started by a person);
+    a `tool: playbook` step fails instead of starting a child deeper than `max_child_depth`.
+    """
 
     def __init__(
         self,
         playbook: Playbook,
         workload: Mapping[str, Any] | None = None,
         execution: Mapping[str, str] | None = None,
+        depth: int = 0,
+        max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
         result_limit: int | None = None,
         finally_grace: float = DEFAULT_FINALLY_GRACE,
     ) -> None:
@@ -117,6 +131,8 @@ class Engine:
         self.graph = Graph(playbook)
         self.workload = merge_workload(playbook.spec.workload, workload or {})
         self.execution = dict(execution or {})
+        self.depth = depth
+        self.max_child_depth = max_child_depth
 
     def handle(
         self, state: ExecutionState, results: MutableMapping[str, Any], event: Event
@@ -180,6 +196,7 @@ class _Transition:
         self.results = results
         self.at = at
         self.commands: list[Command] = []
+        self.launching = False  # inside _launch_items: a failed item does not re-enter it
         # Steps routed to and ready to begin. A worklist, not recursion: a chain of thousands of
         # routing steps finishes in one transition without growing the call stack.
         self.ready: deque[str] = deque()
@@ -345,20 +362,26 @@ class _Transition:
         self._maybe_finish_loop(name, step)
 
     def _launch_items(self, name: str, loop: LoopState) -> None:
+        if self.launching:
+            return  # an item that failed as it started: the loop below launches its successor
         spec_loop = self.playbook.steps[name].loop
         assert spec_loop is not None
         limit = spec_loop.max_in_flight if spec_loop.mode == "parallel" else 1
-        while (
-            len(loop.in_flight) < limit
-            and loop.next_index < loop.total
-            and loop.failed_index is None
-        ):
-            index = loop.next_index
-            loop.next_index += 1
-            if item_key(name, index) in self.results:  # kept from the run retried
-                loop.done += 1
-            else:
-                self._start_attempt(name, index, 1)
+        self.launching = True
+        try:
+            while (
+                len(loop.in_flight) < limit
+                and loop.next_index < loop.total
+                and loop.failed_index is None
+            ):
+                index = loop.next_index
+                loop.next_index += 1
+                if item_key(name, index) in self.results:  # kept from the run retried
+                    loop.done += 1
+                else:
+                    self._start_attempt(name, index, 1)
+        finally:
+            self.launching = False
 
     def _start_attempt(self, name: str, index: int | None, attempt: int) -> None:
         spec = self.playbook.steps[name]
@@ -379,6 +402,11 @@ class _Transition:
         except RenderError as error:
             self._attempt_failed(name, index, attempt, f"args: {error}", None, retryable=False)
             return
+        assert spec.tool is not None
+        problem = self._cannot_start(spec.tool, args)
+        if problem is not None:
+            self._attempt_failed(name, index, attempt, problem, None, retryable=False)
+            return
         timeout = duration_seconds(spec.timeout) if spec.timeout else None
         if timeout is not None:
             timer_id, due = timeout_timer(name, index, attempt), self.at + timeout
@@ -387,19 +415,29 @@ class _Transition:
         if spec.tool == "playbook":
             self.commands.append(
                 StartChildExecution(
-                    name,
-                    index,
-                    attempt,
-                    str(args["name"]),
-                    dict(args.get("workload") or {}),
-                    timeout,
+                    name, index, attempt, args["name"], args.get("workload") or {}, timeout
                 )
             )
         else:
-            assert spec.tool is not None
             self.commands.append(
                 StartStep(name, index, attempt, spec.tool, args, spec.code, timeout)
             )
+
+    def _cannot_start(self, tool: str, args: dict[str, Any]) -> str | None:
+        """Why rendered args cannot start the tool (a wrong type, a child too deep), or None."""
+        problems = check_args(tool, args, "args", rendered=True)
+        if problems:
+            return "; ".join(
+                f"{problem.path} rendered wrong: {problem.message}" for problem in problems
+            )
+        limit = self.engine.max_child_depth
+        if tool == "playbook" and self.engine.depth >= limit:
+            return (
+                f"child playbook {args['name']!r} not started: it would be nested"
+                f" {self.engine.depth + 1} deep, over the limit of {limit}"
+                " (does a playbook call itself?)"
+            )
+        return None
 
     # Finishing steps --------------------------------------------------------------------------
 
@@ -430,17 +468,24 @@ class _Transition:
     ) -> None:
         self.state.timers.pop(timeout_timer(name, index, attempt), None)
         step = self.state.steps[name]
+        error = clip(error)
         if retryable and self._should_retry(name, attempt, error, result):
             self._schedule_retry(name, index, attempt, error)
             return
         if index is None:
             self._fail(name, error, result)
             return
-        assert step.loop is not None
-        del step.loop.in_flight[index]
-        if step.loop.failed_index is None:
-            step.loop.failed_index = index
-            step.message = short(f"item {index} failed: {error}")
+        loop = step.loop
+        assert loop is not None
+        del loop.in_flight[index]
+        self.results[item_error_key(name, index)] = error
+        loop.failures += 1
+        step.message = short(f"item {index} failed: {error}")
+        spec_loop = self.playbook.steps[name].loop
+        assert spec_loop is not None
+        if loop.failed_index is None and loop.failures > spec_loop.max_failures:
+            loop.failed_index = index
+        self._launch_items(name, loop)
         self._maybe_finish_loop(name, step)
 
     def _should_retry(self, name: str, attempt: int, error: str, result: Any) -> bool:
@@ -478,13 +523,40 @@ class _Transition:
         loop = step.loop
         if loop is None or step.phase in FINISHED_STEP_PHASES or loop.in_flight:
             return
-        if loop.failed_index is not None:
-            # The items that succeeded stay in the store: a retry of the execution keeps them.
-            self._fail(name, step.message or f"item {loop.failed_index} failed")
-        elif loop.next_index == loop.total:
-            collected = [self.results.pop(item_key(name, i)) for i in range(loop.total)]
+        if loop.failed_index is None and loop.next_index < loop.total:
+            return
+        # A loop that fails leaves its items' results in the store: a retry of the execution
+        # keeps them (engine/retry.py).
+        outcome = self._collect_loop(name, loop, keep_items=loop.failed_index is not None)
+        if loop.failed_index is None:
+            self._complete(name, outcome)
+            return
+        deciding = next(e["error"] for e in outcome["errors"] if e["index"] == loop.failed_index)
+        error = f"item {loop.failed_index} failed: {deciding}"
+        if loop.failures > 1:
+            spec_loop = self.playbook.steps[name].loop
+            assert spec_loop is not None
+            limit = spec_loop.max_failures
+            error = f"{loop.failures} items failed (loop.maxFailures is {limit}); {error}"
+        self._fail(name, error, outcome)
+
+    def _collect_loop(self, name: str, loop: LoopState, keep_items: bool) -> dict[str, Any]:
+        """The loop's result, `{"results": [...], "errors": [...]}`; item records leave the store.
+
+        `results` has one entry per item, in item order (null for an item that failed or never
+        ran); `errors` has `{"index", "error"}` for each item that failed, in item order.
+        """
+        results: list[Any] = [None] * loop.total
+        errors: list[dict[str, Any]] = []
+        take = self.results.get if keep_items else self.results.pop
+        for index in range(loop.next_index):
+            results[index] = take(item_key(name, index), None)
+            error = self.results.pop(item_error_key(name, index), None)
+            if error is not None:
+                errors.append({"index": index, "error": error})
+        if not keep_items:
             self.results.pop(items_key(name), None)
-            self._complete(name, {"results": collected})
+        return {"results": results, "errors": errors}
 
     def _too_large(self, value: Any) -> str | None:
         """Why a value cannot be kept in the result store, or None when it can."""

@@ -27,17 +27,21 @@ from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.manifests import execution_config_map, owned_by
 from noetl.kube.names import snapshot_config_map
+from noetl.kube.playbooks import run_problems, snapshot_text
 from noetl.kube.results import ResultStore
+from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
 from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
 
 OUTPUT_KEY = "__output"
 
 
-async def playbook_of(api: KubeApi, execution: dict[str, Any]) -> Playbook:
+async def playbook_of(
+    api: KubeApi, execution: dict[str, Any], settings: OperatorSettings
+) -> Playbook:
     """The playbook this execution runs, frozen at its start: later edits do not reach it.
 
-    Raises PlaybookInvalid or LookupError when there is none to run.
+    Raises PlaybookInvalid or LookupError when there is none to run, or it may not run here.
     """
     metadata = execution["metadata"]
     namespace, name = metadata["namespace"], snapshot_config_map(metadata["name"])
@@ -59,9 +63,13 @@ async def playbook_of(api: KubeApi, execution: dict[str, Any]) -> Playbook:
             where = f"in namespace {namespace}"
             raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
         document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
-    playbook = parse_playbook(document, f"playbook {document['metadata']['name']}")
-    data = {"playbook.json": json.dumps(document, separators=(",", ":"))}
-    await api.create(execution_config_map(execution, name, "playbook", data))
+    source = f"playbook {document['metadata']['name']}"
+    playbook = parse_playbook(document, source)
+    text = snapshot_text(document)
+    problems = run_problems(playbook, text, namespace, settings)
+    if problems:
+        raise PlaybookInvalid(problems, source)
+    await api.create(execution_config_map(execution, name, "playbook", {"playbook.json": text}))
     return playbook
 
 

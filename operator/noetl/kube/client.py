@@ -18,8 +18,12 @@ from kubernetes.client.exceptions import ApiException
 from noetl.engine import merge_workload
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.kubeconfig import load_kube_config
-from noetl.kube.manifests import EXECUTION_LABEL, STEP_LABEL
+from noetl.kube.manifests import STEP_LABEL, execution_selector
 from noetl.playbook import API_GROUP, API_VERSION, GROUP_VERSION, Playbook
+
+
+class NotFound(LookupError):
+    """The named Execution does not exist in the namespace."""
 
 
 class Cluster:
@@ -87,10 +91,18 @@ class Cluster:
         )
         return str(created["metadata"]["name"])
 
+    def _not_found(self, name: str) -> NotFound:
+        return NotFound(f"no execution {name!r} in namespace {self.namespace!r}")
+
     def execution(self, name: str) -> dict[str, Any]:
-        found: Any = self.custom.get_namespaced_custom_object(
-            API_GROUP, GROUP_VERSION, self.namespace, "executions", name
-        )
+        try:
+            found: Any = self.custom.get_namespaced_custom_object(
+                API_GROUP, GROUP_VERSION, self.namespace, "executions", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise self._not_found(name) from None
+            raise
         return dict(found)
 
     def cancel(self, name: str) -> None:
@@ -107,9 +119,14 @@ class Cluster:
         self._patch_spec(name, {"suspend": False, **approvals})
 
     def _patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            API_GROUP, GROUP_VERSION, self.namespace, "executions", name, {"spec": spec}
-        )
+        try:
+            self.custom.patch_namespaced_custom_object(
+                API_GROUP, GROUP_VERSION, self.namespace, "executions", name, {"spec": spec}
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise self._not_found(name) from None
+            raise
 
     def follow(
         self, name: str, on_change: Callable[[dict[str, Any]], None], timeout: int = 3600
@@ -140,7 +157,8 @@ class Cluster:
 
     def logs(self, name: str, step: str | None = None) -> Iterator[tuple[str, str]]:
         """(pod name, log text) of each step pod of the execution, oldest first."""
-        selector = f"{EXECUTION_LABEL}={name}" + (f",{STEP_LABEL}={step}" if step else "")
+        self.execution(name)  # a name that exists, even with no pod yet
+        selector = execution_selector(name) + (f",{STEP_LABEL}={step}" if step else "")
         pods: list[Any] = self.core.list_namespaced_pod(
             self.namespace, label_selector=selector
         ).items

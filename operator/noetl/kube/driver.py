@@ -21,6 +21,7 @@ from noetl.kube.api import KubeApi
 from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse, retried_results
 from noetl.kube.effects import KubeEffects
 from noetl.kube.inbox import Inbox, Message, spec_events
+from noetl.kube.manifests import execution_depth
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
@@ -58,7 +59,7 @@ class ExecutionDriver:
             self.finished_at = epoch_seconds(finished) if finished else clock.now()
             return
         try:
-            playbook = await playbook_of(api, execution)
+            playbook = await playbook_of(api, execution, self.context.settings)
         except (PlaybookInvalid, LookupError) as error:
             self.finished_at = await refuse(api, execution, error)
             return
@@ -67,8 +68,10 @@ class ExecutionDriver:
             playbook,
             spec.get("workload") or {},
             {"id": uid, "name": self.name},
-            MAX_RESULT_BYTES,
-            self.context.settings.finally_grace_seconds,
+            depth=execution_depth(execution),
+            max_child_depth=self.context.settings.max_child_depth,
+            result_limit=MAX_RESULT_BYTES,
+            finally_grace=self.context.settings.finally_grace_seconds,
         )
         checkpoint = await Checkpoint.load(api, execution)
         if checkpoint.state.phase == "Pending" and spec.get("retryOf"):

@@ -29,7 +29,7 @@ from noetl.engine import (
     SuspendRequested,
 )
 from noetl.kube import events, metrics
-from noetl.kube.api import KubeApi
+from noetl.kube.api import KubeApi, error_text
 from noetl.kube.checkpoint import Checkpoint
 from noetl.kube.inbox import Inbox
 from noetl.kube.manifests import child_execution, step_job
@@ -101,7 +101,7 @@ class KubeEffects(Effects):
         except ApiException as error:
             # 429 and 5xx are the server's trouble, not the run's: the driver retries the turn.
             if error.status is not None and 400 <= error.status < 500 and error.status != 429:
-                why = f"{error.reason} ({error.status})"
+                why = error_text(error)
                 kind = manifest["kind"]
                 raise RunRefused(f"the API server refused the step's {kind}: {why}") from None
             raise

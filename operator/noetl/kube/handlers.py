@@ -9,13 +9,14 @@ watch event that ends the previous one, with no periodic requeue.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import kopf
 
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
-from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
+from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
 from noetl.kube.outcomes import container_refused, container_terminated, job_finished
 from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
@@ -24,8 +25,12 @@ from noetl.playbook import API_GROUP, GROUP_VERSION
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     playbooks = PlaybookController(drivers.context.api)
+    excluded = drivers.context.settings.excluded_namespaces
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", registry=registry)
+    def served(namespace: str | None, **_: Any) -> bool:
+        return not any(fnmatchcase(namespace or "", pattern) for pattern in excluded)
+
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", when=served, registry=registry)
     async def execution_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -34,7 +39,7 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         if type == "DELETED":
             drivers.forget(namespace, name)
             return
-        parent = body.metadata.labels.get(PARENT_LABEL)
+        parent = owner_name(raw)  # a child's parent: labels hold names only hashed
         phase = (body.get("status") or {}).get("phase")
         if parent and phase in FINISHED_PHASES:
             drivers.deliver(namespace, parent, ChildChanged(raw))
@@ -43,7 +48,14 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         else:
             drivers.deliver(namespace, name, ExecutionChanged(raw))
 
-    @kopf.on.event("batch", "v1", "jobs", labels={EXECUTION_LABEL: kopf.PRESENT}, registry=registry)
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        labels={EXECUTION_LABEL: kopf.PRESENT},
+        when=served,
+        registry=registry,
+    )
     async def job_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -52,24 +64,28 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         deleted = type == "DELETED"
         if job_finished(raw) or deleted:
             drivers.context.slots.release(namespace, name)
-            drivers.deliver(
-                namespace, body.metadata.labels[EXECUTION_LABEL], JobChanged(raw, deleted=deleted)
-            )
+            owner = owner_name(raw)
+            if owner is not None:
+                drivers.deliver(namespace, owner, JobChanged(raw, deleted=deleted))
 
-    @kopf.on.event("", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT}, registry=registry)
+    @kopf.on.event(
+        "", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT}, when=served, registry=registry
+    )
     async def pod_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
         # A step's result is in its pod the moment its container ends, ~1 s before the Job
         # controller marks the Job Complete: acting on the pod starts the next step sooner.
-        # A pod being deleted is left to its Job's events, which say why it ended. A container
-        # the kubelet refuses to start (CreateContainerConfigError...) ends the step too.
+        # A pod being deleted is left to its Job's events, which say why it ended. A pod is
+        # owned by its Job: the Job's pod template names the Execution in an annotation. A
+        # container the kubelet refuses to start (CreateContainerConfigError...) ends the step.
         assert namespace is not None
         raw = dict(body)
         deleting = type == "DELETED" or body.metadata.get("deletionTimestamp")
+        execution = body.metadata.annotations.get(EXECUTION_NAME_ANNOTATION)
         ended = container_terminated(raw) is not None or container_refused(raw) is not None
-        if not deleting and ended:
-            drivers.deliver(namespace, body.metadata.labels[EXECUTION_LABEL], PodEnded(raw))
+        if execution and not deleting and ended:
+            drivers.deliver(namespace, execution, PodEnded(raw))
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", registry=registry)
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)
     async def playbook_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:

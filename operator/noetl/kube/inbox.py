@@ -30,9 +30,9 @@ from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.manifests import (
-    EXECUTION_LABEL,
     EXECUTION_UID_ANNOTATION,
     TOOL_LABEL,
+    execution_selector,
     owned_by,
     run_of,
 )
@@ -117,7 +117,7 @@ class Inbox:
 
     async def recovered(self, at: float) -> list[Event]:
         """What happened while no operator watched: runs that ended, and runs whose Job is gone."""
-        selector = f"{EXECUTION_LABEL}={self.execution['metadata']['name']}"
+        selector = execution_selector(self.execution["metadata"]["name"])
         jobs = [
             job for job in await self.api.list_jobs(self.namespace, selector) if self._ours(job)
         ]

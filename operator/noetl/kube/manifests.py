@@ -1,8 +1,11 @@
 """The objects the operator creates, as plain manifests: step Jobs, child Executions, ConfigMaps.
 
 Pods of steps run as non-root with every capability dropped, a read-only root filesystem (a
-scratch /tmp is mounted) and no service-account token. Step args travel as an environment value;
-secrets only by reference (`envFrom` of the Secret named in `args.secretRef`), never inlined.
+scratch /tmp is mounted) and no service-account token. Step args travel as an environment value,
+every `$` doubled so that the kubelet's `$(VAR)` expansion gives them back unchanged; secrets
+only by reference (`envFrom` of the Secret named in `args.secretRef`, if the operator's
+settings allow it), never inlined. Labels carry names through `label_value` (hashed past 63
+characters); who owns a Job or child Execution is read from its ownerReference, never a label.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import json
 from typing import Any
 
 from noetl.engine import StartChildExecution, StartStep
-from noetl.kube.names import run_name
+from noetl.kube.names import label_value, run_name
 from noetl.kube.settings import OperatorSettings
+from noetl.kube.tenancy import secret_refusal
 from noetl.playbook import API_VERSION, Step
 from noetl.plugins import container as container_tool
 from noetl.plugins.messages import StepRequest
@@ -22,9 +26,12 @@ STEP_LABEL = "noetl.io/step"
 INDEX_LABEL = "noetl.io/index"
 ATTEMPT_LABEL = "noetl.io/attempt"
 PARENT_LABEL = "noetl.io/parent"
+DEPTH_LABEL = "noetl.io/depth"  # on a child Execution: how many parents it has
 PURPOSE_LABEL = "noetl.io/purpose"
 TOOL_LABEL = "noetl.io/tool"
-EXECUTION_UID_ANNOTATION = "noetl.io/execution-uid"  # on step pods, owned by their Job
+# On step pods, which are owned by their Job: the Execution they run for.
+EXECUTION_NAME_ANNOTATION = "noetl.io/execution"
+EXECUTION_UID_ANNOTATION = "noetl.io/execution-uid"
 MAX_ARGS_BYTES = 128 * 1024
 BACKSTOP_SECONDS = 30
 
@@ -51,9 +58,27 @@ def owner_reference(execution: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def owner_name(obj: dict[str, Any]) -> str | None:
+    """The name of the Execution that owns a Job, ConfigMap or child Execution."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == "Execution" and ref.get("controller"):
+            return str(ref["name"])
+    return None
+
+
+def execution_selector(execution: str) -> str:
+    """The label selector of what belongs to an execution."""
+    return f"{EXECUTION_LABEL}={label_value(execution)}"
+
+
+def literal_env(name: str, value: str) -> dict[str, str]:
+    """An env var whose value the kubelet passes on as it is: `$$` is its escape for `$`."""
+    return {"name": name, "value": value.replace("$", "$$")}
+
+
 def run_labels(execution: str, command: StartStep | StartChildExecution) -> dict[str, str]:
     labels = {
-        EXECUTION_LABEL: execution,
+        EXECUTION_LABEL: label_value(execution),
         STEP_LABEL: command.step,
         ATTEMPT_LABEL: str(command.attempt),
         TOOL_LABEL: command.tool if isinstance(command, StartStep) else "playbook",
@@ -90,7 +115,11 @@ def step_job(
     container: dict[str, Any] = {
         "name": "step",
         "imagePullPolicy": settings.image_pull_policy,
-        "resources": (pod.resources if pod and pod.resources else settings.step_resources),
+        "resources": (
+            pod.resources.model_dump(by_alias=True, exclude_none=True)
+            if pod and pod.resources
+            else settings.step_resources
+        ),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -105,6 +134,9 @@ def step_job(
         container.update(_plugin_container(execution, command, settings))
     secret = command.args.get("secretRef")
     if isinstance(secret, str) and secret:
+        refusal = secret_refusal(execution["metadata"]["namespace"], secret, settings)
+        if refusal:
+            raise ValueError(refusal)
         container["envFrom"] = [{"secretRef": {"name": secret}}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -123,7 +155,11 @@ def step_job(
             pod.node_selector if pod and pod.node_selector else settings.step_node_selector
         )
         or None,
-        "tolerations": (pod.tolerations if pod and pod.tolerations else settings.step_tolerations)
+        "tolerations": (
+            [t.model_dump(by_alias=True, exclude_none=True) for t in pod.tolerations]
+            if pod and pod.tolerations
+            else settings.step_tolerations
+        )
         or None,
         "serviceAccountName": settings.step_service_account,
     }
@@ -142,7 +178,10 @@ def step_job(
             "template": {
                 "metadata": {
                     "labels": labels,
-                    "annotations": {EXECUTION_UID_ANNOTATION: execution["metadata"]["uid"]},
+                    "annotations": {
+                        EXECUTION_NAME_ANNOTATION: name,
+                        EXECUTION_UID_ANNOTATION: execution["metadata"]["uid"],
+                    },
                 },
                 "spec": {key: value for key, value in pod_spec.items() if value is not None},
             },
@@ -170,7 +209,7 @@ def _plugin_container(
         )
     return {
         "image": settings.images[command.tool],
-        "env": [{"name": "NOETL_INPUT_JSON", "value": payload}],
+        "env": [literal_env("NOETL_INPUT_JSON", payload)],
     }
 
 
@@ -181,7 +220,7 @@ def _image_container(args: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"args.image must name an image, got {image!r}")
     spec: dict[str, Any] = {
         "image": image,
-        "env": [{"name": k, "value": v} for k, v in container_tool.environment(args).items()],
+        "env": [literal_env(k, v) for k, v in container_tool.environment(args).items()],
         # The result is what the container writes there (Kubernetes' default path, made explicit).
         "terminationMessagePath": container_tool.TERMINATION_LOG,
         "terminationMessagePolicy": "File",
@@ -197,9 +236,22 @@ def _image_container(args: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def execution_depth(execution: dict[str, Any]) -> int:
+    """How many parent executions an Execution has: 0 unless the operator started it as a child."""
+    labels = execution["metadata"].get("labels") or {}
+    try:
+        return max(0, int(labels.get(DEPTH_LABEL, 0)))
+    except ValueError:
+        return 0
+
+
 def child_execution(execution: dict[str, Any], command: StartChildExecution) -> dict[str, Any]:
     name = execution["metadata"]["name"]
-    labels = {**run_labels(name, command), PARENT_LABEL: name}
+    labels = {
+        **run_labels(name, command),
+        PARENT_LABEL: label_value(name),
+        DEPTH_LABEL: str(execution_depth(execution) + 1),
+    }
     labels["app.kubernetes.io/name"] = "noetl-execution"
     return {
         "apiVersion": API_VERSION,
@@ -220,7 +272,7 @@ def execution_config_map(
             "name": name,
             "namespace": execution["metadata"]["namespace"],
             "labels": {
-                EXECUTION_LABEL: execution_name,
+                EXECUTION_LABEL: label_value(execution_name),
                 PURPOSE_LABEL: purpose,
                 "app.kubernetes.io/part-of": "noetl",
             },

@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from noetl.kube.api import KubeApi
+from noetl.kube.api import KubeApi, error_text
 from noetl.kube.manifests import TOOL_LABEL
 from noetl.plugins import container as container_tool
 from noetl.plugins.runtime import Outcome, read_outcome
@@ -104,8 +104,7 @@ async def pod_outcome(
         except ApiException as error:
             return Outcome(
                 ok=False,
-                error="cannot read the step's result from its pod log:"
-                f" {error.reason} ({error.status})",
+                error=f"cannot read the step's result from its pod log: {error_text(error)}",
             )
     outcome = read_outcome(message, log)
     exit_code = terminated.get("exitCode")

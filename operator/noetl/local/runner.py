@@ -13,13 +13,13 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from noetl.engine import (
     DEFAULT_FINALLY_GRACE,
+    DEFAULT_MAX_CHILD_DEPTH,
     ApprovalGiven,
     AwaitApproval,
     CancelRequested,
@@ -40,12 +40,10 @@ from noetl.engine import (
 )
 from noetl.local.eventlog import EventLog
 from noetl.local.progress import Reporter
+from noetl.local.resolver import PlaybookResolver
 from noetl.local.steps import StepExecutor
 from noetl.loop import Effects, ExecutionLoop, Run
-from noetl.playbook import Playbook, PlaybookInvalid, load_playbook
-
-PlaybookResolver = Callable[[str], Playbook]
-"""Finds a sub-playbook by name (raises PlaybookInvalid or LookupError when it cannot)."""
+from noetl.playbook import Playbook, PlaybookInvalid
 
 BACKSTOP_SECONDS = 5.0
 """How long past its timeout the executor itself gives up on a step the engine did not stop."""
@@ -79,15 +77,22 @@ class LocalRunner(Effects):
         event_log: EventLog | None = None,
         key_prefix: str = "",
         execution_id: str | None = None,
+        depth: int = 0,
+        max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
         finally_grace: float = DEFAULT_FINALLY_GRACE,
         results: dict[str, Any] | None = None,
     ) -> None:
         """`finally_grace`: seconds the finally steps have after a cancel or the timeout.
         `results`: the store to begin with (what a retry keeps of the run it retries)."""
         self.execution_id = execution_id or new_execution_id(playbook.name)
-        identity = {"id": self.execution_id, "name": playbook.name}
-        engine = Engine(playbook, workload, identity, finally_grace=finally_grace)
-        self._finally_grace = finally_grace
+        engine = Engine(
+            playbook,
+            workload,
+            {"id": self.execution_id, "name": playbook.name},
+            depth=depth,
+            max_child_depth=max_child_depth,
+            finally_grace=finally_grace,
+        )
         self._loop = ExecutionLoop(engine, self, results=results)
         self._executor = executor
         self._resolver = resolver
@@ -205,7 +210,9 @@ class LocalRunner(Effects):
             reporter=self._reporter,
             event_log=self._event_log,
             key_prefix=f"{self._display(command.key)}/",
-            finally_grace=self._finally_grace,
+            depth=self._loop.engine.depth + 1,
+            max_child_depth=self._loop.engine.max_child_depth,
+            finally_grace=self._loop.engine.finally_grace,
         )
         outcome = await child.run()  # its timeout is this run's engine timer, which cancels it
         return (
@@ -227,23 +234,3 @@ def _with_backstop(command: StartStep) -> StartStep:
     if command.timeout is None:
         return command
     return dataclasses.replace(command, timeout=command.timeout + BACKSTOP_SECONDS)
-
-
-def playbook_directory_resolver(directory: Path) -> PlaybookResolver:
-    """Find a sub-playbook by name among the YAML files of a directory (file stem or its name)."""
-
-    def resolve(name: str) -> Playbook:
-        for suffix in (".yaml", ".yml"):
-            candidate = directory / f"{name}{suffix}"
-            if candidate.is_file():
-                return load_playbook(candidate)
-        for candidate in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-            try:
-                playbook = load_playbook(candidate)
-            except PlaybookInvalid:
-                continue
-            if playbook.name == name:
-                return playbook
-        raise LookupError(f"no playbook named {name!r} in {directory}")
-
-    return resolve
