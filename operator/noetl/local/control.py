@@ -15,12 +15,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from noetl.local.eventlog import NotARunLog, read_records
+
 SUSPEND_SIGNAL = signal.SIGUSR1
 RESUME_SIGNAL = signal.SIGUSR2
 
 
 class RunNotReachable(LookupError):
-    """The event log names no live run (none recorded, finished, or its process is gone)."""
+    """The event log names no live run (finished, or its process is gone)."""
 
 
 def approval_file(log: Path) -> Path:
@@ -30,13 +32,10 @@ def approval_file(log: Path) -> Path:
 def run_process(log: Path) -> int:
     """The id of the process running the execution whose event log this is."""
     try:
-        lines = log.read_text().splitlines()
-    except OSError as error:
-        raise RunNotReachable(f"{log}: cannot read the event log: {error.strerror}") from None
-    header = json.loads(lines[0]) if lines else {}
-    if header.get("type") != "Run" or not isinstance(header.get("pid"), int):
-        raise RunNotReachable(f"{log}: no run header (is it a noetl run event log?)")
-    if json.loads(lines[-1]).get("type") == "FinishExecution":
+        header, records = read_records(log)
+    except NotARunLog as error:
+        raise RunNotReachable(str(error)) from None
+    if records and records[-1].get("type") == "FinishExecution":
         raise RunNotReachable(f"{log}: the run has finished")
     pid = int(header["pid"])
     try:

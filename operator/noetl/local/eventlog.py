@@ -24,6 +24,22 @@ def run_log_path(directory: Path, execution_id: str) -> Path:
     return directory / f"{name}.jsonl"
 
 
+class NotARunLog(ValueError):
+    """The file cannot be read, or is not the event log of a `noetl run`."""
+
+
+def read_records(log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's header and the records after it (raises NotARunLog)."""
+    try:
+        lines = log.read_text().splitlines()
+    except OSError as error:
+        raise NotARunLog(f"{log}: cannot read the event log: {error.strerror}") from None
+    records = [json.loads(line) for line in lines]
+    if not records or records[0].get("type") != "Run":
+        raise NotARunLog(f"{log}: no run header (is it a noetl run event log?)")
+    return records[0], records[1:]
+
+
 class EventLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

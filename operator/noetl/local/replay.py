@@ -9,7 +9,6 @@ stored twice. Events of child runs (sub-playbooks) carry their own execution id 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from noetl.engine import (
     SuspendRequested,
     TimerFired,
 )
+from noetl.local.eventlog import NotARunLog, read_records
 from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -69,12 +69,11 @@ def _event(record: dict[str, Any]) -> Event:
 
 def read_run(log: Path) -> RecordedRun:
     try:
-        lines = log.read_text().splitlines()
-    except OSError as error:
-        raise NotReplayable(f"{log}: cannot read the event log: {error.strerror}") from None
-    header = json.loads(lines[0]) if lines else {}
-    if header.get("type") != "Run" or "spec" not in header:
-        raise NotReplayable(f"{log}: no run header (is it a noetl run event log?)")
+        header, records = read_records(log)
+    except NotARunLog as error:
+        raise NotReplayable(str(error)) from None
+    if "spec" not in header:
+        raise NotReplayable(f"{log}: the run header holds no playbook (an older noetl wrote it)")
     document = {"kind": "Playbook", "metadata": {"name": header["name"]}, "spec": header["spec"]}
     try:
         playbook = parse_playbook(document, str(log))
@@ -84,8 +83,7 @@ def read_run(log: Path) -> RecordedRun:
     workload = dict(header.get("workload") or {})
     engine = Engine(playbook, workload, {"id": execution, "name": playbook.name})
     state, results = ExecutionState(), dict[str, Any]()
-    for line in lines[1:]:
-        record = json.loads(line)
+    for record in records:
         if record.get("execution") == execution and record["type"] in EVENT_TYPES:
             engine.handle(state, results, _event(record))
     return RecordedRun(execution, playbook, Path(header["playbook"]), workload, state, results)
