@@ -31,6 +31,8 @@ def test_an_execution_created_suspended_starts_nothing_until_resumed(
     assert resumed.returncode == 0, resumed.stderr
     status = resources.wait_finished("held")
     assert (status["phase"], status["result"]) == ("Succeeded", "Hello, World!")
+    generation = resources.get("executions", "held")["metadata"]["generation"]
+    assert status["observedGeneration"] == generation == 2  # the resume was seen
     assert len(resources.jobs("held")) == 1
 
 

@@ -112,6 +112,9 @@ class Inbox:
             case ChildChanged():
                 event = await self._child_event(message.child, at)
             case ExecutionChanged():
+                # The status says which generation of the spec it answers (Argo CD reads it).
+                generation = message.body["metadata"].get("generation")
+                self.execution["metadata"]["generation"] = generation
                 return spec_events(message.body["spec"], self.state, at)
         return [event] if event is not None else []
 
