@@ -261,6 +261,8 @@ def test_plan_shows_the_graph_as_text_and_dot(tmp_path):
     assert dot.startswith('digraph "conditional" {')
     assert '"check" -> "hot" [label="when {{ check.hot }}"];' in dot
     assert '"check" -> "cold" [label="else"];' in dot
+    text = noetl("plan", str(PLAYBOOKS / "finally.yaml"), cwd=tmp_path).stdout
+    assert "  total: shell\n  finally (after the workflow, whatever its outcome):\n  report" in text
 
 
 def test_set_values_are_yaml(tmp_path):

@@ -36,16 +36,18 @@ class Graph:
     def _topological_order(self) -> dict[str, int]:
         # Validation guarantees an acyclic graph where every workflow step is reachable from
         # `start` and every finally step from a finally root.
+        # The workflow's steps come first, then the finally steps.
         indegree = {name: len(preds) for name, preds in self.predecessors.items()}
-        ready: deque[str] = deque([START, *self.finally_roots])
         order: dict[str, int] = {}
-        while ready:
-            name = ready.popleft()
-            order[name] = len(order)
-            for target in self.successors[name]:
-                indegree[target] -= 1
-                if indegree[target] == 0:
-                    ready.append(target)
+        for roots in ([START], self.finally_roots):
+            ready: deque[str] = deque(roots)
+            while ready:
+                name = ready.popleft()
+                order[name] = len(order)
+                for target in self.successors[name]:
+                    indegree[target] -= 1
+                    if indegree[target] == 0:
+                        ready.append(target)
         return order
 
     def _reaches(self, source: str, target: str) -> bool:
