@@ -34,7 +34,14 @@ set_option = click.option(
     "set_",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a workload value (YAML value; dotted keys nest). Repeatable.",
+    help="Override a workload value (a YAML 1.2 value; dotted keys nest). Repeatable.",
+)
+set_string_option = click.option(
+    "--set-string",
+    "set_string",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a workload value with VALUE as a string, verbatim. Repeatable.",
 )
 
 
@@ -52,25 +59,30 @@ def _load(path: Path) -> Any:
         _fail(str(invalid))
 
 
-def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
-    """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']} (values read as YAML)."""
-    import yaml
+def parse_assignments(assignments: Iterable[str], as_string: bool = False) -> dict[str, Any]:
+    """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']}.
 
+    Values are read as YAML 1.2 (`NO` and `2024-05-01` stay strings; text that is not YAML
+    stays text), or taken verbatim with `as_string` (`--set-string`).
+    """
+    from noetl.playbook.yaml_core import YamlError, load_yaml
+
+    option = "--set-string" if as_string else "--set"
     workload: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key:
-            _fail(f"--set expects KEY=VALUE, got {assignment!r}")
+            _fail(f"{option} expects KEY=VALUE, got {assignment!r}")
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+            value = raw if as_string or not raw else load_yaml(raw)
+        except YamlError:
             value = raw
         *parents, leaf = key.split(".")
         target = workload
         for parent in parents:
             target = target.setdefault(parent, {})
             if not isinstance(target, dict):
-                _fail(f"--set {key}: {parent} is not a mapping")
+                _fail(f"{option} {key}: {parent} is not a mapping")
         target[leaf] = value
     return workload
 
@@ -85,13 +97,22 @@ def _seconds(text: str, option: str) -> float:
         _fail(f"{option}: {text!r} is not a duration (write e.g. 500ms, 30s, 5m or 1h)")
 
 
+def workload_overrides(set_: Iterable[str], set_string: Iterable[str]) -> dict[str, Any]:
+    """The workload of `--set` and `--set-string` (the latter wins, as in Helm)."""
+    from noetl.engine import merge_workload
+
+    return merge_workload(parse_assignments(set_), parse_assignments(set_string, as_string=True))
+
+
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
-    import yaml
+    from noetl.playbook.yaml_core import YamlError, load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        _fail(f"{what} {path}: {error}")
+        data = load_yaml(path.read_text())
+    except OSError as error:
+        _fail(f"{what} {path}: {error.strerror}")
+    except YamlError as error:
+        _fail(f"{what} {path}: not valid YAML: {error}")
     if not isinstance(data, dict):
         _fail(f"{what} {path}: expected a mapping")
     return data
@@ -168,6 +189,7 @@ def _local_run_options(command: Any) -> Any:
 @app.command()
 @playbook_file
 @set_option
+@set_string_option
 @click.option(
     "--workload-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -177,6 +199,7 @@ def _local_run_options(command: Any) -> Any:
 def run(
     file: Path,
     set_: tuple[str, ...],
+    set_string: tuple[str, ...],
     workload_file: Path | None,
     **options: Any,
 ) -> None:
@@ -187,7 +210,7 @@ def run(
 
     playbook = _load(file)
     workload = _read_mapping(workload_file, "workload file") if workload_file else {}
-    workload = merge_workload(workload, parse_assignments(set_))
+    workload = merge_workload(workload, workload_overrides(set_, set_string))
     _run_locally(file, playbook, workload, **options)
 
 
@@ -291,13 +314,18 @@ def _run_locally(
         sys.exit(EXIT_CANCELLED if outcome.phase == "Cancelled" else EXIT_FAILED)
 
 
-def _again(target: str, namespace: str, set_: tuple[str, ...], keep: bool, **options: Any) -> None:
+def _again(
+    target: str,
+    namespace: str,
+    overrides: dict[str, Any],
+    keep: bool,
+    **options: Any,
+) -> None:
     """`noetl retry` (keep=True) or `noetl resubmit` of a local run's log or of an Execution."""
     from noetl.engine import Engine, merge_workload
     from noetl.engine.retry import kept_results
     from noetl.local.replay import NotReplayable, read_run
 
-    overrides = parse_assignments(set_)
     log = _local_log(target)
     if log is None:
         name = _cluster(namespace).run_again(target, overrides, keep)
@@ -323,24 +351,30 @@ again_target = click.argument("target", metavar="EXECUTION|EVENT_LOG")
 @again_target
 @namespace_option
 @set_option
+@set_string_option
 @_local_run_options
-def retry(target: str, namespace: str, set_: tuple[str, ...], **options: Any) -> None:
+def retry(
+    target: str, namespace: str, set_: tuple[str, ...], set_string: tuple[str, ...], **options: Any
+) -> None:
     """Run a failed execution again, keeping what succeeded: only failed steps and items (and
     what follows them) run, with the same workload and any `--set` laid over it.
 
     TARGET is an Execution (a new one is created with spec.retryOf, and its name printed), or the
     event log of a local run (.noetl/runs/NAME.jsonl), run again here."""
-    _again(target, namespace, set_, keep=True, **options)
+    _again(target, namespace, workload_overrides(set_, set_string), keep=True, **options)
 
 
 @app.command()
 @again_target
 @namespace_option
 @set_option
+@set_string_option
 @_local_run_options
-def resubmit(target: str, namespace: str, set_: tuple[str, ...], **options: Any) -> None:
+def resubmit(
+    target: str, namespace: str, set_: tuple[str, ...], set_string: tuple[str, ...], **options: Any
+) -> None:
     """Run an execution again from the start, with the same workload and any `--set` over it."""
-    _again(target, namespace, set_, keep=False, **options)
+    _again(target, namespace, workload_overrides(set_, set_string), keep=False, **options)
 
 
 @app.command()
@@ -473,8 +507,8 @@ def _cluster_errors() -> Iterator[None]:
     """A missing execution or a refused call ends the command with one line, not a traceback."""
     from kubernetes.client.exceptions import ApiException
 
-    from noetl.kube.api import error_text
     from noetl.kube.client import NotFound
+    from noetl.kube.refusals import error_text
 
     try:
         yield
@@ -488,8 +522,11 @@ def _cluster_errors() -> Iterator[None]:
 @playbook_file
 @namespace_option
 @set_option
+@set_string_option
 @click.option("--wait", is_flag=True, help="Follow the execution to its end.")
-def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> None:
+def submit(
+    file: Path, namespace: str, set_: tuple[str, ...], set_string: tuple[str, ...], wait: bool
+) -> None:
     """Apply the playbook to the cluster and start an Execution of it."""
     from noetl.kube.client import describe
 
@@ -497,7 +534,7 @@ def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> Non
     cluster = _cluster(namespace)
     with _cluster_errors():
         cluster.apply_playbook(playbook)
-        name = cluster.create_execution(playbook.name, parse_assignments(set_))
+        name = cluster.create_execution(playbook.name, workload_overrides(set_, set_string))
     click.echo(f"execution {name} created in namespace {namespace}", err=True)
     if not wait:
         click.echo(name)

@@ -65,7 +65,7 @@ from noetl.engine.state import (
 from noetl.playbook import Playbook, duration_seconds
 from noetl.playbook.tools import check_args
 from noetl.playbook.validation import START
-from noetl.templating import RenderError, render, render_string, truthy
+from noetl.templating import RenderError, render, render_string, render_workload, truthy
 
 EXECUTION_TIMEOUT = "execution-timeout"
 FINALLY_GRACE = "finally-grace"
@@ -129,8 +129,17 @@ class Engine:
         self.result_limit = result_limit
         self.finally_grace = finally_grace
         self.graph = Graph(playbook)
-        self.workload = merge_workload(playbook.spec.workload, workload or {})
         self.execution = dict(execution or {})
+        # The playbook's own workload templates (`"{{ execution.id }}"`) are rendered once, here:
+        # the same inputs give the same workload, so a restarted shell gets it back unstored.
+        # Values given for the run are data, used as given: data never becomes a template.
+        defaults = playbook.spec.workload
+        self.workload_error: str | None = None
+        try:
+            defaults = render_workload(defaults, self.execution)
+        except RenderError as error:
+            self.workload_error = str(error)
+        self.workload = merge_workload(defaults, workload or {})
         self.depth = depth
         self.max_child_depth = max_child_depth
 
@@ -150,7 +159,7 @@ class RenderContext(Mapping[str, Any]):
 
     Names, first match wins: `workload`, `execution` (its identity, `phase` and `error`), the
     per-render extras (loop iterator, `error`...), then the result of each finished step under
-    the step's name.
+    the step's name (with `_` for `-`).
     """
 
     def __init__(
@@ -165,19 +174,20 @@ class RenderContext(Mapping[str, Any]):
             # While finally steps run, `phase` is how the workflow ended; before, "Running".
             execution.update(phase=state.ending or state.phase, error=state.error)
         self._fixed = {**extras, "workload": engine.workload, "execution": execution}
-        self._steps = engine.playbook.steps
+        self._steps = engine.playbook.template_names  # fetch_data -> fetch-data
         self._results = results
 
     def __getitem__(self, name: str) -> Any:
         if name in self._fixed:
             return self._fixed[name]
-        if name in self._steps and name in self._results:
-            return self._results[name]
+        step = self._steps.get(name)
+        if step is not None and step in self._results:
+            return self._results[step]
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._fixed
-        yield from (name for name in self._steps if name in self._results)
+        yield from (name for name, step in self._steps.items() if step in self._results)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -236,6 +246,9 @@ class _Transition:
             return
         self.state.phase = "Running"
         self.state.started_at = self.at
+        if self.engine.workload_error is not None:
+            self._abort("Failed", self.engine.workload_error)
+            return
         timeout = self.playbook.spec.timeout
         if timeout is not None:
             due = self.at + duration_seconds(timeout)

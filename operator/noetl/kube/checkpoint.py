@@ -31,7 +31,8 @@ from noetl.kube.playbooks import run_problems, snapshot_text
 from noetl.kube.results import ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
-from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
+from noetl.playbook import Playbook, PlaybookInvalid
+from noetl.playbook.budget import parse_within_budget
 
 OUTPUT_KEY = "__output"
 
@@ -48,7 +49,7 @@ async def playbook_of(
     stored = await api.read_config_map(namespace, name)
     if stored is not None and owned_by(stored, metadata["uid"]):
         data = json.loads(stored["data"]["playbook.json"])
-        return parse_playbook(data, f"execution {metadata['name']}")
+        return await parse_within_budget(data, f"execution {metadata['name']}")
     spec = execution["spec"]
     if spec.get("playbook") is not None:
         document = {
@@ -64,7 +65,7 @@ async def playbook_of(
             raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
         document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
     source = f"playbook {document['metadata']['name']}"
-    playbook = parse_playbook(document, source)
+    playbook = await parse_within_budget(document, source)
     text = snapshot_text(document)
     problems = run_problems(playbook, text, namespace, settings)
     if problems:

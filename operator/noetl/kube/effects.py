@@ -29,11 +29,12 @@ from noetl.engine import (
     SuspendRequested,
 )
 from noetl.kube import events, metrics
-from noetl.kube.api import KubeApi, error_text
+from noetl.kube.api import KubeApi
 from noetl.kube.checkpoint import Checkpoint
 from noetl.kube.inbox import Inbox
 from noetl.kube.manifests import child_execution, step_job
 from noetl.kube.names import run_name
+from noetl.kube.refusals import error_text
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
 from noetl.loop import Clock, Effects, ExecutionLoop, Run, RunRefused

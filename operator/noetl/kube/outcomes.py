@@ -11,8 +11,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from noetl.kube.api import KubeApi, error_text
+from noetl.kube.api import KubeApi
 from noetl.kube.manifests import TOOL_LABEL
+from noetl.kube.refusals import error_text
 from noetl.plugins import container as container_tool
 from noetl.plugins.runtime import Outcome, read_outcome
 

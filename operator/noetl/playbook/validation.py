@@ -2,10 +2,12 @@
 
 `validate_spec` returns every problem at once, each with the path of the field (relative to the
 spec) and why. It runs on what `noetl.playbook.reading.parse_spec` could read, so the models'
-errors do not hide these. The rules: unique step and task names; a `start` step; every `next`
-target exists; no cycles (every step runs at most once per execution); every step reachable from
-`start`; workbook references resolve; tools are known, fit the fields given and get the args
-they need (`noetl.playbook.tools`); Python code compiles; templates compile; names are ones a
+errors do not hide these. The rules: unique step and task names; step names and loop iterators
+not reserved in templates, and no two steps with the same name in templates (`a-b` and `a_b`);
+a `start` step; every `next` target exists; no cycles (every step runs at most once per
+execution); every step reachable from `start`; workbook references resolve; tools are known, fit
+the fields given and get the args they need (`noetl.playbook.tools`); Python code compiles;
+templates compile (and those that read no data render within the limits); names are ones a
 cluster accepts. `check_children` follows `tool: playbook` steps through a resolver: children
 that cannot be found, and playbooks that call themselves. `finally` steps keep the same rules
 as a small graph of their own: their names are unique across both sections, they route only
@@ -28,7 +30,13 @@ from noetl.playbook.models import (
     Task,
 )
 from noetl.playbook.tools import check_args
-from noetl.templating import check_syntax, is_template, template_strings
+from noetl.templating import (
+    RESERVED_NAMES,
+    check_template,
+    is_template,
+    template_name,
+    template_strings,
+)
 
 if TYPE_CHECKING:
     from noetl.playbook.loader import Playbook
@@ -68,6 +76,7 @@ def validate_spec(spec: PlaybookSpec) -> list[PlaybookError]:
     errors: list[PlaybookError] = []
     sections = {WORKFLOW: spec.workflow, FINALLY: spec.finally_}
     seen: dict[str, str] = {}  # step name -> path of its first definition, across sections
+    errors += _check_template_names(sections)
     errors += _check_workbook(spec)
     tasks = {task.name: task for task in spec.workbook}
     for section, steps in sections.items():
@@ -109,6 +118,43 @@ def _step_indexes(
             index_of[step.step] = i
             seen[step.step] = join_path(section, i)
     return index_of
+
+
+def _check_template_names(sections: dict[str, list[Step]]) -> list[PlaybookError]:
+    """Step names and loop iterators templates can reach: none reserved, no two alike (across
+    the workflow and `finally`)."""
+    errors = []
+    reserved = ", ".join(sorted(RESERVED_NAMES, key=str.lower))
+    taken: dict[str, str] = {}
+    steps = [
+        (join_path(section, i), step)
+        for section in sections
+        for i, step in enumerate(sections[section])
+    ]
+    for path, step in steps:
+        name = template_name(step.step)
+        if name in RESERVED_NAMES:
+            errors.append(
+                PlaybookError(
+                    join_path(path, "step"),
+                    f"{step.step!r} is reserved in templates (reserved: {reserved})",
+                )
+            )
+        elif taken.setdefault(name, step.step) != step.step:
+            errors.append(
+                PlaybookError(
+                    join_path(path, "step"),
+                    f"{step.step!r} and {taken[name]!r} are both {name!r} in templates",
+                )
+            )
+        if step.loop is not None and step.loop.iterator in RESERVED_NAMES:
+            errors.append(
+                PlaybookError(
+                    join_path(path, "loop", "iterator"),
+                    f"{step.loop.iterator!r} is reserved in templates (reserved: {reserved})",
+                )
+            )
+    return errors
 
 
 def _check_workbook(spec: PlaybookSpec) -> list[PlaybookError]:
@@ -304,7 +350,7 @@ def _check_graph(
 def _check_templates(value: Any, path: str) -> list[PlaybookError]:
     errors = []
     for where, text in template_strings(value):
-        problem = check_syntax(text)
+        problem = check_template(text)
         if problem:
             errors.append(PlaybookError(join_path(path, *where), f"{problem} in {text!r}"))
     return errors
