@@ -344,37 +344,41 @@ def _again(
     _run_locally(earlier.playbook_path, playbook, workload, seed=seed, retry_of=retry_of, **options)
 
 
-again_target = click.argument("target", metavar="EXECUTION|EVENT_LOG")
+def _again_command(keep: bool) -> Any:
+    """The arguments and options of `noetl retry` (keep) and `noetl resubmit`, around `_again`."""
+
+    def command(
+        target: str,
+        namespace: str,
+        set_: tuple[str, ...],
+        set_string: tuple[str, ...],
+        **options: Any,
+    ) -> None:
+        _again(target, namespace, workload_overrides(set_, set_string), keep=keep, **options)
+
+    for option in (
+        _local_run_options,
+        set_string_option,
+        set_option,
+        namespace_option,
+        click.argument("target", metavar="EXECUTION|EVENT_LOG"),
+    ):
+        command = option(command)
+    return command
 
 
-@app.command()
-@again_target
-@namespace_option
-@set_option
-@set_string_option
-@_local_run_options
-def retry(
-    target: str, namespace: str, set_: tuple[str, ...], set_string: tuple[str, ...], **options: Any
-) -> None:
-    """Run a failed execution again, keeping what succeeded: only failed steps and items (and
-    what follows them) run, with the same workload and any `--set` laid over it.
-
-    TARGET is an Execution (a new one is created with spec.retryOf, and its name printed), or the
-    event log of a local run (.noetl/runs/NAME.jsonl), run again here."""
-    _again(target, namespace, workload_overrides(set_, set_string), keep=True, **options)
-
-
-@app.command()
-@again_target
-@namespace_option
-@set_option
-@set_string_option
-@_local_run_options
-def resubmit(
-    target: str, namespace: str, set_: tuple[str, ...], set_string: tuple[str, ...], **options: Any
-) -> None:
-    """Run an execution again from the start, with the same workload and any `--set` over it."""
-    _again(target, namespace, workload_overrides(set_, set_string), keep=False, **options)
+retry = app.command(
+    "retry",
+    help="Run a failed execution again, keeping what succeeded: only failed steps and items "
+    "(and what follows them) run, with the same workload and any `--set` laid over it.\n\n"
+    "TARGET is an Execution (a new one is created with spec.retryOf, and its name printed), or "
+    "the event log of a local run (.noetl/runs/NAME.jsonl), run again here.",
+)(_again_command(keep=True))
+resubmit = app.command(
+    "resubmit",
+    help="Run an execution again from the start, with the same workload and any `--set` over "
+    "it (TARGET as for retry).",
+)(_again_command(keep=False))
 
 
 @app.command()
