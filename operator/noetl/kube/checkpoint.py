@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 from noetl.engine import ExecutionState, FinishExecution
+from noetl.engine.graph import Graph
+from noetl.engine.retry import kept_results
 from noetl.engine.state import ExecutionPhase
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
@@ -123,6 +125,19 @@ class Checkpoint:
         self._written = status
 
 
+async def retried_results(api: KubeApi, execution: dict[str, Any], graph: Graph) -> dict[str, Any]:
+    """What this execution keeps of the one its spec.retryOf names (read from that one's results).
+
+    Raises LookupError when that Execution is gone (deleted, or collected after its TTL).
+    """
+    namespace, name = execution["metadata"]["namespace"], execution["spec"]["retryOf"]
+    earlier = await api.get_custom("executions", namespace, name)
+    if earlier is None:
+        where = f"in namespace {namespace}"
+        raise LookupError(f"spec.retryOf: no Execution named {name!r} {where} to retry")
+    return kept_results(graph, await ResultStore.load(api, earlier))
+
+
 async def refuse(
     api: KubeApi,
     execution: dict[str, Any],
@@ -130,8 +145,8 @@ async def refuse(
     reason: str = "InvalidPlaybook",
     phase: ExecutionPhase = "Failed",
 ) -> float:
-    """End an execution that never started (no playbook to run, or refused admission); its end
-    time. There is no engine to ask, so the status is written here."""
+    """End an execution that never started (no playbook to run, nothing to retry, or refused
+    admission); its end time. There is no engine to ask, so the status is written here."""
     if isinstance(error, PlaybookInvalid):
         message = "invalid playbook: " + "; ".join(str(e) for e in error.errors[:20])
     else:
