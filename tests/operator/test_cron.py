@@ -195,7 +195,12 @@ def test_an_operator_down_across_due_times_runs_the_latest_once(
         # Of the missed times only the latest (after the last of these) got a run.
         assert times & set(missed) == set()
         assert min(times - before) > int(restarted_at) - 2
-        status = isolated.get("cronplaybooks", "beat")["status"]
-        assert epoch_seconds(status["lastScheduleTime"]) >= min(times - before)
+        # The status is written after the Execution is created: wait for it to say so.
+        until(
+            lambda: (
+                epoch_seconds(isolated.get("cronplaybooks", "beat")["status"]["lastScheduleTime"])
+                >= min(times - before)
+            )
+        )
     finally:
         operator.stop()
