@@ -3,27 +3,35 @@
 Lines carry a `type` (the event or command class name), the wall-clock `time` and the fields of
 the message. Step results are logged as the engine sees them; secrets never are, since they reach
 steps only as environment variables.
+
+The first line also carries `run`: the id of the process writing the log (so that a viewer can
+ask it to stop) and what the caller says of the run (the playbook's source and the workload, so
+that the run can be replayed through the engine and drawn: see noetl.ui.sources.local).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import IO, Any
 
 
 class EventLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, run: dict[str, Any] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # Line-buffered: a run that is killed still leaves every line it reached.
         self._file: IO[str] = path.open("a", encoding="utf-8", buffering=1)
+        self._run: dict[str, Any] | None = {"pid": os.getpid(), **(run or {})}
 
     def write(self, message: Any, **extra: Any) -> None:
         record = {"time": round(time.time(), 6), "type": type(message).__name__}
         record.update(vars(message))  # a shallow view: asdict would deep-copy every result
         record.update(extra)
+        if self._run is not None:
+            record["run"], self._run = self._run, None
         self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
 
     def close(self) -> None:
