@@ -69,7 +69,8 @@ def render_graph(
         x, y = drawn.positions[name]
         if steps is None:
             state = "Invalid" if node.errors else "Valid"
-            label = f"{len(node.errors)} error(s)" if node.errors else (node.tool or "routing")
+            count = len(node.errors)
+            label = f"{count} error{'s' * (count > 1)}" if count else (node.tool or "routing")
         else:
             step = steps.get(name)
             state = step.state if step is not None else "Waiting"
