@@ -308,3 +308,76 @@ def test_pod_placement(renders: dict[str, list[dict[str, Any]]]) -> None:
 def test_bad_values_are_refused(values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(HelmError, match=complaint):
         render_chart(values)
+
+
+# The web view: (apiGroup, resource, verb) it may use, read-only unless its actions are on.
+READ = ("get", "list", "watch")
+UI_READ_RULES = {
+    *(("noetl.io", resource, v) for resource in ("playbooks", "executions") for v in READ),
+    *(("", resource, v) for resource in ("pods", "configmaps", "events") for v in READ),
+    ("", "pods/log", "get"),
+}
+
+
+def ui_objects(manifests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for manifest in manifests:
+        if manifest["metadata"]["name"] == "noetl-operator-ui":
+            found.setdefault(manifest["kind"], []).append(manifest)
+    return found
+
+
+def test_no_ui_by_default(renders: dict[str, list[dict[str, Any]]]) -> None:
+    assert not ui_objects(renders["default"])
+    assert not ui_objects(renders["namespaced"])
+
+
+@needs_helm
+def test_ui_is_read_only_locked_down_and_reached_by_port_forward() -> None:
+    manifests = render_chart({"ui": {"enabled": True}})
+    helm("lint", "--strict", str(CHART), values={"ui": {"enabled": True}})
+    ui = ui_objects(manifests)
+    assert sorted(ui) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert triples(ui["ClusterRole"][0]) == UI_READ_RULES
+    assert ui["ClusterRoleBinding"][0]["subjects"][0]["name"] == "noetl-operator-ui"
+    deployment = ui["Deployment"][0]
+    pod = deployment["spec"]["template"]["spec"]
+    (ui_container,) = pod["containers"]
+    assert pod["serviceAccountName"] == "noetl-operator-ui"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert ui_container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert ui_container["command"] == ["python", "-m", "noetl", "ui"]
+    command = app.get_command(app.make_context("noetl", ["ui"]), "ui")
+    assert command is not None
+    params = command.make_context("ui", list(ui_container["args"])).params
+    assert params["actions"] is False
+    assert params["host"] == "0.0.0.0"
+    assert ui["Service"][0]["spec"]["type"] == "ClusterIP"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    operator_selector = only(
+        [m for m in manifests if m["metadata"]["name"] == "noetl-operator"], "Deployment"
+    )["spec"]["selector"]["matchLabels"]
+    assert not operator_selector.items() <= labels.items(), "the operator's selector matches the UI"
+
+
+@needs_helm
+def test_ui_actions_add_only_patching_executions_in_watched_namespaces() -> None:
+    values = {"ui": {"enabled": True, "actions": {"enabled": True}}, "watchNamespaces": ["a", "b"]}
+    ui = ui_objects(render_chart(values))
+    assert "ClusterRole" not in ui
+    assert sorted(role["metadata"]["namespace"] for role in ui["Role"]) == ["a", "b"]
+    for role in ui["Role"]:
+        assert triples(role) == UI_READ_RULES | {("noetl.io", "executions", "patch")}
+    args = ui["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--actions" in args
+    assert {"--namespace=a", "--namespace=b"} <= set(args)
