@@ -123,9 +123,20 @@ def state_of(driver: Any, step: str) -> str:
 
 
 def wait_for(driver: Any, condition: Any, timeout: float = 60) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+    # The detail panel is replaced as the step changes: an element read a moment ago may be gone.
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return wait.until(lambda d: condition(d))
+
+
+def detail_text(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "detail").text)
 
 
 def no_secret_in(bodies: list[str], secret: str) -> None:

@@ -17,6 +17,7 @@ import pytest
 from tests.ui.browser import (
     UIProcess,
     chromium,
+    detail_text,
     needs_browser,
     no_secret_in,
     screenshot,
@@ -145,9 +146,8 @@ def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> 
         # Keyboard: Tab to the failed step's box, Enter opens its detail beside the graph.
         node = browser.find_element(By.CSS_SELECTOR, 'svg .node[data-step="broken"]')
         node.send_keys(Keys.ENTER)
-        detail = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#detail .step-detail"))
-        assert "command exited with code 3" in detail.text
-        assert "broken-on-purpose" in detail.text  # its stderr, under Logs
+        wait_for(browser, lambda d: "command exited with code 3" in detail_text(d))
+        assert "broken-on-purpose" in detail_text(browser)  # its stderr, under Logs
 
         gate.touch()
         wait_for(browser, lambda d: state_of(d, "after") == "Succeeded 3/3 items")
@@ -157,8 +157,8 @@ def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> 
         assert "broken" in browser.find_element(By.ID, "error").text
         assert not browser.find_elements(By.ID, "cancel")
         browser.find_element(By.CSS_SELECTOR, 'svg .node[data-step="gate"]').click()
-        wait_for(browser, lambda d: "opened" in d.find_element(By.ID, "detail").text)
-        assert "creds" in browser.find_element(By.ID, "detail").text  # the Secret's name only
+        wait_for(browser, lambda d: "opened" in detail_text(d))
+        assert "creds" in detail_text(browser)  # the Secret's name only
         screenshot(browser, "execution")
         assert run.wait(timeout=60) == 1
         pages = [browser.page_source]
@@ -188,7 +188,9 @@ def test_playbooks_with_their_validation(workspace: Path, ui: UIProcess, browser
     from selenium.webdriver.common.by import By
 
     browser.get(ui.base + "/playbooks")
-    rows = {row.text.split()[0]: row.text for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    rows = {
+        row.text.split()[0]: row.text for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
     assert "Valid" in rows["gated"]
     assert "Invalid" in rows["broken"]
     screenshot(browser, "playbooks")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from noetl.ui.model import GraphModel
 
@@ -58,7 +59,7 @@ def layout(graph: GraphModel) -> Layout:
                 rows[depth].append(point)
                 chain.append(point)
             chain.append(target)
-            for upper, lower in zip(chain, chain[1:], strict=False):
+            for upper, lower in pairwise(chain):
                 downs[upper].append(lower)
                 ups[lower].append(upper)
             chains.append((source, target, label, chain))

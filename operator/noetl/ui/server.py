@@ -86,7 +86,11 @@ def live_state(view: ExecutionView) -> dict[str, Any]:
     """What an open page needs to restyle itself: the phase and each step's state, as text."""
 
     def state(value: str, label: str | None = None) -> dict[str, str]:
-        return {"css": state_class(value), "symbol": SYMBOLS.get(value, ""), "label": label or value}
+        return {
+            "css": state_class(value),
+            "symbol": SYMBOLS.get(value, ""),
+            "label": label or value,
+        }
 
     def step(item: StepView) -> dict[str, str]:
         return {**state(item.state, state_label(item)), "message": item.message or ""}

@@ -20,13 +20,13 @@ SYMBOLS = {
     "Retrying": "↻",
     "Succeeded": "✓",
     "Failed": "✗",
-    "Skipped": "–",
+    "Skipped": "\u2013",
     "Cancelled": "■",
     "Not run": "·",
     "Invalid": "!",
     "Valid": "✓",
 }
-NAME_CHARACTERS = 22
+NAME_CHARACTERS = 14  # the tool's name shares the line
 
 
 def state_label(step: StepView | None) -> str:
@@ -87,6 +87,8 @@ def render_graph(
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="8"'
             f"{dashed}/>"
             f'<text x="{x + 10:.1f}" y="{y + 19:.1f}" class="name">{escape(shown)}</text>'
+            f'<text x="{x + NODE_WIDTH - 8:.1f}" y="{y + 19:.1f}" class="tool" '
+            f'text-anchor="end">{escape(kind)}</text>'
             f'<text x="{x + 10:.1f}" y="{y + 36:.1f}" class="state">'
             f'<tspan class="symbol">{SYMBOLS.get(state, "")}</tspan> '
             f'<tspan class="label">{escape(label)}</tspan></text></a>'

@@ -3,16 +3,17 @@
 
 This is the one place that knows where the operator keeps what:
 
-| what the view shows | where it is read today |
-| --- | --- |
-| phase, times, error | `Execution.status` |
-| each step's state, attempts, loop counts | the engine record, `status.engine` (else `status.steps`) |
-| the graph | the playbook as run: ConfigMap `<execution>-playbook`, key `playbook.json` |
-| a step's result | the results ConfigMaps (labels `noetl.io/execution`, `noetl.io/purpose=results`) |
-| a step's attempts, rendered args, logs | its pods (labels `noetl.io/execution`, `noetl.io/step`); args from the `NOETL_INPUT_JSON` value, never any other variable |
-| the Events | core Events whose involved object is the Execution |
-| live changes | a watch on the Execution |
-| cancel | `spec.cancel: true`, as `noetl cancel` |
+- phase, times, error: `Execution.status`;
+- each step's state, attempts and loop counts: the engine record `status.engine` (else the
+  summary `status.steps`);
+- the graph: the playbook as run, ConfigMap `<execution>-playbook` (key `playbook.json`), else
+  the Playbook the Execution names;
+- a step's result: the results ConfigMaps (labels `noetl.io/execution`,
+  `noetl.io/purpose=results`);
+- a step's attempts, rendered args and logs: its pods (labels `noetl.io/execution`,
+  `noetl.io/step`); the args from the `NOETL_INPUT_JSON` value, never from any other variable;
+- the Events: core Events whose involved object is the Execution;
+- live changes: a watch on the Execution; cancel: `spec.cancel: true`, as `noetl cancel`.
 
 The blocking official client runs in threads, so the server's loop never waits on the network.
 Secrets are never read: a step's Secret is only named (`args.secretRef`) in what is shown.
@@ -32,7 +33,13 @@ from kubernetes.client.exceptions import ApiException
 
 from noetl.engine.state import FINISHED_PHASES, ExecutionState
 from noetl.kube.client import GROUP, VERSION
-from noetl.kube.manifests import ATTEMPT_LABEL, EXECUTION_LABEL, INDEX_LABEL, PURPOSE_LABEL, STEP_LABEL
+from noetl.kube.manifests import (
+    ATTEMPT_LABEL,
+    EXECUTION_LABEL,
+    INDEX_LABEL,
+    PURPOSE_LABEL,
+    STEP_LABEL,
+)
 from noetl.kube.names import snapshot_config_map
 from noetl.kube.results import PURPOSE as RESULTS_PURPOSE
 from noetl.kube.results import from_data_key
@@ -289,7 +296,12 @@ class ClusterRuns:
             metadata = playbook["metadata"]
             views.append(
                 PlaybookView(
-                    metadata["name"], metadata["namespace"], "cluster", valid, errors, graph,
+                    metadata["name"],
+                    metadata["namespace"],
+                    "cluster",
+                    valid,
+                    errors,
+                    graph,
                     spec.get("description"),
                 )
             )

@@ -122,7 +122,11 @@ class LocalRun:
         if kind == "ExecutionStarted":
             self.phase, self.started = "Running", record.get("at")
         elif kind == "FinishExecution":
-            self.phase, self.error, self.finished = record["phase"], record.get("error"), record["time"]
+            self.phase, self.error, self.finished = (
+                record["phase"],
+                record.get("error"),
+                record["time"],
+            )
         self._note_attempt(kind, record)
 
     def _start(self, run: dict[str, Any]) -> None:
@@ -141,7 +145,7 @@ class LocalRun:
         self.playbook_name = playbook.name
         self._spec = document.get("spec", document)
         self._engine = Engine(
-            playbook, run.get("workload") or {}, {"id": self.execution_id, "name": playbook.name}
+            playbook, run.get("workload") or {}, {"id": self.execution_id or self.name, "name": playbook.name}
         )
 
     def _note_attempt(self, kind: Any, record: dict[str, Any]) -> None:
@@ -178,7 +182,9 @@ class LocalRun:
             cls = EVENTS.get(record.get("type", ""))
             if cls is None:
                 continue
-            event: Event = cls(**{k: v for k, v in record.items() if k in _EVENT_FIELDS[record["type"]]})
+            event: Event = cls(
+                **{k: v for k, v in record.items() if k in _EVENT_FIELDS[record["type"]]}
+            )
             try:
                 self._engine.handle(self._state, self._results, event)
             except Exception as error:  # a log that does not replay: show what the log says
@@ -190,7 +196,9 @@ class LocalRun:
     @property
     def live(self) -> bool:
         """Whether the process that writes this log still runs (and is that process)."""
-        return self.phase not in ("Succeeded", "Failed", "Cancelled") and writes(self.pid, self.path)
+        return self.phase not in ("Succeeded", "Failed", "Cancelled") and writes(
+            self.pid, self.path
+        )
 
     def shown_phase(self) -> str:
         if self.phase in ("Succeeded", "Failed", "Cancelled") or self.live:
@@ -204,10 +212,8 @@ class LocalRun:
 
     def view(self) -> ExecutionView:
         self._replay()
-        if self._engine is not None:
-            steps = step_views(self._state)
-        else:
-            steps = self._steps_from_attempts()
+        known = self._engine is not None
+        steps = step_views(self._state) if known else self._steps_from_attempts()
         graph = graph_of(self._spec) if self._spec is not None else GraphModel()
         view = ExecutionView(
             **vars(self.summary()),
