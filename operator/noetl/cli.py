@@ -169,7 +169,10 @@ def run(
     reporter = make_reporter(quiet or as_json)
     execution_id = new_execution_id(playbook.name)
     log_path = event_log or Path(".noetl") / "runs" / f"{execution_id}.jsonl"
-    log = EventLog(log_path, run={"source": file.read_text(), "workload": workload})
+    spec = playbook.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    log = EventLog(
+        log_path, run={"playbook": {"name": playbook.name, "spec": spec}, "workload": workload}
+    )
     runner = LocalRunner(
         playbook,
         executor,

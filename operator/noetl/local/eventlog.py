@@ -5,7 +5,7 @@ the message. Step results are logged as the engine sees them; secrets never are,
 steps only as environment variables.
 
 The first line also carries `run`: the id of the process writing the log (so that a viewer can
-ask it to stop) and what the caller says of the run (the playbook's source and the workload, so
+ask it to stop) and what the caller says of the run (the playbook as run, and the workload, so
 that the run can be replayed through the engine and drawn: see noetl.ui.sources.local).
 """
 

@@ -17,7 +17,7 @@ from itertools import pairwise
 
 from noetl.ui.model import GraphModel
 
-NODE_WIDTH = 176
+NODE_WIDTH = 196
 NODE_HEIGHT = 46
 PLACEHOLDER_WIDTH = 16
 GAP_X = 28

@@ -1,6 +1,6 @@
 """Runs on this machine, read from the event logs `noetl run` writes (`.noetl/runs/*.jsonl`).
 
-A log's first line carries the playbook's source and the workload (see noetl.local.eventlog), so a
+A log's first line carries the playbook as run and the workload (see noetl.local.eventlog), so a
 run is replayed through the engine event by event: the view then shows exactly the state the run
 had (loop counts, skipped steps), the same record a cluster keeps. Commands in the log give each
 attempt's rendered args; step events give its times, error and output. A log is read
@@ -50,6 +50,7 @@ from noetl.ui.model import (
 )
 from noetl.ui.sources import ActionRefused, fill_steps, step_views
 
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: faster
 FOLLOW_INTERVAL = 0.2  # seconds between looks at a log that is still being written
 EVENTS = {
     "ExecutionStarted": ExecutionStarted,
@@ -132,20 +133,21 @@ class LocalRun:
     def _start(self, run: dict[str, Any]) -> None:
         self.pid = run.get("pid")
         self.playbook_name = (self.execution_id or "").rpartition("-")[0]
-        source = run.get("source")
-        if source is None:
+        document = run.get("playbook")
+        if not isinstance(document, dict):
             self.note = "this log does not hold its playbook: the graph shows only steps that ran"
             return
         try:
-            document = yaml.safe_load(source)
-            playbook = parse_playbook(document, self.name)
-        except (yaml.YAMLError, PlaybookInvalid) as error:
+            playbook = parse_playbook({"kind": "Playbook", **document}, self.name)
+        except PlaybookInvalid as error:
             self.note = f"the playbook in this log cannot be read: {error}"
             return
         self.playbook_name = playbook.name
-        self._spec = document.get("spec", document)
+        self._spec = document.get("spec")
         self._engine = Engine(
-            playbook, run.get("workload") or {}, {"id": self.execution_id or self.name, "name": playbook.name}
+            playbook,
+            run.get("workload") or {},
+            {"id": self.execution_id or self.name, "name": playbook.name},
         )
 
     def _note_attempt(self, kind: Any, record: dict[str, Any]) -> None:
@@ -338,7 +340,7 @@ class LocalRuns:
 def playbook_file(path: Path) -> PlaybookView:
     """A playbook file, validated as `noetl validate` does, its errors placed at their steps."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError) as error:
         return PlaybookView(path.stem, LOCAL, str(path), False, [("", str(error))])
     spec = document.get("spec", document) if isinstance(document, dict) else None
