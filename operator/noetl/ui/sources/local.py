@@ -170,7 +170,7 @@ class LocalRun:
             attempt.finished, attempt.error = record.get("at"), record.get("error")
             result = record.get("result")
             if isinstance(result, dict):
-                output = {k: result[k] for k in OUTPUT_KEYS if isinstance(result.get(k), str)}
+                output = {k: v for k in OUTPUT_KEYS if isinstance(v := result.get(k), str) and v}
                 if output:
                     self.outputs[key] = output
         elif kind == "CancelStep" and attempt.finished is None:
