@@ -71,7 +71,9 @@ def chromium(profile: Path) -> Iterator[Any]:
 class UIProcess:
     """`noetl ui` in a child process; every body it sends through `fetch` is kept for checks."""
 
-    def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, log: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.bodies: list[str] = []
@@ -79,6 +81,7 @@ class UIProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "noetl", "ui", "--port", str(self.port), *args],
             env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -94,14 +94,8 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ui(workspace: Path) -> Iterator[UIProcess]:
-    process = UIProcess(
-        workspace / "ui.log",
-        "--no-cluster",
-        "--runs",
-        str(workspace / ".noetl" / "runs"),
-        "--playbooks",
-        str(workspace / "playbooks"),
-    )
+    # Its defaults: .noetl/runs and ./playbooks of the directory it starts in.
+    process = UIProcess(workspace / "ui.log", "--no-cluster", cwd=workspace)
     yield process
     process.stop()
 
@@ -127,9 +121,9 @@ def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> 
         workspace,
         "playbooks/gated.yaml",
         "--set",
-        f"gate={gate}",
+        "gate=gate",  # steps run in the directory of `noetl run`
         "--secret",
-        f"creds={workspace / 'creds.env'}",
+        "creds=creds.env",
     )
     try:
         browser.get(ui.base + "/executions")
@@ -168,6 +162,8 @@ def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> 
             run.wait()
 
     # Every page and response, fetched again as a client without script sees them.
+    browser.get(ui.base + "/executions")
+    screenshot(browser, "executions")
     listing = ui.fetch("/executions")
     assert f'href="/executions/local/{name}"' in listing
     assert "Failed" in ui.fetch("/executions?phase=Failed")
