@@ -3,9 +3,10 @@
     python benchmarks/bench_ui.py [--steps 2000] [--runs 5]
 
 Runs, with `noetl run`, a playbook of 40 parallel branches of shell steps between a fan-out and
-a join (2,000 steps in all, plus start, the join and end; the run takes a while), then serves its event log with the UI in this process and prints the
-median time of: the whole page request (replaying the log, laying out the graph, drawing the SVG,
-rendering the HTML), the layout alone, and the page's size. The first request replays the whole
+a join (2,000 steps in all, plus start, the join and end; the run takes a while), then serves its
+event log with the UI in this process and prints the time of the whole page request (replaying
+the log, laying out the graph, drawing the SVG, rendering the HTML), the layout alone, and the
+page's size. The first request replays the whole
 log; later ones read only what was added, as when a page is reloaded.
 """
 
@@ -84,7 +85,8 @@ def main() -> None:
         layout_time = time.perf_counter() - started
     print(f"execution page of {len(graph.nodes)} steps, {len(graph.edges)} edges:")
     print(f"  first request (replays the whole event log): {times[0] * 1000:.0f} ms")
-    print(f"  later requests, median of {len(times) - 1}: {statistics.median(times[1:]) * 1000:.0f} ms")
+    later = statistics.median(times[1:]) * 1000
+    print(f"  later requests, median of {len(times) - 1}: {later:.0f} ms")
     print(f"  layout alone: {layout_time * 1000:.0f} ms")
     print(f"  page size: {size / 1024:.0f} KiB")
 

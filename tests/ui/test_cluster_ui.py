@@ -13,7 +13,6 @@ import pytest
 from tests.operator.harness import Resources
 from tests.ui.browser import (
     UIProcess,
-    chromium,
     detail_text,
     needs_browser,
     no_secret_in,
@@ -47,12 +46,6 @@ def ui(kube_cluster: Any, resources: Resources, tmp_path: Path) -> Iterator[UIPr
     )
     yield process
     process.stop()
-
-
-@pytest.fixture
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
-        yield driver
 
 
 def test_an_execution_seen_live(resources: Resources, ui: UIProcess, browser: Any) -> None:

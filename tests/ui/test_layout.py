@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,9 +33,7 @@ def test_steps_go_below_all_their_predecessors() -> None:
 def test_branches_share_a_layer_without_overlapping() -> None:
     drawn = layout(graph([("start", f"b{i}") for i in range(5)]))
     lefts = sorted(x for name, (x, y) in drawn.positions.items() if name != "start")
-    assert all(
-        later - earlier >= NODE_WIDTH for earlier, later in zip(lefts, lefts[1:], strict=False)
-    )
+    assert all(later - earlier >= NODE_WIDTH for earlier, later in itertools.pairwise(lefts))
     assert drawn.width >= 5 * NODE_WIDTH
 
 
@@ -62,7 +62,7 @@ def test_any_dag_gets_boxes_that_never_overlap_and_edges_that_point_down(
             assert abs(x1 - x2) >= NODE_WIDTH or abs(y1 - y2) >= NODE_HEIGHT
     for source, target, _, points in drawn.routes:
         assert drawn.positions[source][1] < drawn.positions[target][1]
-        assert all(a[1] < b[1] for a, b in zip(points, points[1:], strict=False))
+        assert all(a[1] < b[1] for a, b in itertools.pairwise(points))
 
 
 def test_graph_of_reads_edges_of_every_kind_and_tolerates_bad_entries() -> None:

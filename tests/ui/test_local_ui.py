@@ -16,7 +16,6 @@ import pytest
 
 from tests.ui.browser import (
     UIProcess,
-    chromium,
     detail_text,
     needs_browser,
     no_secret_in,
@@ -98,12 +97,6 @@ def ui(workspace: Path) -> Iterator[UIProcess]:
     process = UIProcess(workspace / "ui.log", "--no-cluster", cwd=workspace)
     yield process
     process.stop()
-
-
-@pytest.fixture
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
-        yield driver
 
 
 def run_name(workspace: Path, prefix: str) -> str:
