@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import jinja2
@@ -36,6 +37,8 @@ from noetl.ui.model import (
 from noetl.ui.sources import ActionRefused, Source
 from noetl.ui.svg import SYMBOLS, render_graph, state_class, state_label
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 SHOWN_BYTES = 64 * 1024  # of a result or args: more is cut, with a note
 ACTIONS = ("cancel",)
 """Write actions the UI offers. Retry and resume join here (a route, a Source method and a button
@@ -115,7 +118,7 @@ class UI:
         self.templates = _environment()
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_source_failures])
         app.add_routes(
             [
                 web.get("/", self.home),
@@ -137,11 +140,28 @@ class UI:
         for source in self.sources:
             await source.close()
 
-    def _page(self, template: str, section: str, **context: Any) -> web.Response:
+    def _page(
+        self, template: str, section: str, problems: Iterable[str] = (), **context: Any
+    ) -> web.Response:
         html = self.templates.get_template(template).render(
-            section=section, notes=self.notes, **context
+            section=section, notes=[*self.notes, *problems], **context
         )
         return web.Response(text=html, content_type="text/html")
+
+    async def _from_every_source(
+        self, ask: Callable[[Source], Awaitable[list[T]]]
+    ) -> tuple[list[T], list[str]]:
+        """What every source answers; a source that fails (a cluster out of reach) becomes a note
+        on the page instead of failing it."""
+        answers = await asyncio.gather(*(ask(s) for s in self.sources), return_exceptions=True)
+        found: list[T] = []
+        problems = []
+        for source, answer in zip(self.sources, answers, strict=True):
+            if isinstance(answer, BaseException):
+                problems.append(f"{source.name}: {type(answer).__name__}: {answer}"[:300])
+            else:
+                found += answer
+        return found, problems
 
     def _source(self, namespace: str) -> Source:
         for source in self.sources:
@@ -164,9 +184,7 @@ class UI:
         return web.Response(text=text, content_type=kind)
 
     async def executions(self, request: web.Request) -> web.Response:
-        rows: list[ExecutionSummary] = []
-        for found in await asyncio.gather(*(s.executions() for s in self.sources)):
-            rows += found
+        rows, problems = await self._from_every_source(lambda source: source.executions())
         fields = (("phase", "Phase"), ("playbook", "Playbook"), ("namespace", "Namespace"))
         chosen = {field: request.query.get(field, "") for field, _ in fields}
         filters = [
@@ -179,7 +197,7 @@ class UI:
         ]
         shown.sort(key=lambda row: row.started or 0, reverse=True)
         return self._page(
-            "executions.html", "executions", rows=shown, filters=filters, chosen=chosen
+            "executions.html", "executions", problems, rows=shown, filters=filters, chosen=chosen
         )
 
     async def _view(self, request: web.Request) -> tuple[Source, ExecutionView]:
@@ -255,23 +273,33 @@ class UI:
             raise web.HTTPConflict(text=str(refused)) from None
         raise web.HTTPSeeOther(f"/executions/{quote(namespace)}/{quote(name)}")
 
-    async def _playbooks(self) -> list[PlaybookView]:
-        found: list[PlaybookView] = []
-        for listed in await asyncio.gather(*(s.playbooks() for s in self.sources)):
-            found += listed
-        return found
-
     async def playbooks(self, _: web.Request) -> web.Response:
-        found = sorted(await self._playbooks(), key=lambda p: (p.namespace, p.name))
-        return self._page("playbooks.html", "playbooks", playbooks=found)
+        found, problems = await self._from_every_source(lambda source: source.playbooks())
+        found.sort(key=lambda p: (p.namespace, p.name))
+        return self._page("playbooks.html", "playbooks", problems, playbooks=found)
 
     async def playbook(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
-        for playbook in await self._playbooks():
+        for playbook in await self._source(namespace).playbooks():
             if (playbook.namespace, playbook.name) == (namespace, name):
                 graph = render_graph(playbook.graph, None, "#step-")
                 return self._page("playbook.html", "playbooks", playbook=playbook, graph=graph)
         raise web.HTTPNotFound(text=f"no playbook {name} in {namespace}")
+
+
+@web.middleware
+async def _source_failures(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A source that cannot answer (a cluster out of reach, a refusal) is a 502 saying why."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as error:
+        log.exception("%s %s failed", request.method, request.path)
+        reason = f"{type(error).__name__}: {error}"[:500]
+        raise web.HTTPBadGateway(text=f"could not read it: {reason}") from None
 
 
 def _step_order(view: ExecutionView) -> Callable[[StepView], tuple[float, int]]:

@@ -62,6 +62,7 @@ from noetl.ui.sources import ActionRefused, fill_steps, step_views
 T = TypeVar("T")
 LOG_BYTES = 256 * 1024  # the end of each pod's log, enough to read and small enough to send
 WATCH_SECONDS = 300
+REQUEST_SECONDS = 15
 
 
 class ClusterRuns:
@@ -79,6 +80,7 @@ class ClusterRuns:
         return self.namespaces is None or namespace in self.namespaces
 
     async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", REQUEST_SECONDS)  # an unreachable cluster fails fast
         return await asyncio.to_thread(function, *args, **kwargs)
 
     async def _list(self, plural: str) -> list[dict[str, Any]]:
