@@ -184,7 +184,8 @@ class ClusterRuns:
             detail.logs.append(LogText(f"pod {pod.metadata.name}", await self._log(pod)))
         if detail.attempts and view.steps[step].message and detail.step.state == "Failed":
             detail.attempts[-1].error = detail.attempts[-1].error or view.steps[step].message
-        detail.has_result, detail.result = await self._result(namespace, name, step)
+        if detail.step.finished is not None:  # results are written when a step ends
+            detail.has_result, detail.result = await self._result(namespace, name, step)
         return detail
 
     async def _log(self, pod: Any) -> str:

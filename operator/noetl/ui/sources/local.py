@@ -118,8 +118,9 @@ class LocalRun:
             self._start(record.get("run") or {})
         if record.get("execution") != self.execution_id:
             return  # a child playbook's own events: its outcome reaches the parent's step
-        self._records.append(record)
         kind = record.get("type")
+        if kind in EVENTS:
+            self._records.append(record)  # to replay; commands only fill in the attempts
         if kind == "ExecutionStarted":
             self.phase, self.started = "Running", record.get("at")
         elif kind == "FinishExecution":
@@ -181,13 +182,11 @@ class LocalRun:
         if self._engine is None:
             return
         for record in self._records[self._replayed :]:
-            cls = EVENTS.get(record.get("type", ""))
-            if cls is None:
-                continue
-            event: Event = cls(
-                **{k: v for k, v in record.items() if k in _EVENT_FIELDS[record["type"]]}
-            )
+            kind = record["type"]
             try:
+                event: Event = EVENTS[kind](
+                    **{k: v for k, v in record.items() if k in _EVENT_FIELDS[kind]}
+                )
                 self._engine.handle(self._state, self._results, event)
             except Exception as error:  # a log that does not replay: show what the log says
                 self.note = f"the run could not be replayed ({type(error).__name__}: {error})"
