@@ -58,8 +58,13 @@ def triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
+def is_ui(manifest: dict[str, Any]) -> bool:
+    return manifest["metadata"]["labels"].get("app.kubernetes.io/component") == "ui"
+
+
 def only(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [m for m in manifests if m["kind"] == kind]
+    """The one object of `kind` of the operator itself (the web view's are apart)."""
+    found = [m for m in manifests if m["kind"] == kind and not is_ui(m)]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
 
@@ -152,11 +157,17 @@ def test_namespaced_mode_grants_only_in_watched_namespaces(
 ) -> None:
     manifests = renders["namespaced"]
     peering = {("kopf.dev", "kopfpeerings", verb) for verb in PEERING_VERBS}
-    roles = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "Role"}
+    roles = {
+        m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "Role" and not is_ui(m)
+    }
     assert set(roles) == {"team-a", "team-b"}
     for role in roles.values():
         assert triples(role) == NAMESPACED_RULES | peering
-    bindings = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "RoleBinding"}
+    bindings = {
+        m["metadata"]["namespace"]: m
+        for m in manifests
+        if m["kind"] == "RoleBinding" and not is_ui(m)
+    }
     assert set(bindings) == {"team-a", "team-b"}
     account = only(manifests, "ServiceAccount")["metadata"]["name"]
     for binding in bindings.values():
@@ -321,15 +332,14 @@ UI_READ_RULES = {
 
 def ui_objects(manifests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
-    for manifest in manifests:
-        if manifest["metadata"]["name"] == "noetl-operator-ui":
-            found.setdefault(manifest["kind"], []).append(manifest)
+    for manifest in filter(is_ui, manifests):
+        assert manifest["metadata"]["name"] == "noetl-operator-ui"
+        found.setdefault(manifest["kind"], []).append(manifest)
     return found
 
 
 def test_no_ui_by_default(renders: dict[str, list[dict[str, Any]]]) -> None:
     assert not ui_objects(renders["default"])
-    assert not ui_objects(renders["namespaced"])
 
 
 @needs_helm
@@ -370,14 +380,15 @@ def test_ui_is_read_only_locked_down_and_reached_by_port_forward() -> None:
     assert not operator_selector.items() <= labels.items(), "the operator's selector matches the UI"
 
 
-@needs_helm
-def test_ui_actions_add_only_patching_executions_in_watched_namespaces() -> None:
-    values = {"ui": {"enabled": True, "actions": {"enabled": True}}, "watchNamespaces": ["a", "b"]}
-    ui = ui_objects(render_chart(values))
+def test_ui_actions_add_only_patching_executions_in_watched_namespaces(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    ui = ui_objects(renders["namespaced"])
     assert "ClusterRole" not in ui
-    assert sorted(role["metadata"]["namespace"] for role in ui["Role"]) == ["a", "b"]
+    assert sorted(role["metadata"]["namespace"] for role in ui["Role"]) == ["team-a", "team-b"]
     for role in ui["Role"]:
         assert triples(role) == UI_READ_RULES | {("noetl.io", "executions", "patch")}
-    args = ui["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--actions" in args
-    assert {"--namespace=a", "--namespace=b"} <= set(args)
+    (ui_container,) = ui["Deployment"][0]["spec"]["template"]["spec"]["containers"]
+    assert "--actions" in ui_container["args"]
+    assert {"--namespace=team-a", "--namespace=team-b"} <= set(ui_container["args"])
+    assert ui["Service"][0]["spec"]["ports"][0]["port"] == 9090

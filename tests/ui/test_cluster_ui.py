@@ -4,11 +4,13 @@ works, Playbooks show their validation, and no response carries the value of a S
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.operator.harness import Resources
 from tests.ui.browser import (
@@ -124,3 +126,63 @@ def test_cancel_and_playbook_validation(resources: Resources, ui: UIProcess, bro
     browser.get(f"{ui.base}/playbooks/{ns}/dangling")
     assert "Invalid" in browser.find_element(By.CSS_SELECTOR, ".heading .badge").text
     assert "nowhere" in browser.find_element(By.ID, "step-start").text
+
+
+def test_the_charts_read_only_rbac_is_enough_and_no_more(
+    kube_cluster: Any, resources: Resources, tmp_path: Path
+) -> None:
+    """`noetl ui` under the chart's ServiceAccount for it: every page reads, nothing can change."""
+    import kubernetes
+    from kubernetes import utils
+    from kubernetes.client.exceptions import ApiException
+
+    from tests.deploy.chart import HelmError, render_chart
+
+    ns = resources.namespace
+    try:
+        manifests = render_chart({"ui": {"enabled": True}, "watchNamespaces": [ns]}, namespace=ns)
+    except HelmError as error:
+        pytest.skip(str(error))
+    rbac = [
+        m
+        for m in manifests
+        if m["metadata"]["name"] == "noetl-operator-ui"
+        and m["kind"] in ("ServiceAccount", "Role", "RoleBinding")
+    ]
+    assert len(rbac) == 3
+    for manifest in rbac:
+        utils.create_from_dict(kube_cluster.api_client(), manifest)
+    kubeconfig = kube_cluster.service_account_kubeconfig(ns, "noetl-operator-ui")
+    as_ui = kubernetes.config.new_client_from_config(str(kubeconfig))
+    with pytest.raises(ApiException) as denied:
+        client.CoreV1Api(as_ui).list_namespaced_secret(ns)
+    assert denied.value.status == 403
+    with pytest.raises(ApiException) as denied:
+        client.CustomObjectsApi(as_ui).patch_namespaced_custom_object(
+            "noetl.io", "v1alpha1", ns, "executions", "hello-1", {"spec": {"cancel": True}}
+        )
+    assert denied.value.status == 403
+
+    resources.apply_playbook_file(Path(__file__).resolve().parents[2] / "playbooks" / "hello.yaml")
+    resources.execute("hello-1", "hello", {"name": "UI"})
+    assert resources.wait_finished("hello-1")["phase"] == "Succeeded"
+    ui = UIProcess(
+        tmp_path / "ui.log",
+        "--namespace",
+        ns,
+        "--no-actions",
+        env={"KUBECONFIG": str(kubeconfig)},
+        cwd=tmp_path,
+    )
+    try:
+        assert "hello-1" in ui.fetch("/executions")
+        page = ui.fetch(f"/executions/{ns}/hello-1")
+        assert "✓ Succeeded" in page and "No Events." not in page
+        step = html.unescape(ui.fetch(f"/executions/{ns}/hello-1/steps/greet?partial=1"))
+        assert '"stdout": "Hello, UI!' in step  # the result, from the results ConfigMap
+        assert "pod hello-1-greet-a1" in step  # the log, from the pod
+        assert "hello" in ui.fetch("/playbooks")
+        assert 'id="cancel"' not in page
+    finally:
+        ui.stop()
+    assert "Forbidden" not in (tmp_path / "ui.log").read_text()
