@@ -143,7 +143,12 @@ def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> 
         assert state_of(browser, "end") == "Succeeded"  # its branch ran on; the run still fails
         assert "broken" in browser.find_element(By.ID, "error").text
         assert not browser.find_elements(By.ID, "cancel")
-        browser.find_element(By.CSS_SELECTOR, 'svg .node[data-step="gate"]').click()
+        # Arrow keys move between the boxes: from the failed step left to its neighbour.
+        browser.find_element(By.CSS_SELECTOR, 'svg .node[data-step="broken"]').send_keys(
+            Keys.ARROW_LEFT
+        )
+        assert browser.switch_to.active_element.get_attribute("data-step") == "gate"
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
         wait_for(browser, lambda d: "opened" in detail_text(d))
         assert "creds" in detail_text(browser)  # the Secret's name only
         screenshot(browser, "execution")

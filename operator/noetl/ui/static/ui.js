@@ -73,6 +73,34 @@
     show(link.dataset.step, true);
   });
 
+  // Arrow keys move between steps in the graph: to the nearest box that way.
+  const directions = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] };
+  function centre(node) {
+    const box = node.querySelector("rect");
+    return [+box.getAttribute("x") + box.getAttribute("width") / 2,
+            +box.getAttribute("y") + box.getAttribute("height") / 2];
+  }
+  document.addEventListener("keydown", (event) => {
+    const from = event.target.closest && event.target.closest("svg .node");
+    const way = directions[event.key];
+    if (!from || !way) return;
+    const [x, y] = centre(from);
+    let best = null, bestScore = Infinity;
+    for (const node of document.querySelectorAll("svg .node")) {
+      const [nx, ny] = centre(node);
+      const along = (nx - x) * way[0] + (ny - y) * way[1];
+      if (node === from || along <= 0) continue;
+      const across = Math.abs((nx - x) * way[1] + (ny - y) * way[0]);
+      const score = along + 2 * across;
+      if (score < bestScore) { best = node; bestScore = score; }
+    }
+    if (best) {
+      event.preventDefault();
+      best.focus();
+      best.scrollIntoView({ block: "nearest", inline: "nearest" });
+    }
+  });
+
   const initial = new URLSearchParams(location.search).get("step");
   if (initial) selected = initial;
 
