@@ -218,7 +218,7 @@ class LocalRun:
         graph = graph_of(self._spec) if self._spec is not None else GraphModel()
         view = ExecutionView(
             **vars(self.summary()),
-            error=self.error,
+            error=self.error or self._state.error,
             steps=steps,
             graph=graph,
             cancellable=self.live,
