@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,18 @@ async def test_a_line_being_written_waits_and_a_vanished_writer_is_interrupted(
         file.write('ep", "step": "a", "index": null, "attempt": 1, "execution": "cut-1"}\n')
     view = await source.execution("local", "cut")
     assert view is not None and "a" in view.steps
+
+
+async def test_a_log_not_written_yet_is_pending_and_offers_no_cancel(tmp_path: Path) -> None:
+    (tmp_path / "new.jsonl").write_text("")  # `noetl run` opened it, and wrote nothing yet
+    source = LocalRuns(tmp_path)
+    view = await source.execution("local", "new")
+    assert view is not None
+    assert (view.phase, view.cancellable) == ("Pending", False)
+    old = time.time() - 3600
+    os.utime(tmp_path / "new.jsonl", (old, old))  # nothing came for an hour: abandoned
+    view = await source.execution("local", "new")
+    assert view is not None and view.phase == "Interrupted"
 
 
 def test_writes_checks_that_the_process_has_the_log_open(tmp_path: Path) -> None:

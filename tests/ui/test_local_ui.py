@@ -142,7 +142,7 @@ def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> 
         assert state_of(browser, "gate") == "Succeeded"
         assert state_of(browser, "end") == "Succeeded"  # its branch ran on; the run still fails
         assert "broken" in browser.find_element(By.ID, "error").text
-        assert not browser.find_elements(By.ID, "cancel")
+        assert not browser.find_element(By.ID, "cancel").is_displayed()
         # Arrow keys move between the boxes: from the failed step left to its neighbour.
         browser.find_element(By.CSS_SELECTOR, 'svg .node[data-step="broken"]').send_keys(
             Keys.ARROW_LEFT
@@ -206,6 +206,8 @@ def test_cancel_a_local_run(workspace: Path, ui: UIProcess, browser: Any) -> Non
         name = run_name(workspace, "sleepy")
         browser.get(f"{ui.base}/executions/local/{name}")
         wait_for(browser, lambda d: state_of(d, "nap") == "Running")
+        # The button shows once the log names the run's process (it may not when the page opens).
+        wait_for(browser, lambda d: d.find_element(By.ID, "cancel").is_displayed())
         browser.find_element(By.ID, "cancel").click()
         wait_for(browser, lambda d: "Cancelled" in d.find_element(By.ID, "phase").text)
         assert state_of(browser, "nap") == "Cancelled"

@@ -103,6 +103,7 @@ def live_state(view: ExecutionView) -> dict[str, Any]:
         "duration": format_duration(view.duration),
         "error": view.error,
         "finished": view.finished_run or view.phase == "Interrupted",
+        "cancellable": view.cancellable,
         "steps": {name: step(item) for name, item in view.steps.items()},
     }
 

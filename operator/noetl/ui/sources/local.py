@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from noetl.engine import (
 )
 from noetl.playbook import PlaybookInvalid, parse_playbook
 from noetl.ui.model import (
+    FINISHED,
     LOCAL,
     Attempt,
     EventView,
@@ -52,6 +54,7 @@ from noetl.ui.sources import ActionRefused, fill_steps, step_views
 
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: faster
 FOLLOW_INTERVAL = 0.2  # seconds between looks at a log that is still being written
+QUIET_SECONDS = 10  # a log that names no process is taken as abandoned after this long unwritten
 EVENTS = {
     "ExecutionStarted": ExecutionStarted,
     "StepStarted": StepStarted,
@@ -195,14 +198,29 @@ class LocalRun:
         self._replayed = len(self._records)
 
     @property
+    def finished_run(self) -> bool:
+        return self.phase in FINISHED
+
+    @property
     def live(self) -> bool:
-        """Whether the process that writes this log still runs (and is that process)."""
-        return self.phase not in ("Succeeded", "Failed", "Cancelled") and writes(
-            self.pid, self.path
-        )
+        """Whether the run can still change: its process runs (and is the one writing this log),
+        or, before the log names its process (or in a log that never does), it was written to
+        a moment ago."""
+        if self.finished_run:
+            return False
+        if self.pid is not None:
+            return writes(self.pid, self.path)
+        try:
+            return time.time() - self.path.stat().st_mtime < QUIET_SECONDS
+        except OSError:
+            return False
+
+    @property
+    def cancellable(self) -> bool:
+        return self.pid is not None and self.live
 
     def shown_phase(self) -> str:
-        if self.phase in ("Succeeded", "Failed", "Cancelled") or self.live:
+        if self.finished_run or self.live:
             return self.phase
         return "Interrupted"  # the process is gone without finishing the run
 
@@ -221,7 +239,7 @@ class LocalRun:
             error=self.error or self._state.error,
             steps=steps,
             graph=graph,
-            cancellable=self.live,
+            cancellable=self.cancellable,
             note=self.note,
         )
         if view.phase == "Interrupted":
@@ -322,7 +340,7 @@ class LocalRuns:
 
     async def cancel(self, namespace: str, name: str) -> None:
         run = self._run(name)
-        if run is None or not run.live or run.pid is None:
+        if run is None or not run.cancellable or run.pid is None:
             raise ActionRefused(f"{name} is not running here: nothing to cancel")
         os.kill(run.pid, signal.SIGTERM)
 

@@ -38,10 +38,8 @@
         row.querySelector(".message").textContent = state.message || "";
       }
     }
-    if (data.finished) {
-      const cancel = document.getElementById("cancel-form");
-      if (cancel) cancel.remove();
-    }
+    const cancel = document.getElementById("cancel-form");
+    if (cancel) cancel.hidden = !data.cancellable;
     if (selected && data.steps[selected]) show(selected, false);
   }
 
