@@ -127,7 +127,7 @@ def state_of(driver: Any, step: str) -> str:
     return str(node.text)
 
 
-def wait_for(driver: Any, condition: Any, timeout: float = 60) -> Any:
+def wait_for(driver: Any, condition: Any, timeout: float = 120) -> Any:
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 

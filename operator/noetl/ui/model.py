@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from noetl.engine.state import FINISHED_PHASES
+
 LOCAL = "local"
 """The namespace shown for runs on this machine."""
-
-FINISHED = ("Succeeded", "Failed", "Cancelled")
 
 
 @dataclass
@@ -114,7 +114,7 @@ class ExecutionView(ExecutionSummary):
 
     @property
     def finished_run(self) -> bool:
-        return self.phase in FINISHED
+        return self.phase in FINISHED_PHASES
 
 
 @dataclass

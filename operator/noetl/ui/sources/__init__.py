@@ -65,17 +65,17 @@ def step_views(state: ExecutionState) -> dict[str, StepView]:
         if step.loop is not None:
             view.items_done, view.items_total = step.loop.done, step.loop.total
         views[name] = view
-    if state.finished:
-        for view in views.values():
-            if view.state == "Waiting":
-                view.state = "Not run"
     return views
 
 
 def fill_steps(view: ExecutionView) -> ExecutionView:
-    """Give every step of the graph a state, and the graph every step the run knows."""
+    """Give every step of the graph a state, and the graph every step the run knows. A step
+    still waiting when the run has finished is one that was never reached: "Not run"."""
     with_unknown_steps(view.graph, view.steps)
     for name in view.graph.nodes:
-        if name not in view.steps:
-            view.steps[name] = StepView(name, "Not run" if view.finished_run else "Waiting")
+        view.steps.setdefault(name, StepView(name))
+    if view.finished_run:
+        for step in view.steps.values():
+            if step.state == "Waiting":
+                step.state = "Not run"
     return view

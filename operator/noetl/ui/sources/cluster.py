@@ -46,6 +46,7 @@ from noetl.kube.results import from_data_key
 from noetl.kube.status import epoch_seconds
 from noetl.plugins.runtime import INPUT_JSON_VAR
 from noetl.ui.model import (
+    LOCAL,
     Attempt,
     EventView,
     ExecutionSummary,
@@ -77,7 +78,7 @@ class ClusterRuns:
         self._api_client = api_client
 
     def owns(self, namespace: str) -> bool:
-        return self.namespaces is None or namespace in self.namespaces
+        return namespace != LOCAL and (self.namespaces is None or namespace in self.namespaces)
 
     async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", REQUEST_SECONDS)  # an unreachable cluster fails fast
@@ -347,9 +348,8 @@ def _attempt(pod: Any) -> Attempt:
     labels = pod.metadata.labels or {}
     index = labels.get(INDEX_LABEL)
     attempt = Attempt(int(labels.get(ATTEMPT_LABEL, 0)), int(index) if index else None)
-    attempt.state = {"Succeeded": "Succeeded", "Failed": "Failed"}.get(
-        pod.status.phase or "", "Running" if pod.status.phase == "Running" else "Starting"
-    )
+    phase = pod.status.phase or "Pending"
+    attempt.state = phase if phase in ("Running", "Succeeded", "Failed") else "Starting"
     attempt.started = _seconds(pod.status.start_time)
     for container in pod.status.container_statuses or []:
         terminated = container.state.terminated if container.state else None

@@ -34,9 +34,9 @@ from noetl.engine import (
     StepSucceeded,
     TimerFired,
 )
+from noetl.engine.state import FINISHED_PHASES
 from noetl.playbook import PlaybookInvalid, parse_playbook
 from noetl.ui.model import (
-    FINISHED,
     LOCAL,
     Attempt,
     EventView,
@@ -199,7 +199,7 @@ class LocalRun:
 
     @property
     def finished_run(self) -> bool:
-        return self.phase in FINISHED
+        return self.phase in FINISHED_PHASES
 
     @property
     def live(self) -> bool:
