@@ -72,7 +72,6 @@ def test_an_execution_seen_live(resources: Resources, ui: UIProcess, browser: An
     resources.execute("show-1", "show")
 
     browser.get(f"{ui.base}/executions?namespace={ns}")
-    wait_for(browser, lambda d: d.find_elements(By.LINK_TEXT, "show-1") or d.refresh())
     browser.find_element(By.LINK_TEXT, "show-1").click()
     assert f"/executions/{ns}/show-1" in browser.current_url
     wait_for(browser, lambda d: state_of(d, "slow") == "Running")
