@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -87,21 +88,21 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
 
 
 def _read_secret(spec: str) -> tuple[str, dict[str, str]]:
-    """`NAME=FILE`, FILE holding KEY=VALUE lines (a dotenv file, as a Secret's data would be)."""
+    """`NAME=FILE`, FILE a dotenv file (KEY=VALUE lines, as a Secret's data would be).
+
+    python-dotenv reads it: quotes, escapes, `export` and comments as in shells.
+    """
+    from dotenv import dotenv_values
+
     name, sep, file = spec.partition("=")
     if not sep:
         _fail(f"--secret expects NAME=FILE, got {spec!r}")
     try:
-        lines = Path(file).read_text().splitlines()
+        with open(file, encoding="utf-8") as stream:
+            values = dotenv_values(stream=stream, interpolate=False)
     except OSError as error:
         _fail(f"--secret {name}: cannot read {file}: {error.strerror}")
-    values = {}
-    for line in lines:
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip("'\"")
-    return name, values
+    return name, {key: value for key, value in values.items() if value is not None}
 
 
 def _use_pidfd_child_watcher() -> None:
@@ -140,6 +141,12 @@ def _use_pidfd_child_watcher() -> None:
     help="Print a JSON summary (execution, phase, result, error).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option(
+    "--max-depth",
+    type=click.IntRange(min=0),
+    default=None,
+    help="How deep child playbooks (tool: playbook) may nest  [default: 10].",
+)
 def run(
     file: Path,
     set_: tuple[str, ...],
@@ -148,15 +155,17 @@ def run(
     event_log: Path | None,
     as_json: bool,
     quiet: bool,
+    max_depth: int | None,
 ) -> None:
     """Run a playbook on this machine, each step in a process of its own."""
     import asyncio
     import gc
 
-    from noetl.engine import merge_workload
-    from noetl.local.eventlog import EventLog
+    from noetl.engine import DEFAULT_MAX_CHILD_DEPTH, merge_workload
+    from noetl.local.eventlog import EventLog, run_log_path
     from noetl.local.progress import make_reporter
-    from noetl.local.runner import LocalRunner, new_execution_id, playbook_directory_resolver
+    from noetl.local.resolver import playbook_directory_resolver
+    from noetl.local.runner import LocalRunner, new_execution_id
     from noetl.local.steps import StepExecutor
 
     playbook = _load(file)
@@ -168,7 +177,7 @@ def run(
     executor = StepExecutor(secrets=secrets)
     reporter = make_reporter(quiet or as_json)
     execution_id = new_execution_id(playbook.name)
-    log_path = event_log or Path(".noetl") / "runs" / f"{execution_id}.jsonl"
+    log_path = event_log or run_log_path(Path(".noetl") / "runs", execution_id)
     spec = playbook.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     log = EventLog(
         log_path, run={"playbook": {"name": playbook.name, "spec": spec}, "workload": workload}
@@ -181,6 +190,7 @@ def run(
         reporter=reporter,
         event_log=log,
         execution_id=execution_id,
+        max_child_depth=DEFAULT_MAX_CHILD_DEPTH if max_depth is None else max_depth,
     )
 
     async def main() -> Any:
@@ -225,13 +235,22 @@ def run(
 @app.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(files: tuple[Path, ...]) -> None:
-    """Check playbooks without running them; every error is listed, with the path of its field."""
+    """Check playbooks without running them; every error is listed, with the path of its field.
+
+    Child playbooks (`tool: playbook`) are looked up beside each file, as `noetl run` would.
+    """
+    from noetl.local.resolver import playbook_directory_resolver
     from noetl.playbook import PlaybookInvalid, load_playbook
 
     failed = False
+    resolvers: dict[Path, Any] = {}
     for file in files:
+        directory = file.parent.resolve()
+        if directory not in resolvers:  # one per directory: each reads its files once
+            resolvers[directory] = playbook_directory_resolver(directory)
+        resolve = resolvers[directory]
         try:
-            playbook = load_playbook(file)
+            playbook = load_playbook(file, resolve)
         except PlaybookInvalid as invalid:
             failed = True
             click.echo(str(invalid), err=True)
@@ -338,6 +357,22 @@ def _cluster(namespace: str) -> Any:
         _fail(f"cannot reach the cluster: {error}", EXIT_FAILED)
 
 
+@contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """A missing execution or a refused call ends the command with one line, not a traceback."""
+    from kubernetes.client.exceptions import ApiException
+
+    from noetl.kube.api import error_text
+    from noetl.kube.client import NotFound
+
+    try:
+        yield
+    except NotFound as missing:
+        _fail(str(missing), EXIT_FAILED)
+    except ApiException as error:
+        _fail(f"the API server refused: {error_text(error)}", EXIT_FAILED)
+
+
 @app.command()
 @playbook_file
 @namespace_option
@@ -349,8 +384,9 @@ def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> Non
 
     playbook = _load(file)
     cluster = _cluster(namespace)
-    cluster.apply_playbook(playbook)
-    name = cluster.create_execution(playbook.name, parse_assignments(set_))
+    with _cluster_errors():
+        cluster.apply_playbook(playbook)
+        name = cluster.create_execution(playbook.name, parse_assignments(set_))
     click.echo(f"execution {name} created in namespace {namespace}", err=True)
     if not wait:
         click.echo(name)
@@ -381,7 +417,8 @@ def status(name: str, namespace: str) -> None:
     """Show an Execution: phase, steps, error."""
     from noetl.kube.client import describe
 
-    click.echo(describe(_cluster(namespace).execution(name)))
+    with _cluster_errors():
+        click.echo(describe(_cluster(namespace).execution(name)))
 
 
 @app.command()
@@ -390,9 +427,10 @@ def status(name: str, namespace: str) -> None:
 @click.option("--step", help="Only this step's pods.")
 def logs(name: str, namespace: str, step: str | None) -> None:
     """Print the logs of an Execution's step pods."""
-    for pod, text in _cluster(namespace).logs(name, step):
-        click.echo(f"==> {pod} <==")
-        click.echo(text.rstrip("\n"))
+    with _cluster_errors():
+        for pod, text in _cluster(namespace).logs(name, step):
+            click.echo(f"==> {pod} <==")
+            click.echo(text.rstrip("\n"))
 
 
 @app.command()
@@ -400,7 +438,8 @@ def logs(name: str, namespace: str, step: str | None) -> None:
 @namespace_option
 def cancel(name: str, namespace: str) -> None:
     """Cancel an Execution: its running Jobs are deleted and it ends Cancelled."""
-    _cluster(namespace).cancel(name)
+    with _cluster_errors():
+        _cluster(namespace).cancel(name)
     click.echo(f"execution {name}: cancel requested")
 
 

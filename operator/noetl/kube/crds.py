@@ -4,8 +4,10 @@
 Pydantic's JSON schema is turned into a structural OpenAPI schema as the API server wants it:
 references inlined, `Optional` as `nullable`, free-form values as preserve-unknown-fields.
 The API server itself then rejects what it can check alone: types, patterns and ranges from the
-models, unique step and task names (list-map keys), and a `start` step (a CEL rule); the rest of
-validation (edges, cycles, templates) is reported by the operator in the Playbook's status.
+models (timeouts above zero included), unique step and task names (list-map keys), a `start`
+step and code for python steps (CEL rules). The rest of validation (edges, cycles, templates, the
+args each tool needs and their types, Python syntax, names) is reported by the operator in the
+Playbook's status.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
     if "anyOf" in node:
         variants = [v for v in node["anyOf"] if v.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if rest.get("x-kubernetes-int-or-string"):
+            # A quantity: the one anyOf that a structural schema allows (a pattern checks strings).
+            return {**rest, "anyOf": [{"type": "integer"}, {"type": "string"}]}
         if len(variants) == 1:
             return _structural({**variants[0], **rest, "nullable": True}, definitions)
         return {**rest, "x-kubernetes-preserve-unknown-fields": True}
@@ -71,8 +76,11 @@ def _playbook_rules(spec: dict[str, Any]) -> dict[str, Any]:
     workflow["x-kubernetes-list-type"] = "map"
     workflow["x-kubernetes-list-map-keys"] = ["step"]
     workbook = spec["properties"]["workbook"]
+    workbook["maxItems"] = MAX_STEPS  # CEL rules on the items are costed by the list's bound
     workbook["x-kubernetes-list-type"] = "map"
     workbook["x-kubernetes-list-map-keys"] = ["name"]
+    _python_rule(workflow["items"])
+    _python_rule(workbook["items"])
     spec["x-kubernetes-validations"] = [
         {
             "rule": "self.workflow.exists(s, s.step == 'start')",
@@ -80,6 +88,20 @@ def _playbook_rules(spec: dict[str, Any]) -> dict[str, Any]:
         }
     ]
     return spec
+
+
+def _python_rule(item: dict[str, Any]) -> None:
+    """A CEL rule on a step or task: a python one has its code.
+
+    The args a tool needs are checked by the operator, not here: CEL cannot see inside a
+    free-form object, and declaring `args.command` etc. would impose a type on python args too.
+    """
+    item["x-kubernetes-validations"] = [
+        {
+            "rule": "!has(self.tool) || self.tool != 'python' || has(self.code)",
+            "message": "a python step needs `code` (its source)",
+        }
+    ]
 
 
 def _crd(

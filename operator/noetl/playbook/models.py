@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,6 +26,9 @@ API_VERSION = f"{API_GROUP}/v1alpha1"
 
 STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
+POSITIVE_DURATION_PATTERN = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(ms|s|m|h)$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_SUBDOMAIN_MAX = 253
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(DURATION_PATTERN)
 
@@ -47,6 +51,14 @@ Duration = Annotated[
 ]
 
 
+PositiveDuration = Annotated[
+    str,
+    StringConstraints(pattern=POSITIVE_DURATION_PATTERN),
+    BeforeValidator(_duration_from_number),
+    Field(description="A duration above zero such as 500ms, 30s, 5m or 1h (a number: seconds)."),
+]
+
+
 def duration_seconds(duration: str) -> float:
     """Seconds in a duration string that the model already accepted, e.g. '5m' -> 300.0."""
     match = _DURATION_RE.match(duration)
@@ -57,7 +69,9 @@ def duration_seconds(duration: str) -> float:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    # Fields are read by their playbook names only (`onError`, never `on_error`): the CRD schema
+    # knows those, and a cluster silently drops a field it does not know.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Target(_Model):
@@ -132,6 +146,13 @@ class Loop(_Model):
         le=1000,
         description="At most this many items run at once in parallel mode.",
     )
+    max_failures: int = Field(
+        default=0,
+        alias="maxFailures",
+        ge=0,
+        description="Items that may fail for good while the step still succeeds; one more stops "
+        "launching items and fails the step.",
+    )
 
 
 class Retry(_Model):
@@ -161,20 +182,80 @@ class Retry(_Model):
         return min(initial * factor, duration_seconds(self.max_delay))
 
 
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+
+
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not _QUANTITY_RE.match(value):
+        raise ValueError(f"{value!r} is not a quantity (write e.g. 500m, 2, 64Mi or 1Gi)")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_quantity),
+    Field(
+        description="A Kubernetes quantity such as 500m, 2, 64Mi or 1Gi.",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+    ),
+]
+
+
+class ResourceRequirements(_Model):
+    """Kubernetes ResourceRequirements of the step's container."""
+
+    limits: dict[str, Quantity] | None = Field(
+        default=None, description="At most this much of each resource (cpu, memory, ...)."
+    )
+    requests: dict[str, Quantity] | None = Field(
+        default=None, description="At least this much of each resource, reserved at scheduling."
+    )
+
+
+class Toleration(_Model):
+    """A Kubernetes Toleration: lets the step's pod onto nodes with a matching taint."""
+
+    key: str | None = Field(default=None, description="The taint key; empty with Exists: all.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Equal (the default) compares `value`; Exists any value."
+    )
+    value: str | None = Field(default=None, description="The taint value, for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint effect matched; empty: all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None,
+        alias="tolerationSeconds",
+        description="With NoExecute: how long the pod stays once the taint appears.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("a toleration with operator Exists takes no `value`")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without `key` needs operator Exists")
+        return self
+
+
 class PodOptions(_Model):
     """Kubernetes settings for the Job of a step (ignored by `noetl run`)."""
 
-    resources: dict[str, Any] | None = Field(
-        default=None,
-        description="Container resources (requests/limits) for the step's pod.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Container resources (requests/limits) for the step's pod."
     )
-    node_selector: dict[str, str] | None = Field(default=None, alias="nodeSelector")
-    tolerations: list[dict[str, Any]] | None = Field(
+    node_selector: dict[str, str] | None = Field(
         default=None,
-        json_schema_extra={
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
+        alias="nodeSelector",
+        description="Node labels the step's pod must run on (as the operator allows).",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, description="Taints the step's pod tolerates (as the operator allows)."
     )
 
 
@@ -213,7 +294,9 @@ class Step(_Model):
     code: str | None = Field(default=None, description="Source of a python step.")
     loop: Loop | None = None
     retry: Retry | None = None
-    timeout: Duration | None = Field(default=None, description="Fail an attempt that runs longer.")
+    timeout: PositiveDuration | None = Field(
+        default=None, description="Fail an attempt that runs longer."
+    )
     on_error: Literal["fail", "continue"] = Field(
         default="fail",
         alias="onError",
@@ -242,7 +325,7 @@ class PlaybookSpec(_Model):
         "result of the last tool step that finished.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    timeout: Duration | None = Field(
+    timeout: PositiveDuration | None = Field(
         default=None, description="Fail the whole execution after this."
     )
 
