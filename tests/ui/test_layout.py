@@ -82,7 +82,8 @@ def test_graph_of_reads_edges_of_every_kind_and_tolerates_bad_entries() -> None:
         ],
     }
     model = graph_of(spec)
-    assert list(model.nodes) == ["start", "get", "a", "b"]
+    # As validation reads it: a bad entry is kept under its path, so its errors have a place.
+    assert list(model.nodes) == ["start", "get", "a", "b", "workflow[4]"]
     assert model.nodes["get"].tool == "http" and model.nodes["get"].loop
     assert [(e.source, e.target, e.label) for e in model.edges] == [
         ("start", "get", ""),
@@ -94,10 +95,8 @@ def test_graph_of_reads_edges_of_every_kind_and_tolerates_bad_entries() -> None:
 
 
 def test_errors_are_placed_at_their_steps() -> None:
-    spec = {"workflow": [{"step": "start"}, {"step": "lost"}]}
-    model = graph_of(spec)
+    model = graph_of({"workflow": [{"step": "start"}, {"step": "lost"}]})
     place_errors(
-        spec,
         [("spec.workflow[1].step", "not reachable"), ("workflow[0].next", "bad"), ("kind", "x")],
         model,
     )

@@ -69,13 +69,14 @@ spec:
 
 
 def start_run(directory: Path, playbook: str, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "noetl", "run", "-q", playbook, *args],
-        cwd=directory,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (directory / f"{Path(playbook).stem}.stderr").open("wb") as errors:
+        return subprocess.Popen(
+            [sys.executable, "-m", "noetl", "run", "-q", playbook, *args],
+            cwd=directory,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
 
 
 @pytest.fixture
@@ -105,6 +106,17 @@ def run_name(workspace: Path, prefix: str) -> str:
     return found[0].stem if found else ""
 
 
+def logged_run(browser: Any, workspace: Path, prefix: str, run: subprocess.Popen[bytes]) -> str:
+    """The name of the run's event log, once `noetl run` has opened it."""
+
+    def opened(_: Any) -> str:
+        if run.poll() is not None and not run_name(workspace, prefix):
+            pytest.fail(f"noetl run ended early: {(workspace / f'{prefix}.stderr').read_text()}")
+        return run_name(workspace, prefix)
+
+    return str(wait_for(browser, opened))
+
+
 def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -119,9 +131,7 @@ def test_a_local_run_seen_live(workspace: Path, ui: UIProcess, browser: Any) -> 
         "creds=creds.env",
     )
     try:
-        browser.get(ui.base + "/executions")
-        wait_for(browser, lambda _: run_name(workspace, "gated"))
-        name = run_name(workspace, "gated")
+        name = logged_run(browser, workspace, "gated", run)
         browser.get(ui.base + "/executions")
         browser.find_element(By.LINK_TEXT, name).click()
         assert name in browser.current_url
@@ -202,8 +212,7 @@ def test_cancel_a_local_run(workspace: Path, ui: UIProcess, browser: Any) -> Non
 
     run = start_run(workspace, "playbooks/sleepy.yaml")
     try:
-        wait_for(browser, lambda _: run_name(workspace, "sleepy"))
-        name = run_name(workspace, "sleepy")
+        name = logged_run(browser, workspace, "sleepy", run)
         browser.get(f"{ui.base}/executions/local/{name}")
         wait_for(browser, lambda d: state_of(d, "nap") == "Running")
         # The button shows once the log names the run's process (it may not when the page opens).
@@ -218,14 +227,12 @@ def test_cancel_a_local_run(workspace: Path, ui: UIProcess, browser: Any) -> Non
             run.wait()
 
 
-def test_a_forged_cancel_is_refused(workspace: Path, ui: UIProcess) -> None:
+def test_a_forged_cancel_is_refused(workspace: Path, ui: UIProcess, browser: Any) -> None:
+    import urllib.error
+
     run = start_run(workspace, "playbooks/sleepy.yaml")
     try:
-        import urllib.error
-
-        while not run_name(workspace, "sleepy"):
-            assert run.poll() is None
-        name = run_name(workspace, "sleepy")
+        name = logged_run(browser, workspace, "sleepy", run)
         with pytest.raises(urllib.error.HTTPError) as refused:
             ui.fetch(f"/executions/local/{name}/cancel", data=b"token=guess")
         assert refused.value.code == 403

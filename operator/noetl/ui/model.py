@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noetl.engine.state import FINISHED_PHASES
+from noetl.plan import edges
+from noetl.playbook import PlaybookSpec
+from noetl.playbook.reading import parse_spec
 
 LOCAL = "local"
 """The namespace shown for runs on this machine."""
@@ -86,6 +89,7 @@ class Edge:
 class GraphModel:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)  # step names in `workflow` order
 
 
 @dataclass
@@ -128,66 +132,45 @@ class PlaybookView:
     description: str | None = None
 
 
+_ENVELOPE = ("apiVersion", "kind", "metadata", "name")
 _STEP_PATH = re.compile(r"^(?:spec\.)?workflow\[(\d+)\]")
 
 
 def graph_of(spec: Any) -> GraphModel:
-    """The steps and edges of a playbook spec as written (the `spec` part, or a bare document).
+    """The steps and edges of a playbook spec: a parsed one, or one as written (the `spec` part,
+    or a bare document).
 
-    Never raises: entries that are not steps are left out, edges to unknown steps are dropped.
+    Read leniently (`noetl.playbook.reading`), as validation reads it: an invalid playbook still
+    shows the steps it has. Never raises; edges to unknown steps are dropped.
     """
     graph = GraphModel()
-    workflow = spec.get("workflow") if isinstance(spec, dict) else None
-    if not isinstance(workflow, list):
+    if isinstance(spec, PlaybookSpec):
+        readable: PlaybookSpec | None = spec
+    else:
+        body = spec
+        if isinstance(spec, dict):
+            body = {k: v for k, v in spec.items() if k not in _ENVELOPE}
+        readable, _ = parse_spec(body)
+    if readable is None:
         return graph
-    tasks = {
-        task.get("name"): task
-        for task in spec.get("workbook") or []
-        if isinstance(task, dict) and task.get("name")
-    }
-    for entry in workflow:
-        if not isinstance(entry, dict) or not isinstance(entry.get("step"), str):
-            continue
-        tool = entry.get("tool")
-        if tool is None and entry.get("task") in tasks:
-            tool = tasks[entry["task"]].get("tool")
-        graph.nodes[entry["step"]] = Node(
-            entry["step"], str(tool) if tool else None, bool(entry.get("loop"))
-        )
-    for entry in workflow:
-        if not isinstance(entry, dict) or entry.get("step") not in graph.nodes:
-            continue
-        for label, target in _targets(entry.get("next")):
+    tools = {task.name: task.tool for task in readable.workbook}
+    for step in readable.workflow:
+        tool = step.tool or (tools.get(step.task) if step.task else None)
+        graph.nodes[step.step] = Node(step.step, tool, step.loop is not None)
+        graph.listed.append(step.step)
+    for step in readable.workflow:
+        for label, target in edges(step):
             if target in graph.nodes:
-                graph.edges.append(Edge(entry["step"], target, label))
+                graph.edges.append(Edge(step.step, target, label))
     return graph
 
 
-def _targets(next_: Any) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for item in next_ if isinstance(next_, list) else []:
-        if not isinstance(item, dict):
-            continue
-        if isinstance(item.get("step"), str):
-            found.append(("", item["step"]))
-        for key, label in (("then", f"when {item.get('when')}"), ("else", "else")):
-            for target in item.get(key) or []:
-                if isinstance(target, dict) and isinstance(target.get("step"), str):
-                    found.append((label, target["step"]))
-    return found
-
-
-def place_errors(spec: Any, errors: list[tuple[str, str]], graph: GraphModel) -> None:
+def place_errors(errors: list[tuple[str, str]], graph: GraphModel) -> None:
     """Attach each validation error whose path is inside a step (`workflow[3]...`) to that step."""
-    workflow = spec.get("workflow") if isinstance(spec, dict) else None
     for path, message in errors:
         match = _STEP_PATH.match(path)
-        if not match or not isinstance(workflow, list) or int(match[1]) >= len(workflow):
-            continue
-        entry = workflow[int(match[1])]
-        name = entry.get("step") if isinstance(entry, dict) else None
-        if name in graph.nodes:
-            graph.nodes[name].errors.append(f"{path}: {message}")
+        if match and int(match[1]) < len(graph.listed):
+            graph.nodes[graph.listed[int(match[1])]].errors.append(f"{path}: {message}")
 
 
 def with_unknown_steps(graph: GraphModel, steps: dict[str, StepView]) -> GraphModel:

@@ -296,7 +296,7 @@ class ClusterRuns:
             errors = [(e.get("path", ""), e.get("message", "")) for e in status.get("errors") or []]
             spec = playbook.get("spec") or {}
             graph = graph_of(spec)
-            place_errors(spec, errors, graph)
+            place_errors(errors, graph)
             metadata = playbook["metadata"]
             views.append(
                 PlaybookView(

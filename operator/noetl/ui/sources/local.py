@@ -85,7 +85,7 @@ class LocalRun:
         self.started: float | None = None
         self.finished: float | None = None
         self.error: str | None = None
-        self._spec: Any = None
+        self._graph = GraphModel()  # drawn from the playbook in the log, once
         self._engine: Engine | None = None
         self._state = ExecutionState()
         self._results: dict[str, Any] = {}
@@ -147,7 +147,7 @@ class LocalRun:
             self.note = f"the playbook in this log cannot be read: {error}"
             return
         self.playbook_name = playbook.name
-        self._spec = document.get("spec")
+        self._graph = graph_of(playbook.spec)
         self._engine = Engine(
             playbook,
             run.get("workload") or {},
@@ -233,12 +233,11 @@ class LocalRun:
         self._replay()
         known = self._engine is not None
         steps = step_views(self._state) if known else self._steps_from_attempts()
-        graph = graph_of(self._spec) if self._spec is not None else GraphModel()
         view = ExecutionView(
             **vars(self.summary()),
             error=self.error or self._state.error,
             steps=steps,
-            graph=graph,
+            graph=self._graph,
             cancellable=self.cancellable,
             note=self.note,
         )
@@ -367,7 +366,7 @@ def playbook_file(path: Path) -> PlaybookView:
     except PlaybookInvalid as invalid:
         errors = [(error.path, error.message) for error in invalid.errors]
         name = _name_of(document) or path.stem
-        place_errors(spec, errors, graph)
+        place_errors(errors, graph)
         return PlaybookView(name, LOCAL, str(path), False, errors, graph)
     description = spec.get("description") if isinstance(spec, dict) else None
     return PlaybookView(playbook.name, LOCAL, str(path), True, [], graph, description)
