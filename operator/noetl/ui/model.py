@@ -2,8 +2,8 @@
 
 Sources (`noetl.ui.sources.local` over event logs, `noetl.ui.sources.cluster` over the API
 server) fill these plain records; the pages know nothing of where they came from. The graph of a
-playbook is read from its raw document, tolerantly, so that an invalid playbook still shows the
-steps it has and where its errors are.
+playbook is read leniently, as validation reads it (`noetl.playbook.reading`), so that an
+invalid playbook still shows the steps it has and where its errors are.
 """
 
 from __future__ import annotations
