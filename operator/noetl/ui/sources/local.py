@@ -21,8 +21,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from noetl.engine import (
     CancelRequested,
     Engine,
@@ -36,6 +34,7 @@ from noetl.engine import (
 )
 from noetl.engine.state import FINISHED_PHASES
 from noetl.playbook import PlaybookInvalid, parse_playbook
+from noetl.playbook.yaml_core import YamlError, load_yaml
 from noetl.ui.model import (
     LOCAL,
     Attempt,
@@ -52,7 +51,6 @@ from noetl.ui.model import (
 )
 from noetl.ui.sources import ActionRefused, fill_steps, step_views
 
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: faster
 FOLLOW_INTERVAL = 0.2  # seconds between looks at a log that is still being written
 QUIET_SECONDS = 10  # a log that names no process is taken as abandoned after this long unwritten
 EVENTS = {
@@ -356,8 +354,8 @@ class LocalRuns:
 def playbook_file(path: Path) -> PlaybookView:
     """A playbook file, validated as `noetl validate` does, its errors placed at their steps."""
     try:
-        document = yaml.load(path.read_text(), Loader=YAML_LOADER)
-    except (OSError, yaml.YAMLError) as error:
+        document = load_yaml(path.read_text())  # as `noetl validate` reads it: YAML 1.2
+    except (OSError, YamlError) as error:
         return PlaybookView(path.stem, LOCAL, str(path), False, [("", str(error))])
     spec = document.get("spec", document) if isinstance(document, dict) else None
     graph = graph_of(spec)
