@@ -13,6 +13,7 @@ lint: setup
 	$(PYTHON) -m ruff check operator tests benchmarks
 	$(PYTHON) -m ruff format --check operator tests benchmarks
 	$(PYTHON) -m mypy
+	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
 
 # --- A local cluster for users with Docker: kind, the images, the chart, a demo run. ---
 # `make kind-up images deploy demo` gives a cluster running the hello example; `make kind-down`

@@ -18,10 +18,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.manifests import execution_selector
+from noetl.playbook import API_GROUP, GROUP_VERSION
 from tests.cluster.control_plane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUP, VERSION = "noetl.io", "v1alpha1"
+GROUP, VERSION = API_GROUP, GROUP_VERSION
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
