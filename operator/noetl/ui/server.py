@@ -323,7 +323,7 @@ def build(
     notes = []
     if cluster:
         try:
-            from noetl.kube.operator import load_kube_config
+            from noetl.kube.kubeconfig import load_kube_config
             from noetl.ui.sources.cluster import ClusterRuns
 
             sources.append(ClusterRuns(load_kube_config(), namespaces))

@@ -7,10 +7,10 @@ of `noetl.ui.model`, so all that knows where a cluster keeps what is in one file
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol
 
-from noetl.engine.state import ExecutionState
+from noetl.engine import ExecutionState, step_record
 from noetl.ui.model import (
     EventView,
     ExecutionSummary,
@@ -50,10 +50,16 @@ class Source(Protocol):
     async def close(self) -> None: ...
 
 
-def step_views(state: ExecutionState) -> dict[str, StepView]:
-    """What the engine's record says of each step, in the words of the view."""
+def step_views(
+    state: ExecutionState, results: Mapping[str, Any], names: Iterable[str]
+) -> dict[str, StepView]:
+    """What the engine's records say of each step, in the words of the view: an unfinished
+    step's record is in the state, a finished one's in the result store (`step_record`)."""
     views = {}
-    for name, step in state.steps.items():
+    for name in dict.fromkeys([*state.steps, *names]):
+        step = step_record(state, results, name)
+        if step is None:
+            continue
         view = StepView(
             name,
             step.phase,

@@ -4,8 +4,9 @@
 This is the one place that knows where the operator keeps what:
 
 - phase, times, error: `Execution.status`;
-- each step's state, attempts and loop counts: the engine record `status.engine` (else the
-  summary `status.steps`);
+- each step's state, attempts and loop counts: the engine's records, those of the steps in flight
+  in `status.engine`, those of finished steps in the results ConfigMaps under `<step>.record`
+  (else the summary `status.steps`);
 - the graph: the playbook as run, ConfigMap `<execution>-playbook` (key `playbook.json`), else
   the Playbook the Execution names;
 - a step's result: the results ConfigMaps (labels `noetl.io/execution`,
@@ -31,8 +32,8 @@ from typing import Any, TypeVar
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from noetl.engine import record_key
 from noetl.engine.state import FINISHED_PHASES, ExecutionState
-from noetl.kube.client import GROUP, VERSION
 from noetl.kube.manifests import (
     ATTEMPT_LABEL,
     EXECUTION_LABEL,
@@ -44,6 +45,8 @@ from noetl.kube.names import snapshot_config_map
 from noetl.kube.results import PURPOSE as RESULTS_PURPOSE
 from noetl.kube.results import from_data_key
 from noetl.kube.status import epoch_seconds
+from noetl.playbook.models import API_GROUP as GROUP
+from noetl.playbook.models import GROUP_VERSION as VERSION
 from noetl.plugins.runtime import INPUT_JSON_VAR
 from noetl.ui.model import (
     LOCAL,
@@ -62,6 +65,7 @@ from noetl.ui.sources import ActionRefused, fill_steps, step_views
 
 T = TypeVar("T")
 LOG_BYTES = 256 * 1024  # the end of each pod's log, enough to read and small enough to send
+RECORD = record_key("")  # the suffix of a finished step's record among the results
 WATCH_SECONDS = 300
 REQUEST_SECONDS = 15
 
@@ -125,19 +129,26 @@ class ClusterRuns:
 
     async def _view(self, execution: dict[str, Any]) -> ExecutionView:
         status = execution.get("status") or {}
+        metadata = execution["metadata"]
         view = ExecutionView(**vars(_summary(execution)), error=status.get("error"))
-        if status.get("engine"):
-            view.steps = step_views(ExecutionState.from_dict(json.loads(status["engine"])))
-        else:
-            view.steps = {
-                name: StepView(name, entry.get("phase", "Waiting"), entry.get("attempts", 0))
-                for name, entry in (status.get("steps") or {}).items()
-            }
         spec = await self._playbook_spec(execution)
         if spec is None:
             view.note = "the playbook of this execution is not readable: only steps that ran show"
         else:
             view.graph = graph_of(spec)
+        if status.get("engine"):
+            # The state holds the steps in flight; finished steps' records are with the results.
+            stored = await self._stored(metadata["namespace"], metadata["name"])
+            records = {
+                key: json.loads(text) for key, text in stored.items() if key.endswith(RECORD)
+            }
+            state = ExecutionState.from_dict(json.loads(status["engine"]))
+            view.steps = step_views(state, records, view.graph.nodes)
+        else:
+            view.steps = {
+                name: StepView(name, entry.get("phase", "Waiting"), entry.get("attempts", 0))
+                for name, entry in (status.get("steps") or {}).items()
+            }
         view.cancellable = view.phase not in FINISHED_PHASES
         return view
 
@@ -203,20 +214,27 @@ class ClusterRuns:
             return f"(no log: {error.reason})"
         return str(text)
 
-    async def _result(self, namespace: str, name: str, step: str) -> tuple[bool, Any]:
+    async def _stored(self, namespace: str, name: str) -> dict[str, str]:
+        """Everything in the execution's results ConfigMaps, by engine key, as JSON text."""
         found: Any = await self._call(
             self.core.list_namespaced_config_map,
             namespace,
             label_selector=f"{EXECUTION_LABEL}={name},{PURPOSE_LABEL}={RESULTS_PURPOSE}",
         )
-        for config_map in found.items:
-            for key, text in (config_map.data or {}).items():
-                if from_data_key(key) == step:
-                    try:
-                        return True, json.loads(text)
-                    except ValueError:
-                        return True, text
-        return False, None
+        return {
+            from_data_key(key): text
+            for config_map in found.items
+            for key, text in (config_map.data or {}).items()
+        }
+
+    async def _result(self, namespace: str, name: str, step: str) -> tuple[bool, Any]:
+        text = (await self._stored(namespace, name)).get(step)
+        if text is None:
+            return False, None
+        try:
+            return True, json.loads(text)
+        except ValueError:
+            return True, text
 
     async def events(self, namespace: str, name: str) -> list[EventView]:
         found: Any = await self._call(

@@ -230,7 +230,11 @@ class LocalRun:
     def view(self) -> ExecutionView:
         self._replay()
         known = self._engine is not None
-        steps = step_views(self._state) if known else self._steps_from_attempts()
+        steps = (
+            step_views(self._state, self._results, self._graph.nodes)
+            if known
+            else self._steps_from_attempts()
+        )
         view = ExecutionView(
             **vars(self.summary()),
             error=self.error or self._state.error,
