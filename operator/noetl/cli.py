@@ -6,9 +6,10 @@ client and `noetl operator` does not pay for the local runner.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -57,6 +58,21 @@ def _load(path: Path) -> Any:
         return load_playbook(path)
     except PlaybookInvalid as invalid:
         _fail(str(invalid))
+    except UnicodeDecodeError as error:
+        _fail(f"{path}: invalid playbook\n  not UTF-8 text: {error.reason} at byte {error.start}")
+
+
+def _cancellable(command: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C before the run has its own handlers: exit as cancelled, without a traceback."""
+
+    @functools.wraps(command)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            _fail("cancelled", EXIT_CANCELLED)
+
+    return guarded
 
 
 def parse_assignments(assignments: Iterable[str], as_string: bool = False) -> dict[str, Any]:
@@ -169,6 +185,13 @@ def _use_pidfd_child_watcher() -> None:
     default=None,
     help="How deep child playbooks (tool: playbook) may nest  [default: 10].",
 )
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    help="At most this many steps at once, whatever the playbook allows"
+    " (default: the open-file limit / 8).",
+)
+@_cancellable
 def run(
     file: Path,
     set_: tuple[str, ...],
@@ -179,6 +202,7 @@ def run(
     as_json: bool,
     quiet: bool,
     max_depth: int | None,
+    max_parallel: int | None,
 ) -> None:
     """Run a playbook on this machine, each step in a process of its own."""
     import asyncio
@@ -197,14 +221,17 @@ def run(
     workload = _read_mapping(workload_file, "workload file") if workload_file else {}
     workload = merge_workload(workload, workload_overrides(set_, set_string))
     secrets = dict(_read_secret(spec) for spec in secret)
-    executor = StepExecutor(secrets=secrets)
-    reporter = make_reporter(quiet or as_json)
+    executor = StepExecutor(secrets=secrets, max_parallel=max_parallel)
     execution_id = new_execution_id(playbook.name)
     log_path = event_log or run_log_path(Path(".noetl") / "runs", execution_id)
     spec = playbook.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-    log = EventLog(
-        log_path, run={"playbook": {"name": playbook.name, "spec": spec}, "workload": workload}
-    )
+    try:
+        log = EventLog(
+            log_path, run={"playbook": {"name": playbook.name, "spec": spec}, "workload": workload}
+        )
+    except OSError as error:
+        _fail(f"cannot write the event log {log_path}: {error.strerror}")
+    reporter = make_reporter(quiet or as_json)
     runner = LocalRunner(
         playbook,
         executor,
@@ -222,6 +249,7 @@ def run(
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, runner.cancel)
         loop.add_signal_handler(signal.SIGTERM, runner.cancel, "terminated")
+        loop.add_signal_handler(signal.SIGHUP, runner.cancel, "hung up")
         try:
             return await runner.run()
         finally:

@@ -1,11 +1,15 @@
 """The objects the operator creates, as plain manifests: step Jobs, child Executions, ConfigMaps.
 
 Pods of steps run as non-root with every capability dropped, a read-only root filesystem (a
-scratch /tmp is mounted) and no service-account token. Step args travel as an environment value,
-every `$` doubled so that the kubelet's `$(VAR)` expansion gives them back unchanged; secrets
-only by reference (`envFrom` of the Secret named in `args.secretRef`, if the operator's
-settings allow it), never inlined. Labels carry names through `label_value` (hashed past 63
-characters); who owns a Job or child Execution is read from its ownerReference, never a label.
+scratch /tmp is mounted: the images make it HOME, TMPDIR and the working directory) and no
+service-account token. Step args travel as an environment value, every `$` doubled so that the
+kubelet's `$(VAR)` expansion gives them back unchanged; secrets only by reference, never inlined:
+the Secret named in `args.secretRef` (if the operator's settings allow it) is mounted at
+SECRET_DIR, where the plugin runtime reads it, exports it as env vars to the step and masks its
+values in everything the step reports (a pod's env could not tell the Secret's values apart).
+Labels carry names through `label_value` (hashed past 63 characters); who owns a Job or child
+Execution is read from its ownerReference, never a label. The step's outcome comes back as the
+container's termination message, from the file the plugin runtime writes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from noetl.kube.settings import OperatorSettings
 from noetl.kube.tenancy import secret_refusal
 from noetl.playbook import API_VERSION, Step
 from noetl.plugins.messages import StepRequest
+from noetl.plugins.runtime import DEFAULT_TERMINATION, SECRET_DIR
 
 EXECUTION_LABEL = "noetl.io/execution"
 STEP_LABEL = "noetl.io/step"
@@ -142,13 +147,20 @@ def step_job(
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # Kubernetes' defaults, set so that what the runtime writes and what is read is in view.
+        "terminationMessagePath": DEFAULT_TERMINATION,
+        "terminationMessagePolicy": "File",
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     secret = command.args.get("secretRef")
     if isinstance(secret, str) and secret:
         refusal = secret_refusal(execution["metadata"]["namespace"], secret, settings)
         if refusal:
             raise ValueError(refusal)
-        container["envFrom"] = [{"secretRef": {"name": secret}}]
+        volumes.append({"name": "secret", "secret": {"secretName": secret}})
+        container["volumeMounts"].append(
+            {"name": "secret", "mountPath": SECRET_DIR, "readOnly": True}
+        )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -161,7 +173,7 @@ def step_job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": volumes,
         "nodeSelector": (
             pod.node_selector if pod and pod.node_selector else settings.step_node_selector
         )

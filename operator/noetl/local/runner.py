@@ -140,14 +140,20 @@ class LocalRunner(Effects):
     async def _run_step(self, run: Run) -> None:
         step_run = (run.step, run.index, run.attempt)
         label = run.tool if isinstance(run, StartStep) else f"playbook {run.playbook}"
-        self._loop.post(StepStarted(*step_run, at=time.time()))
-        if self._reporter:
-            self._reporter.started(self._display(run.key), label)
+
+        def started() -> None:  # once the step has its turn: waiting for it is not running
+            self._loop.post(StepStarted(*step_run, at=time.time()))
+            if self._reporter:
+                self._reporter.started(self._display(run.key), label)
+
         try:
             if isinstance(run, StartStep):
-                outcome = await self._executor.run(_with_backstop(run), self._loop.engine.execution)
+                outcome = await self._executor.run(
+                    _with_backstop(run), self._loop.engine.execution, started
+                )
                 ok, result, error = outcome.ok, outcome.result, outcome.error or "step failed"
             else:
+                started()
                 ok, result, error = await self._run_child(run)
         except Exception as crash:  # the runner's own fault must still end the step, never hang
             ok, result, error = (
