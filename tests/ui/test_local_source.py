@@ -100,8 +100,9 @@ async def test_a_line_being_written_waits_and_a_vanished_writer_is_interrupted(
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "cut.jsonl"
-    started = {"type": "ExecutionStarted", "at": 1.0, "execution": "cut-1", "run": {"pid": 1}}
-    log.write_text(json.dumps(started) + "\n" + '{"type": "StartSt')
+    header = {"type": "Run", "pid": 1, "execution": "cut-1", "name": "cut"}
+    started = {"type": "ExecutionStarted", "at": 1.0, "execution": "cut-1"}
+    log.write_text(json.dumps(header) + "\n" + json.dumps(started) + "\n" + '{"type": "StartSt')
     source = LocalRuns(tmp_path)
     view = await source.execution("local", "cut")
     assert view is not None

@@ -1,18 +1,15 @@
 """The event log of a local run: one JSON object per line, for every event and command.
 
-Lines carry a `type` (the event or command class name), the wall-clock `time` and the fields of
-the message. Step results are logged as the engine sees them; secrets never are, since they reach
-steps only as environment variables.
-
-The first line also carries `run`: the id of the process writing the log (so that a viewer can
-ask it to stop) and what the caller says of the run (the playbook as run, and the workload, so
-that the run can be replayed through the engine and drawn: see noetl.ui.sources.local).
+The first line (type `Run`) says which process runs it, with which playbook and workload:
+`noetl suspend` and `noetl resume` find the process there. The other lines carry a `type` (the
+event or command class name), the wall-clock `time` and the fields of the message. Step results
+are logged as the engine sees them; secrets never are, since they reach steps only as
+environment variables.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -27,20 +24,38 @@ def run_log_path(directory: Path, execution_id: str) -> Path:
     return directory / f"{name}.jsonl"
 
 
+class NotARunLog(ValueError):
+    """The file cannot be read, or is not the event log of a `noetl run`."""
+
+
+def read_records(log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's header and the records after it (raises NotARunLog)."""
+    try:
+        lines = log.read_text().splitlines()
+    except OSError as error:
+        raise NotARunLog(f"{log}: cannot read the event log: {error.strerror}") from None
+    records = [json.loads(line) for line in lines]
+    if not records or records[0].get("type") != "Run":
+        raise NotARunLog(f"{log}: no run header (is it a noetl run event log?)")
+    return records[0], records[1:]
+
+
 class EventLog:
-    def __init__(self, path: Path, run: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # Line-buffered: a run that is killed still leaves every line it reached.
         self._file: IO[str] = path.open("a", encoding="utf-8", buffering=1)
-        self._run: dict[str, Any] | None = {"pid": os.getpid(), **(run or {})}
 
     def write(self, message: Any, **extra: Any) -> None:
         record = {"time": round(time.time(), 6), "type": type(message).__name__}
         record.update(vars(message))  # a shallow view: asdict would deep-copy every result
         record.update(extra)
-        if self._run is not None:
-            record["run"], self._run = self._run, None
+        self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+
+    def write_run(self, **fields: Any) -> None:
+        """The header: what `noetl suspend`/`resume` need to find and reach the run."""
+        record = {"time": round(time.time(), 6), "type": "Run", **fields}
         self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
 
     def close(self) -> None:

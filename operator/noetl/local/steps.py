@@ -3,7 +3,8 @@
 Every tool, shell included, goes to noetl.local.workers.StepProcesses, started when a playbook
 first runs a step. So every step runs in a process of its own, leading its own session: a step
 that crashes or hangs cannot take the runner down, a cancelled or timed-out step is killed with
-all its children, and no step sees what another left behind.
+all its children, and no step sees what another left behind. A container step is one `podman run`
+(or docker) instead.
 
 A step's `args.secretRef` names a `--secret` of `noetl run`: its keys become env vars of the
 step (as a Secret's do in a pod) and its values are masked in the outcome (plugins/masking.py).
@@ -78,6 +79,12 @@ class StepExecutor:
             request = self.request(command, execution)
         except MissingSecret as missing:
             return Outcome(ok=False, error=str(missing))
+        if command.tool == "container":
+            from noetl.local.containers import run_container  # only container steps pay for it
+
+            if on_started is not None:
+                on_started()
+            return await run_container(request, command.timeout, request.secrets)
         return await self._processes.run(request, command.timeout, on_started)
 
     async def close(self) -> None:

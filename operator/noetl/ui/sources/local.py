@@ -1,8 +1,8 @@
 """Runs on this machine, read from the event logs `noetl run` writes (`.noetl/runs/*.jsonl`).
 
-A log's first line carries the playbook as run and the workload (see noetl.local.eventlog), so a
-run is replayed through the engine event by event: the view then shows exactly the state the run
-had (loop counts, skipped steps), the same record a cluster keeps. Commands in the log give each
+A log's first line (`Run`, see noetl.local.eventlog) carries the playbook as run and the
+workload, so a run is replayed through the engine event by event: the view then shows exactly
+the state the run had (loop counts, skipped steps), the same record a cluster keeps. Commands in the log give each
 attempt's rendered args; step events give its times, error and output. A log is read
 incrementally: following a run reads only the lines added since the last look.
 
@@ -116,7 +116,9 @@ class LocalRun:
     def _take(self, record: dict[str, Any]) -> None:
         if self.execution_id is None:
             self.execution_id = record.get("execution")
-            self._start(record.get("run") or {})
+            self._start(record if record.get("type") == "Run" else {})
+            if record.get("type") == "Run":
+                return
         if record.get("execution") != self.execution_id:
             return  # a child playbook's own events: its outcome reaches the parent's step
         kind = record.get("type")
@@ -133,14 +135,15 @@ class LocalRun:
         self._note_attempt(kind, record)
 
     def _start(self, run: dict[str, Any]) -> None:
+        """Read the header (`Run`, see noetl.local.eventlog): the process, playbook, workload."""
         self.pid = run.get("pid")
-        self.playbook_name = (self.execution_id or "").rpartition("-")[0]
-        document = run.get("playbook")
-        if not isinstance(document, dict):
+        self.playbook_name = run.get("name") or (self.execution_id or "").rpartition("-")[0]
+        if not isinstance(run.get("spec"), dict):
             self.note = "this log does not hold its playbook: the graph shows only steps that ran"
             return
+        document = {"kind": "Playbook", "name": self.playbook_name, "spec": run["spec"]}
         try:
-            playbook = parse_playbook({"kind": "Playbook", **document}, self.name)
+            playbook = parse_playbook(document, self.name)
         except PlaybookInvalid as error:
             self.note = f"the playbook in this log cannot be read: {error}"
             return
