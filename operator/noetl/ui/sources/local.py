@@ -2,9 +2,9 @@
 
 A log's first line (`Run`, see noetl.local.eventlog) carries the playbook as run and the
 workload, so a run is replayed through the engine event by event: the view then shows exactly
-the state the run had (loop counts, skipped steps), the same record a cluster keeps. Commands in the log give each
-attempt's rendered args; step events give its times, error and output. A log is read
-incrementally: following a run reads only the lines added since the last look.
+the state the run had (loop counts, skipped steps), the same record a cluster keeps. Commands in
+the log give each attempt's rendered args; step events give its times, error and output. A log
+is read incrementally: following a run reads only the lines added since the last look.
 
 The run's process id is in the log too; a run still in progress is cancelled with SIGTERM (what
 Ctrl-C does), after checking that the process with that id is the one writing this log.
