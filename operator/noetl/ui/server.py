@@ -41,8 +41,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 SHOWN_BYTES = 64 * 1024  # of a result or args: more is cut, with a note
 ACTIONS = ("cancel",)
-"""Write actions the UI offers. Retry and resume join here (a route, a Source method and a button
-in execution.html) once `noetl retry` / `noetl resume` exist."""
+"""Write actions the UI offers. Suspend, resume and retry (commands of `noetl` now) join here: a
+route, a Source method and a button in execution.html each."""
 
 
 def pretty(value: Any) -> str:
