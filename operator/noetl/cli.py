@@ -738,6 +738,43 @@ def resume(target: str, namespace: str, set_: tuple[str, ...]) -> None:
     click.echo(f"{target}: resume requested")
 
 
+@app.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8090, show_default=True, help="Port to listen on.")
+@click.option(
+    "--runs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".noetl/runs"),
+    show_default=True,
+    help="Directory of local event logs.",
+)
+@click.option(
+    "--playbooks",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of playbook files to list and validate (default: ./playbooks if present).",
+)
+@click.option("--namespace", multiple=True, help="Only these cluster namespaces (repeatable).")
+@click.option("--no-cluster", is_flag=True, help="Show local runs only, even with a kubeconfig.")
+@click.option(
+    "--actions/--no-actions", default=True, show_default=True, help="Offer cancel buttons."
+)
+def ui(
+    host: str,
+    port: int,
+    runs: Path,
+    playbooks: Path | None,
+    namespace: tuple[str, ...],
+    no_cluster: bool,
+    actions: bool,
+) -> None:
+    """Serve a web view of playbooks and executions (local runs and the cluster), live."""
+    from noetl.ui import serve
+
+    if playbooks is None and Path("playbooks").is_dir():
+        playbooks = Path("playbooks")
+    serve(host, port, runs, playbooks, list(namespace) or None, actions, not no_cluster)
+
+
 def main() -> None:
     app(prog_name="noetl")
 

@@ -4,7 +4,7 @@ for the server-side dry runs of the cluster tests (tests/cluster), which apply t
 `helm` is taken from PATH, else from the cache that tests/cluster/build.py compiles it into.
 `SCENARIOS` are the values the tests render with: the defaults, and a non-default set that
 turns every switch (namespaced mode with two namespaces, ServiceMonitor, peering, custom images
-and settings).
+and settings, the web view with its actions).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "system", "operator": "Exists"}],
         "podAnnotations": {"example.com/team": "data"},
+        "ui": {"enabled": True, "port": 9090, "actions": {"enabled": True}},
     },
 }
 

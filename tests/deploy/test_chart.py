@@ -63,9 +63,13 @@ def triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
+def is_ui(manifest: dict[str, Any]) -> bool:
+    return manifest["metadata"]["labels"].get("app.kubernetes.io/component") == "ui"
+
+
 def only(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    """The one object of this kind that the operator itself uses."""
-    found = [m for m in manifests if m["kind"] == kind and not aggregated(m)]
+    """The one object of `kind` of the operator itself (not the web view's, nor people's roles)."""
+    found = [m for m in manifests if m["kind"] == kind and not aggregated(m) and not is_ui(m)]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
 
@@ -166,11 +170,17 @@ def test_namespaced_mode_grants_only_in_watched_namespaces(
 ) -> None:
     manifests = renders["namespaced"]
     peering = {("kopf.dev", "kopfpeerings", verb) for verb in PEERING_VERBS}
-    roles = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "Role"}
+    roles = {
+        m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "Role" and not is_ui(m)
+    }
     assert set(roles) == {"team-a", "team-b"}
     for role in roles.values():
         assert triples(role) == NAMESPACED_RULES | peering
-    bindings = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "RoleBinding"}
+    bindings = {
+        m["metadata"]["namespace"]: m
+        for m in manifests
+        if m["kind"] == "RoleBinding" and not is_ui(m)
+    }
     assert set(bindings) == {"team-a", "team-b"}
     account = only(manifests, "ServiceAccount")["metadata"]["name"]
     for binding in bindings.values():
@@ -389,3 +399,76 @@ def test_aggregated_roles_give_people_edit_and_view(
     assert not [
         m for m in render_chart({"rbac": {"aggregateToDefaultRoles": False}}) if aggregated(m)
     ]
+
+
+# The web view: (apiGroup, resource, verb) it may use, read-only unless its actions are on.
+READ = ("get", "list", "watch")
+UI_READ_RULES = {
+    *(("noetl.io", resource, v) for resource in ("playbooks", "executions") for v in READ),
+    *(("", resource, v) for resource in ("pods", "configmaps", "events") for v in READ),
+    ("", "pods/log", "get"),
+}
+
+
+def ui_objects(manifests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for manifest in filter(is_ui, manifests):
+        assert manifest["metadata"]["name"] == "noetl-operator-ui"
+        found.setdefault(manifest["kind"], []).append(manifest)
+    return found
+
+
+def test_no_ui_by_default(renders: dict[str, list[dict[str, Any]]]) -> None:
+    assert not ui_objects(renders["default"])
+
+
+@needs_helm
+def test_ui_is_read_only_locked_down_and_reached_by_port_forward() -> None:
+    manifests = render_chart({"ui": {"enabled": True}})
+    helm("lint", "--strict", str(CHART), values={"ui": {"enabled": True}})
+    ui = ui_objects(manifests)
+    assert sorted(ui) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert triples(ui["ClusterRole"][0]) == UI_READ_RULES
+    assert ui["ClusterRoleBinding"][0]["subjects"][0]["name"] == "noetl-operator-ui"
+    deployment = ui["Deployment"][0]
+    pod = deployment["spec"]["template"]["spec"]
+    (ui_container,) = pod["containers"]
+    assert pod["serviceAccountName"] == "noetl-operator-ui"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert ui_container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert ui_container["command"] == ["python", "-m", "noetl", "ui"]
+    command = app.get_command(app.make_context("noetl", ["ui"]), "ui")
+    assert command is not None
+    params = command.make_context("ui", list(ui_container["args"])).params
+    assert params["actions"] is False
+    assert params["host"] == "0.0.0.0"
+    assert ui["Service"][0]["spec"]["type"] == "ClusterIP"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    operator_selector = only(
+        [m for m in manifests if m["metadata"]["name"] == "noetl-operator"], "Deployment"
+    )["spec"]["selector"]["matchLabels"]
+    assert not operator_selector.items() <= labels.items(), "the operator's selector matches the UI"
+
+
+def test_ui_actions_add_only_patching_executions_in_watched_namespaces(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    ui = ui_objects(renders["namespaced"])
+    assert "ClusterRole" not in ui
+    assert sorted(role["metadata"]["namespace"] for role in ui["Role"]) == ["team-a", "team-b"]
+    for role in ui["Role"]:
+        assert triples(role) == UI_READ_RULES | {("noetl.io", "executions", "patch")}
+    (ui_container,) = ui["Deployment"][0]["spec"]["template"]["spec"]["containers"]
+    assert "--actions" in ui_container["args"]
+    assert {"--namespace=team-a", "--namespace=team-b"} <= set(ui_container["args"])
+    assert ui["Service"][0]["spec"]["ports"][0]["port"] == 9090
