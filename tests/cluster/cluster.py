@@ -27,13 +27,16 @@ class Cluster:
         command_for: CommandFor = default_command,
         node_name: str = "noetl-node",
         log: Callable[[str], None] = print,
+        controller_manager_qps: tuple[float, int] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
         self.kubernetes_version = kubernetes_version
         self.command_for = command_for
         self.node_name = node_name
         self.log = log
-        self.control_plane = ControlPlane(bin_dir, log=log)
+        self.control_plane = ControlPlane(
+            bin_dir, log=log, controller_manager_qps=controller_manager_qps
+        )
         self.node_agent: NodeAgent | None = None
         self._kwok: Kwok | None = None
         self.startup_seconds = 0.0
