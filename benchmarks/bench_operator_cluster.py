@@ -1,6 +1,6 @@
 """The operator's speed and API economy on the test control plane, with steps on kwok nodes.
 
-    python benchmarks/bench_operator_cluster.py                       # controller manager at 500/1000
+    python benchmarks/bench_operator_cluster.py                       # its controllers at 500/1000
     python benchmarks/bench_operator_cluster.py --kcm-qps 20 --kcm-burst 30   # at its defaults
     python benchmarks/bench_operator_cluster.py --only chain,loop     # some scenarios only
 
@@ -42,10 +42,11 @@ from kubernetes import client, watch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_operator import WRITES, chain
-from noetl.plugins.envelope import encode
-from noetl.plugins.messages import Outcome
 from tests.cluster.kwok import POD_PLACEMENT
 from tests.operator.harness import OperatorProcess, Resources, install_crds
+
+from noetl.plugins.envelope import encode
+from noetl.plugins.messages import Outcome
 
 ANSWER = encode(Outcome(ok=True, result={"stdout": "1\n", "stderr": "", "exitCode": 0}))[0]
 TICK = 0.05
@@ -205,7 +206,8 @@ def run_chain(bench: Bench, steps: int = 20) -> None:
             f"  median pod lifetime {lifetimes[len(lifetimes) // 2]:.0f} ms, operator's share"
             f" median {shares[len(shares) // 2]:.0f} ms, max {shares[-1]:.0f} ms (goal: <= 50 ms)"
         )
-        print(f"  operator CPU {cpu / steps * 1000:.1f} ms/step; API per step {describe(calls, steps)}")
+        print(f"  operator CPU {cpu / steps * 1000:.1f} ms/step")
+        print(f"  API per step: {describe(calls, steps)}")
     finally:
         operator.stop()
 
