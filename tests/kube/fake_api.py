@@ -112,8 +112,8 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
 def matches(obj: dict[str, Any], selector: str) -> bool:
     labels = obj["metadata"].get("labels") or {}
     for term in filter(None, selector.split(",")):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
+        key, equals, value = term.partition("=")
+        if (labels.get(key) != value) if equals else key not in labels:
             return False
     return True
 
@@ -221,14 +221,23 @@ class FakeKubeApi:
 
     # The KubeApi interface --------------------------------------------------------------------
 
+    async def acquire(self) -> None:
+        await asyncio.sleep(0)  # a token, as the real bucket gives one: after a turn of the loop
+
+    def without_limit(self) -> FakeKubeApi:
+        return self
+
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         self._call("get", PLURAL_KINDS[plural])
         return copy.deepcopy(self.get(PLURAL_KINDS[plural], namespace, name))
 
     async def _list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         self._call("list", kind)
-        label, _, value = selector.split(",")[0].partition("=")
-        names = self._labelled.get((kind, namespace, label, value), set())
+        label, equals, value = selector.split(",")[0].partition("=")
+        if equals:
+            names = self._labelled.get((kind, namespace, label, value), set())
+        else:  # a bare key, or no selector: every object of the kind there
+            names = {n for k, ns, n in self.objects if (k, ns) == (kind, namespace)}
         found = [self.objects[(kind, namespace, name)] for name in sorted(names)]
         return [copy.deepcopy(obj) for obj in found if matches(obj, selector)]
 

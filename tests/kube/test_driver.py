@@ -329,7 +329,7 @@ async def test_a_loop_whose_gathered_results_are_too_large_fails_through_the_eng
     for job in operator.unfinished_jobs():
         if job["metadata"]["labels"]["noetl.io/step"] == "each":
             operator.finish(job, result="x" * 100)
-    await operator.idle()
+    await operator.advance(1)  # the save of a turn of successes is due
     assert operator.status()["phase"] == "Running"  # the parallel branch still runs
     [other] = operator.unfinished_jobs()
     operator.finish(other)
@@ -373,7 +373,7 @@ async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
     pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
     pod["metadata"]["annotations"]["noetl.io/execution-uid"] = "an-older-run"
     operator.driver.queue.put_nowait(PodEnded(pod))
-    await operator.idle()
+    await operator.advance(1)  # a save of what it knows is due
     assert operator.unfinished_jobs() == []  # the run still waits for word of its own
     assert operator.status()["steps"]["a"]["phase"] == "Running"
 
@@ -395,6 +395,8 @@ async def test_the_same_end_heard_twice_in_one_turn_is_counted_once():
 async def test_a_turn_of_successes_puts_its_save_off_until_it_is_due():
     operator = await started(CHAIN)
     api = operator.api
+    assert operator.status() == {}  # the first turn's save waits too: a restart starts again
+    await operator.advance(1)
     [first] = operator.unfinished_jobs()
     operator.finish(first)
     await operator.idle()

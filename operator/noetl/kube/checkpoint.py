@@ -17,9 +17,9 @@ A turn whose only news is steps that succeeded, and the runs they started, may p
 (`SavePacing`) for up to `SAVE_INTERVAL`: until then its ends are still in the cluster (the
 Jobs that ended keep their pods and termination messages for a day), so a restarted driver that
 resumes from the older save feeds them again, round after round, and meets the Jobs it had
-started as AlreadyExists. Anything the cluster could not tell again is saved in its own turn:
-the start and the end of the execution, a failure (its retry's due time, a refused run), a
-cancel (a deleted Job says nothing). A 1,000-item loop thus costs a save a second, not a save
+started as AlreadyExists (an execution not yet saved Running starts again, the same way).
+Anything the cluster could not tell again is saved in its own turn: the end of the execution, a
+failure (its retry's due time, a refused run), a cancel (a deleted Job says nothing). A 1,000-item loop thus costs a save a second, not a save
 per turn.
 """
 
@@ -48,8 +48,9 @@ SAVE_INTERVAL = 1.0  # seconds a save may wait: far below the Jobs' TTL (a day b
 
 async def playbook_of(
     api: KubeApi, execution: dict[str, Any], settings: OperatorSettings
-) -> Playbook:
-    """The playbook this execution runs, frozen at its start: later edits do not reach it.
+) -> tuple[Playbook, bool]:
+    """The playbook this execution runs, frozen at its start: later edits do not reach it; and
+    whether an earlier driver froze it (so that it may have started runs).
 
     Raises PlaybookInvalid or LookupError when there is none to run, or it may not run here.
     """
@@ -58,7 +59,7 @@ async def playbook_of(
     stored = await api.read_config_map(namespace, name)
     if stored is not None and owned_by(stored, metadata["uid"]):
         data = json.loads(stored["data"]["playbook.json"])
-        return await parse_within_budget(data, f"execution {metadata['name']}")
+        return await parse_within_budget(data, f"execution {metadata['name']}"), True
     spec = execution["spec"]
     if spec.get("playbook") is not None:
         document = {
@@ -80,7 +81,7 @@ async def playbook_of(
     if problems:
         raise PlaybookInvalid(problems, source)
     await api.create(execution_config_map(execution, name, "playbook", {"playbook.json": text}))
-    return playbook
+    return playbook, False
 
 
 class Checkpoint:
@@ -137,27 +138,18 @@ class SavePacing:
     def __init__(self, clock: Clock, interval: float = SAVE_INTERVAL) -> None:
         self.clock = clock
         self.interval = interval
-        self.saved_at: float | None = None  # when this driver last saved, if it has
-        self.saved_phase: str | None = None
+        self.saved_at = clock.now()  # a driver's first save is due a second after its start
         self.urgent = False  # the turn did something the cluster could not tell again
 
     def may_wait(self, state: ExecutionState) -> bool:
-        return not (
-            self.urgent
-            or state.finished
-            or state.phase != self.saved_phase
-            or self.saved_at is None
-            or self.remaining() <= 0
-        )
+        return not (self.urgent or state.finished or self.remaining() <= 0)
 
     def remaining(self) -> float:
         """Seconds until a save put off now is due."""
-        since = self.clock.now() - (self.saved_at or 0.0)
-        return self.interval - since
+        return self.interval - (self.clock.now() - self.saved_at)
 
-    def saved(self, state: ExecutionState) -> None:
+    def saved(self) -> None:
         self.saved_at = self.clock.now()
-        self.saved_phase = state.phase
         self.urgent = False
 
 

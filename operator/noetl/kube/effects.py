@@ -81,7 +81,7 @@ class KubeEffects(Effects):
                 self._reminder.cancel()
                 self._reminder = None
             await self.checkpoint.save(loop.finished)
-            self.pacing.saved(loop.state)
+            self.pacing.saved()
         posted, self._events = self._events, []
         await asyncio.gather(*(events.record(self.api, self.execution, *event) for event in posted))
 
