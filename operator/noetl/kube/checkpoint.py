@@ -19,8 +19,8 @@ Jobs that ended keep their pods and termination messages for a day), so a restar
 resumes from the older save feeds them again, round after round, and meets the Jobs it had
 started as AlreadyExists (an execution not yet saved Running starts again, the same way).
 Anything the cluster could not tell again is saved in its own turn: the end of the execution, a
-failure (its retry's due time, a refused run), a cancel (a deleted Job says nothing). A 1,000-item loop thus costs a save a second, not a save
-per turn.
+failure (its retry's due time, a refused run), a cancel (a deleted Job says nothing). A
+1,000-item loop thus costs a save a second, not a save per turn.
 """
 
 from __future__ import annotations

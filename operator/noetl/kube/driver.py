@@ -4,7 +4,8 @@ The driver reads the Execution, the playbook it runs (`checkpoint.playbook_of`) 
 saved of it (`Checkpoint`), then hands the engine to an `ExecutionLoop` whose effects are
 Kubernetes objects (`KubeEffects`). Watch events reach it on its queue as messages (`inbox`).
 When an earlier driver had begun (it froze the playbook), it first feeds what happened while
-nobody watched, round after round until the state is still (a finished run becomes current only once the run before it is fed).
+nobody watched, round after round until the state is still (a finished run becomes current only
+once the run before it is fed).
 """
 
 from __future__ import annotations

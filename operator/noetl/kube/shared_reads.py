@@ -6,8 +6,8 @@ operator restart every live Execution's driver starts at once, and fifty of them
 some 250 reads at the token bucket. `SharedReads` stands in front of `KubeApi` for those reads:
 reads of the same kind in one namespace that wait for a token together are answered by one list
 of the namespace (every Job of an execution, every Execution or Playbook, every ConfigMap the
-operator made, every step pod), each caller getting what its own selector or name picks from it. A read that
-waits alone is made as it was asked, so a lone driver costs what it did.
+operator made, every step pod), each caller getting what its own selector or name picks from
+it. A read that waits alone is made as it was asked, so a lone driver costs what it did.
 
 A batch is open until its token comes, and the list is sent after that: every caller's answer
 is at least as new as its question, as a read of its own would be.
@@ -48,6 +48,7 @@ class SharedReads:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
         self._open: dict[tuple[str, str], _Batch] = {}
+        self._sending: set[asyncio.Task[None]] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.api, name)  # writes, and reads no driver makes at its start
@@ -123,7 +124,9 @@ class SharedReads:
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = _Batch()
-            asyncio.create_task(self._send(key, batch, alone, together))
+            task = asyncio.create_task(self._send(key, batch, alone, together))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         batch.questions.append((question, answer))
         return await answer
 
