@@ -81,8 +81,8 @@ class Effects:
         """Save what a restart needs, once per turn, after every command of the turn was done
         (and on a `PERSIST_DUE` the shell posted)."""
 
-    async def interpret(self, message: Any) -> Event | None:
-        """Turn a message of the shell's own (a changed Job, say) into an engine event, or None."""
+    async def interpret(self, message: Any) -> list[Event]:
+        """Turn a message of the shell's own (a changed Job, say) into engine events (or none)."""
         raise TypeError(f"no engine event for {message!r}")
 
 
@@ -127,8 +127,7 @@ class ExecutionLoop:
                         continue
                     # Each message is read after the one before was handled, so that a second
                     # word of the same end (a pod seen twice, say) finds its run already over.
-                    event = await self._as_event(message)
-                    if event is not None:
+                    for event in await self._as_events(message):
                         await self._handle(event)
                         handled = True
                 if handled or due:
@@ -173,9 +172,9 @@ class ExecutionLoop:
             handle.cancel()
         self._timers.clear()
 
-    async def _as_event(self, message: Any) -> Event | None:
+    async def _as_events(self, message: Any) -> list[Event]:
         if isinstance(message, Event):
-            return message
+            return [message]
         return await self.effects.interpret(message)
 
     async def _start(self, run: Run) -> StepFailed | None:

@@ -18,15 +18,19 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from noetl.engine import (
+    ApprovalGiven,
+    AwaitApproval,
     CancelStep,
     Command,
     Engine,
     Event,
     FinishExecution,
+    ResumeRequested,
     ScheduleRetry,
     StartStep,
     StepFailed,
     StepSucceeded,
+    SuspendRequested,
 )
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
@@ -67,7 +71,7 @@ class KubeEffects(Effects):
         self._reminder: Cancellable | None = None
         self._events: list[tuple[str, str, bool]] = []  # posted at the end of the turn
 
-    async def interpret(self, message: Any) -> Event | None:
+    async def interpret(self, message: Any) -> list[Event]:
         return await self.inbox.interpret(message, self.clock.now())
 
     async def persist(self, loop: ExecutionLoop) -> None:
@@ -156,6 +160,9 @@ class KubeEffects(Effects):
                     f"step {message.key} in {wait:.0f}s after: {message.error}",
                     warning=True,
                 )
+            case AwaitApproval() | ApprovalGiven() | SuspendRequested() | ResumeRequested():
+                self.pacing.urgent = True  # rare, and what people wait to read
+                self._tell_pause(message)
             case FinishExecution():
                 metrics.EXECUTIONS_FINISHED.labels(phase=message.phase).inc()
                 self.finished_at = self.clock.now()
@@ -165,6 +172,22 @@ class KubeEffects(Effects):
                 self._event(
                     f"Execution{message.phase}", ended, warning=message.phase != "Succeeded"
                 )
+
+    def _tell_pause(
+        self, message: AwaitApproval | ApprovalGiven | SuspendRequested | ResumeRequested
+    ) -> None:
+        match message:
+            case AwaitApproval():
+                resume = f"noetl resume {self.name} [--set key=value]"
+                self._event(
+                    "AwaitingApproval", f"step {message.step}: {message.message} ({resume})"
+                )
+            case ApprovalGiven():
+                self._event("Approved", f"step {message.step} approved: {message.values}")
+            case SuspendRequested():
+                self._event("Suspended", f"{message.reason}: no new step starts")
+            case ResumeRequested():
+                self._event("Resumed", "held steps start")
 
     def _event(self, reason: str, message: str, warning: bool = False) -> None:
         self._events.append((reason, message, warning))
