@@ -148,6 +148,24 @@ class Bench:
         resources.wait("playbooks", name, lambda obj: (obj.get("status") or {}).get("conditions"))
 
 
+class Measured:
+    """The wall time, the operator's CPU and its API calls from now to `done()`."""
+
+    def __init__(self, operator: OperatorProcess) -> None:
+        assert operator.process is not None
+        self.operator = operator
+        self.pid = operator.process.pid
+        self.calls = operator.api_calls()
+        self.cpu = cpu_seconds(self.pid)
+        self.started = time.monotonic()
+
+    def done(self) -> tuple[float, float, dict[tuple[str, str], float]]:
+        """Seconds, CPU seconds, and the calls made (once the last turn's are in)."""
+        elapsed = time.monotonic() - self.started
+        cpu = cpu_seconds(self.pid) - self.cpu
+        return elapsed, cpu, calls_between(self.calls, settled_calls(self.operator))
+
+
 def calls_between(
     before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
 ) -> dict[tuple[str, str], float]:
@@ -177,13 +195,10 @@ def run_chain(bench: Bench, steps: int = 20) -> None:
     try:
         bench.playbook(resources, "chain", chain(steps))
         with Watcher(bench.api_client, resources.namespace) as watcher:
-            before, cpu = operator.api_calls(), cpu_seconds(operator.process.pid)  # type: ignore[union-attr]
-            started = time.monotonic()
+            measured = Measured(operator)
             resources.execute("chain", "chain")
             status = resources.wait_finished("chain", timeout=300)
-            elapsed = time.monotonic() - started
-            cpu = cpu_seconds(operator.process.pid) - cpu  # type: ignore[union-attr]
-            calls = calls_between(before, settled_calls(operator))
+            elapsed, cpu, calls = measured.done()
         jobs = sorted(watcher.job_created, key=watcher.job_created.__getitem__)
         print(f"chain of {steps}: {status['phase']} in {elapsed:.2f}s")
         print(f"  {'step':<6} {'pod lifetime ms':>16} {'operator ms':>12} {'step-to-step ms':>16}")
@@ -233,13 +248,10 @@ def run_loop(bench: Bench, items: int = 1000, in_flight: int = 50) -> None:
     }
     try:
         bench.playbook(resources, "loop", spec)
-        before, cpu = operator.api_calls(), cpu_seconds(operator.process.pid)  # type: ignore[union-attr]
-        started = time.monotonic()
+        measured = Measured(operator)
         resources.execute("loop", "loop")
         status = resources.wait_finished("loop", timeout=1200)
-        elapsed = time.monotonic() - started
-        cpu = cpu_seconds(operator.process.pid) - cpu  # type: ignore[union-attr]
-        calls = calls_between(before, settled_calls(operator))
+        elapsed, cpu, calls = measured.done()
         print(
             f"loop of {items} (maxInFlight {in_flight}): {status['phase']} in {elapsed:.1f}s,"
             f" {items / elapsed:.1f} items/s (goal: >= 12)"
@@ -255,14 +267,11 @@ def run_singles(bench: Bench, count: int = 100) -> None:
     operator = bench.operator(resources.namespace)
     try:
         bench.playbook(resources, "one", chain(1))
-        before, cpu = operator.api_calls(), cpu_seconds(operator.process.pid)  # type: ignore[union-attr]
-        started = time.monotonic()
+        measured = Measured(operator)
         for i in range(count):
             resources.execute(f"one-{i}", "one")
         finished = wait_all(resources, count, timeout=600)
-        elapsed = time.monotonic() - started
-        cpu = cpu_seconds(operator.process.pid) - cpu  # type: ignore[union-attr]
-        calls = calls_between(before, settled_calls(operator))
+        elapsed, cpu, calls = measured.done()
         print(
             f"{count} single-step Executions: {finished} succeeded in {elapsed:.1f}s,"
             f" {count / elapsed * 60:.0f}/min (goal: >= 270)"

@@ -73,30 +73,26 @@ class SharedReads:
         )
 
     async def list_jobs(self, namespace: str, selector: str) -> Objects:
-        return await self._read(
-            "jobs",
-            namespace,
-            selector,
-            lambda api: api.list_jobs(namespace, selector),
-            lambda api: api.list_jobs(namespace, EXECUTION_LABEL),
-        )
+        return await self._listed("list_jobs", "jobs", namespace, selector, EXECUTION_LABEL)
 
     async def list_pods(self, namespace: str, selector: str) -> Objects:
-        return await self._read(
-            "pods",
-            namespace,
-            selector,
-            lambda api: api.list_pods(namespace, selector),
-            lambda api: api.list_pods(namespace, EXECUTION_LABEL),
-        )
+        return await self._listed("list_pods", "pods", namespace, selector, EXECUTION_LABEL)
 
     async def list_config_maps(self, namespace: str, selector: str) -> Objects:
+        return await self._listed(
+            "list_config_maps", "configmaps", namespace, selector, PURPOSE_LABEL
+        )
+
+    async def _listed(
+        self, method: str, resource: str, namespace: str, selector: str, wide: str
+    ) -> Objects:
+        """A list by `selector`, or its part of a list by `wide` that answers several."""
         return await self._read(
-            "configmaps",
+            resource,
             namespace,
             selector,
-            lambda api: api.list_config_maps(namespace, selector),
-            lambda api: api.list_config_maps(namespace, PURPOSE_LABEL),
+            lambda api: getattr(api, method)(namespace, selector),
+            lambda api: getattr(api, method)(namespace, wide),
         )
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
