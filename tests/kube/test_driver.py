@@ -83,10 +83,25 @@ class Case:
     jobs: int
 
 
+WIDE_LOOP = {
+    "workflow": [
+        {"step": "start", "next": [{"step": "each"}]},
+        shell(
+            "each",
+            loop={"in": list(range(7)), "iterator": "i", "mode": "parallel", "maxInFlight": 3},
+            next=[{"step": "after"}],
+        ),
+        shell("after"),
+    ],
+    "output": "{{ [each.results | length, after.stdout] }}",
+}
+
 CASES = [
     Case("chain", CHAIN, "c", 3),
     Case("fan", FAN, ["x", "y", "join"], 3),
     Case("loop", LOOP, 3, 3),
+    # Its saves wait (the fake clock stands still): crashes come while Jobs ran ahead of them.
+    Case("wide-loop", WIDE_LOOP, [7, "after"], 8),
     Case("finally", FINALLY, "a", 3),
 ]
 
@@ -321,7 +336,7 @@ async def test_a_loop_whose_gathered_results_are_too_large_fails_through_the_eng
     for job in operator.unfinished_jobs():
         if job["metadata"]["labels"]["noetl.io/step"] == "each":
             operator.finish(job, result="x" * 100)
-    await operator.idle()
+    await operator.advance(1)  # the save of a turn of successes is due
     assert operator.status()["phase"] == "Running"  # the parallel branch still runs
     [other] = operator.unfinished_jobs()
     operator.finish(other)
@@ -426,7 +441,7 @@ async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
     pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
     pod["metadata"]["annotations"]["noetl.io/execution-uid"] = "an-older-run"
     operator.driver.queue.put_nowait(PodEnded(pod))
-    await operator.idle()
+    await operator.advance(1)  # a save of what it knows is due
     assert operator.unfinished_jobs() == []  # the run still waits for word of its own
     assert operator.status()["steps"]["a"]["phase"] == "Running"
 
@@ -443,3 +458,41 @@ async def test_the_same_end_heard_twice_in_one_turn_is_counted_once():
     await operator.idle()
     assert finished._value.get() == before + 1
     assert len(operator.unfinished_jobs()) == 1
+
+
+async def test_a_turn_of_successes_puts_its_save_off_until_it_is_due():
+    operator = await started(CHAIN)
+    api = operator.api
+    assert operator.status() == {}  # the first turn's save waits too: a restart starts again
+    await operator.advance(1)
+    [first] = operator.unfinished_jobs()
+    operator.finish(first)
+    await operator.idle()
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-b-a1"]
+    assert operator.status()["steps"]["a"]["phase"] == "Running"  # the save waits...
+    assert api.writes[-1] == ("create", "Event", api.writes[-1][2])
+    await operator.advance(1)  # ...until it is due, with no further news
+    status = operator.status()
+    assert (status["steps"]["a"]["phase"], status["steps"]["b"]["phase"]) == (
+        "Succeeded",
+        "Running",
+    )
+
+
+async def test_a_failure_is_saved_in_its_own_turn():
+    operator = await started(CHAIN)
+    [first] = operator.unfinished_jobs()
+    operator.finish(first, ok=False)
+    await operator.idle()
+    status = operator.status()
+    assert status["phase"] == "Failed" and status["steps"]["a"]["phase"] == "Failed"
+
+
+async def test_a_loop_item_makes_no_event_of_its_start_or_success_but_does_of_its_failure():
+    operator = await started(LOOP)
+    for job in operator.unfinished_jobs():
+        operator.finish(job, ok=job["metadata"]["labels"]["noetl.io/index"] != "0")
+    await operator.idle()
+    events = operator.events()
+    assert not any(e.startswith(("StepStarted", "StepSucceeded")) for e in events), events
+    assert any(e.startswith("StepFailed: step each[0]") for e in events), events

@@ -12,6 +12,15 @@ while the turn's commands were carried out. A crash between any two writes loses
 status still says the runs are in flight and everything it needs is still stored, the restarted
 driver feeds their ends again, and the engine re-issues the same commands, whose deterministic
 names meet AlreadyExists. (A crash just before the removals leaves those keys behind, unused.)
+
+A turn whose only news is steps that succeeded, and the runs they started, may put its save off
+(`SavePacing`) for up to `SAVE_INTERVAL`: until then its ends are still in the cluster (the
+Jobs that ended keep their pods and termination messages for a day), so a restarted driver that
+resumes from the older save feeds them again, round after round, and meets the Jobs it had
+started as AlreadyExists (an execution not yet saved Running starts again, the same way).
+Anything the cluster could not tell again is saved in its own turn: the end of the execution, a
+failure (its retry's due time, a refused run), a cancel (a deleted Job says nothing). A
+1,000-item loop thus costs a save a second, not a save per turn.
 """
 
 from __future__ import annotations
@@ -32,16 +41,19 @@ from noetl.kube.playbooks import run_problems, snapshot_text
 from noetl.kube.results import ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
+from noetl.loop import Clock
 from noetl.playbook import Playbook, PlaybookInvalid
 from noetl.playbook.budget import parse_within_budget
 
 OUTPUT_KEY = "__output"
+SAVE_INTERVAL = 1.0  # seconds a save may wait: far below the Jobs' TTL (a day by default)
 
 
 async def playbook_of(
     api: KubeApi, execution: dict[str, Any], settings: OperatorSettings
-) -> Playbook:
-    """The playbook this execution runs, frozen at its start: later edits do not reach it.
+) -> tuple[Playbook, bool]:
+    """The playbook this execution runs, frozen at its start: later edits do not reach it; and
+    whether an earlier driver froze it (so that it may have started runs).
 
     Raises PlaybookInvalid or LookupError when there is none to run, or it may not run here.
     """
@@ -50,7 +62,7 @@ async def playbook_of(
     stored = await api.read_config_map(namespace, name)
     if stored is not None and owned_by(stored, metadata["uid"]):
         data = json.loads(stored["data"]["playbook.json"])
-        return await parse_within_budget(data, f"execution {metadata['name']}")
+        return await parse_within_budget(data, f"execution {metadata['name']}"), True
     spec = execution["spec"]
     if spec.get("playbook") is not None:
         document = {
@@ -72,7 +84,7 @@ async def playbook_of(
     if problems:
         raise PlaybookInvalid(problems, source)
     await api.create(execution_config_map(execution, name, "playbook", {"playbook.json": text}))
-    return playbook
+    return playbook, False
 
 
 class Checkpoint:
@@ -123,6 +135,27 @@ class Checkpoint:
         metadata = self.execution["metadata"]
         await self.api.patch_status("executions", metadata["namespace"], metadata["name"], patch)
         self._written = status
+
+
+class SavePacing:
+    """Whether a turn's save may wait: see the module's docstring for when it may."""
+
+    def __init__(self, clock: Clock, interval: float = SAVE_INTERVAL) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.saved_at = clock.now()  # a driver's first save is due a second after its start
+        self.urgent = False  # the turn did something the cluster could not tell again
+
+    def may_wait(self, state: ExecutionState) -> bool:
+        return not (self.urgent or state.finished or self.remaining() <= 0)
+
+    def remaining(self) -> float:
+        """Seconds until a save put off now is due."""
+        return self.interval - (self.clock.now() - self.saved_at)
+
+    def saved(self) -> None:
+        self.saved_at = self.clock.now()
+        self.urgent = False
 
 
 async def retried_results(api: KubeApi, execution: dict[str, Any], graph: Graph) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 The driver reads the Execution, the playbook it runs (`checkpoint.playbook_of`) and what was
 saved of it (`Checkpoint`), then hands the engine to an `ExecutionLoop` whose effects are
 Kubernetes objects (`KubeEffects`). Watch events reach it on its queue as messages (`inbox`).
-On a restart it first feeds what happened while nobody watched, round after round until the
-state is still (a finished run becomes current only once the run before it is fed).
+When an earlier driver had begun (it froze the playbook), it first feeds what happened while
+nobody watched, round after round until the state is still (a finished run becomes current only
+once the run before it is fed).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from noetl.engine import Engine, Event, ExecutionStarted
 from noetl.engine.state import FINISHED_PHASES
@@ -25,6 +26,7 @@ from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
+from noetl.kube.shared_reads import SharedReads
 from noetl.kube.slots import JobSlots
 from noetl.kube.times import epoch_seconds
 from noetl.loop import Clock, ExecutionLoop
@@ -38,9 +40,17 @@ class OperatorContext:
     slots: JobSlots = field(default_factory=lambda: JobSlots(200))
     clock: Clock = field(default_factory=Clock)
     admission: Admission = field(init=False)
+    reads: SharedReads = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.api, self.clock)
+        self.reads = SharedReads(self.api)
+
+    @property
+    def driver_api(self) -> KubeApi:
+        """The API as drivers use it: their start-up reads shared with the drivers starting
+        alongside (`SharedReads` answers every call `KubeApi` does)."""
+        return cast(KubeApi, self.reads)
 
 
 class ExecutionDriver:
@@ -53,7 +63,7 @@ class ExecutionDriver:
         self.finished_at: float | None = None
 
     async def run(self) -> None:
-        api, clock = self.context.api, self.context.clock
+        api, clock = self.context.driver_api, self.context.clock
         execution = await api.get_custom("executions", self.namespace, self.name)
         if execution is None:
             return
@@ -64,7 +74,7 @@ class ExecutionDriver:
             self.finished_at = epoch_seconds(finished) if finished else clock.now()
             return
         try:
-            playbook = await playbook_of(api, execution, self.context.settings)
+            playbook, resumed = await playbook_of(api, execution, self.context.settings)
         except (PlaybookInvalid, LookupError) as error:
             self.finished_at = await refuse(api, execution, error)
             return
@@ -111,6 +121,11 @@ class ExecutionDriver:
             first += spec_events(spec, loop.state, clock.now())
             if loop.state.phase == "Pending":
                 first.append(ExecutionStarted(at=clock.now()))
+                if resumed:
+                    # Its first save may have waited: an earlier driver may have started runs.
+                    await loop.feed(first)
+                    first = []
+                    await _catch_up(loop, inbox)
             await loop.run(first)
         finally:
             metrics.EXECUTIONS_ACTIVE.dec()

@@ -3,12 +3,16 @@
 A run starts as a Job (a plugin image) or a child Execution (`tool: playbook`), with a
 deterministic name so that issuing it again meets AlreadyExists; a cancel deletes it. What
 happened is announced as Kubernetes Events (best effort: a lost Event is logged, never fatal)
-and metrics. A run the API server refuses, or whose Job cannot be built, is refused back to the
-loop, which makes it the run's failure for the engine to decide on.
+and metrics. Events wait for the end of the turn, so the Jobs a turn starts are not queued behind
+them at the rate limiter; a loop item's start and success make none (its step's summary counts
+them), its failure does. The turn's save may wait (`SavePacing`): a reminder is then posted to
+the loop for when it is due. A run the API server refuses, or whose Job cannot be built, is
+refused back to the loop, which makes it the run's failure for the engine to decide on.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -30,14 +34,14 @@ from noetl.engine import (
 )
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.checkpoint import Checkpoint
+from noetl.kube.checkpoint import Checkpoint, SavePacing
 from noetl.kube.inbox import Inbox
 from noetl.kube.manifests import child_execution, step_job
 from noetl.kube.names import run_name
 from noetl.kube.refusals import error_text
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
-from noetl.loop import Clock, Effects, ExecutionLoop, Run, RunRefused
+from noetl.loop import PERSIST_DUE, Cancellable, Clock, Effects, ExecutionLoop, Run, RunRefused
 
 
 class KubeEffects(Effects):
@@ -63,12 +67,31 @@ class KubeEffects(Effects):
         self.namespace = str(execution["metadata"]["namespace"])
         self.name = str(execution["metadata"]["name"])
         self.finished_at: float | None = None
+        self.pacing = SavePacing(clock)
+        self._reminder: Cancellable | None = None
+        self._events: list[tuple[str, str, bool]] = []  # posted at the end of the turn
 
     async def interpret(self, message: Any) -> list[Event]:
         return await self.inbox.interpret(message, self.clock.now())
 
     async def persist(self, loop: ExecutionLoop) -> None:
-        await self.checkpoint.save(loop.finished)
+        if self.pacing.may_wait(loop.state):
+            if self._reminder is None:
+                self._reminder = self.clock.call_later(
+                    self.pacing.remaining(), lambda: self._remind(loop)
+                )
+        else:
+            if self._reminder is not None:
+                self._reminder.cancel()
+                self._reminder = None
+            await self.checkpoint.save(loop.finished)
+            self.pacing.saved()
+        posted, self._events = self._events, []
+        await asyncio.gather(*(events.record(self.api, self.execution, *event) for event in posted))
+
+    def _remind(self, loop: ExecutionLoop) -> None:
+        self._reminder = None
+        loop.post(PERSIST_DUE)
 
     # Starting and stopping runs ---------------------------------------------------------------
 
@@ -78,13 +101,14 @@ class KubeEffects(Effects):
             return
         if await self._create(child_execution(self.execution, run)):
             started = f"step {run.key} started a child execution of playbook {run.playbook}"
-            await self._event("StepStarted", started)
+            self._event("StepStarted", started)
 
     async def _start_job(self, command: StartStep) -> None:
         step = self.engine.playbook.steps[command.step]
         try:
             manifest = step_job(self.execution, command, step, self.settings)
         except (ValueError, KeyError) as error:
+            self.pacing.urgent = True
             raise RunRefused(f"cannot build the step's Job: {error}") from None
         job = manifest["metadata"]["name"]
         await self.slots.acquire(self.namespace, job)
@@ -93,8 +117,8 @@ class KubeEffects(Effects):
         except RunRefused:
             self.slots.release(self.namespace, job)
             raise
-        if created:
-            await self._event("StepStarted", f"step {command.key} started as Job {job}")
+        if created and command.index is None:
+            self._event("StepStarted", f"step {command.key} started as Job {job}")
 
     async def _create(self, manifest: dict[str, Any]) -> bool:
         try:
@@ -102,12 +126,14 @@ class KubeEffects(Effects):
         except ApiException as error:
             # 429 and 5xx are the server's trouble, not the run's: the driver retries the turn.
             if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+                self.pacing.urgent = True  # no Job will tell of this run
                 why = error_text(error)
                 kind = manifest["kind"]
                 raise RunRefused(f"the API server refused the step's {kind}: {why}") from None
             raise
 
     async def cancel_run(self, command: CancelStep) -> None:
+        self.pacing.urgent = True  # a deleted Job tells nothing of why
         tool = self.engine.playbook.steps[command.step].tool
         kind = "Execution" if tool == "playbook" else "Job"
         name = run_name(self.name, command.step, command.index, command.attempt)
@@ -120,38 +146,48 @@ class KubeEffects(Effects):
             return
         match message:
             case StepSucceeded():
-                await self._event("StepSucceeded", f"step {message.key} succeeded")
+                if message.index is None:
+                    self._event("StepSucceeded", f"step {message.key} succeeded")
             case StepFailed():
-                await self._event(
+                self.pacing.urgent = True
+                self._event(
                     "StepFailed", f"step {message.key} failed: {message.error}", warning=True
                 )
             case ScheduleRetry():
                 wait = max(0.0, message.due - self.clock.now())
-                await self._event(
+                self._event(
                     "StepRetrying",
                     f"step {message.key} in {wait:.0f}s after: {message.error}",
                     warning=True,
                 )
-            case AwaitApproval():
-                resume = f"noetl resume {self.name} [--set key=value]"
-                await self._event(
-                    "AwaitingApproval", f"step {message.step}: {message.message} ({resume})"
-                )
-            case ApprovalGiven():
-                await self._event("Approved", f"step {message.step} approved: {message.values}")
-            case SuspendRequested():
-                await self._event("Suspended", f"{message.reason}: no new step starts")
-            case ResumeRequested():
-                await self._event("Resumed", "held steps start")
+            case AwaitApproval() | ApprovalGiven() | SuspendRequested() | ResumeRequested():
+                self.pacing.urgent = True  # rare, and what people wait to read
+                self._tell_pause(message)
             case FinishExecution():
                 metrics.EXECUTIONS_FINISHED.labels(phase=message.phase).inc()
                 self.finished_at = self.clock.now()
                 ended = f"execution {message.phase.lower()}" + (
                     f": {message.error}" if message.error else ""
                 )
-                await self._event(
+                self._event(
                     f"Execution{message.phase}", ended, warning=message.phase != "Succeeded"
                 )
 
-    async def _event(self, reason: str, message: str, warning: bool = False) -> None:
-        await events.record(self.api, self.execution, reason, message, warning=warning)
+    def _tell_pause(
+        self, message: AwaitApproval | ApprovalGiven | SuspendRequested | ResumeRequested
+    ) -> None:
+        match message:
+            case AwaitApproval():
+                resume = f"noetl resume {self.name} [--set key=value]"
+                self._event(
+                    "AwaitingApproval", f"step {message.step}: {message.message} ({resume})"
+                )
+            case ApprovalGiven():
+                self._event("Approved", f"step {message.step} approved: {message.values}")
+            case SuspendRequested():
+                self._event("Suspended", f"{message.reason}: no new step starts")
+            case ResumeRequested():
+                self._event("Resumed", "held steps start")
+
+    def _event(self, reason: str, message: str, warning: bool = False) -> None:
+        self._events.append((reason, message, warning))
