@@ -83,8 +83,11 @@ class Cluster:
     def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
         return self.control_plane.service_account_kubeconfig(namespace, name)
 
-    def kwok(self) -> Kwok:
-        """kwok, started on first use, for simulated nodes (see kwok.py)."""
+    def kwok(self, termination_message: str | None = None) -> Kwok:
+        """kwok, started on first use, for simulated nodes (see kwok.py); `termination_message`
+        is what its completed containers say unless their pod's annotation says otherwise."""
         if self._kwok is None:
-            self._kwok = Kwok(self.bin_dir, self.control_plane).start()
+            self._kwok = Kwok(self.bin_dir, self.control_plane, termination_message).start()
+        elif termination_message != self._kwok.termination_message:
+            raise ValueError("kwok already runs with another termination message")
         return self._kwok

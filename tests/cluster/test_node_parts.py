@@ -15,7 +15,6 @@ from tests.cluster.container_logs import LogQuery
 from tests.cluster.images import ImageConfig, NoCommand, process_argv, pull_failure
 from tests.cluster.pod_config import expand, field_value
 
-
 IMAGE = ImageConfig(
     image_id="sha256:x", entrypoint=("/entry",), cmd=("default",), user="", working_dir=""
 )
