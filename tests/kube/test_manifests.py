@@ -63,6 +63,10 @@ def test_a_step_job_is_locked_down_and_labelled():
         "capabilities": {"drop": ["ALL"]},
     }
     assert container["image"] == OperatorSettings().images["http"]
+    assert (container["terminationMessagePath"], container["terminationMessagePolicy"]) == (
+        "/dev/termination-log",
+        "File",
+    )
     assert container["envFrom"] == [{"secretRef": {"name": "api-token"}}]
     request = json.loads(container["env"][0]["value"])
     assert request["args"]["url"] == "http://x"

@@ -1,8 +1,10 @@
 """The objects the operator creates, as plain manifests: step Jobs, child Executions, ConfigMaps.
 
 Pods of steps run as non-root with every capability dropped, a read-only root filesystem (a
-scratch /tmp is mounted) and no service-account token. Step args travel as an environment value;
-secrets only by reference (`envFrom` of the Secret named in `args.secretRef`), never inlined.
+scratch /tmp is mounted: the images make it HOME, TMPDIR and the working directory) and no
+service-account token. Step args travel as an environment value; secrets only by reference
+(`envFrom` of the Secret named in `args.secretRef`), never inlined. The step's outcome comes back
+as the container's termination message, from the file the plugin runtime writes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from noetl.engine import StartChildExecution, StartStep
 from noetl.kube.names import run_name
 from noetl.kube.settings import OperatorSettings
 from noetl.playbook import API_VERSION, Step
+from noetl.plugins.runtime import DEFAULT_TERMINATION
 
 EXECUTION_LABEL = "noetl.io/execution"
 STEP_LABEL = "noetl.io/step"
@@ -99,6 +102,9 @@ def step_job(
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # Kubernetes' defaults, set so that what the runtime writes and what is read is in view.
+        "terminationMessagePath": DEFAULT_TERMINATION,
+        "terminationMessagePolicy": "File",
     }
     secret = command.args.get("secretRef")
     if isinstance(secret, str) and secret:

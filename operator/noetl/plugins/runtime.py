@@ -3,9 +3,11 @@
 A plugin is a module `noetl.plugins.<kind>` with `run(request) -> result` (JSON). `execute`
 turns every way a run can end into an Outcome; the local worker pool calls it directly. `main` is
 the container entry point: it reads the request from the environment or a file, executes, and
-reports through the termination message and the log (the envelope, see envelope.py). This module
-is the one the rest of NoETL imports: it re-exports the request and outcome types and
-`read_outcome`, the operator's way back from a finished container to an Outcome.
+reports through the termination message and the log (the envelope, see envelope.py). The
+termination message is the file Kubernetes reads it from, the container's terminationMessagePath
+(/dev/termination-log, which step Jobs name); NOETL_TERMINATION_LOG names another file, for runs
+outside a pod. This module is the one the rest of NoETL imports: it re-exports the request and
+outcome types and `read_outcome`, the operator's way back from a finished container to an Outcome.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ __all__ = [
 INPUT_JSON_VAR = "NOETL_INPUT_JSON"
 INPUT_VAR = "NOETL_INPUT"
 DEFAULT_INPUT = "/var/run/noetl/input.json"
-TERMINATION_VAR = "NOETL_TERMINATION_LOG"
-DEFAULT_TERMINATION = "/dev/termination-log"
+DEFAULT_TERMINATION = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
+TERMINATION_VAR = "NOETL_TERMINATION_LOG"  # another file instead, outside a pod
 
 Plugin = Callable[[StepRequest], Any]
 
