@@ -38,6 +38,7 @@ from tests.cluster.pod_config import (
     container_mounts,
     materialise_volumes,
 )
+from tests.cluster.probes import ProbeState
 from tests.cluster.processes import die_with_parent, signal_group
 
 MAX_MESSAGE = 4096  # a kubelet's limit for one container's termination message
@@ -83,6 +84,8 @@ class Container:
     image_id: str = ""
     term_tried_at: float | None = None
     term_delivered: bool = False
+    readiness: ProbeState | None = None
+    liveness: ProbeState | None = None
 
     @property
     def name(self) -> str:
@@ -100,6 +103,12 @@ class Container:
     @property
     def terminated(self) -> dict[str, Any] | None:
         return self.state.get("terminated")
+
+    @property
+    def ready(self) -> bool:
+        """Running, and its readiness probe (if any) passes."""
+        passing = self.readiness is None or self.readiness.passing is True
+        return "running" in self.state and passing
 
     def log_path(self, restart: int | None = None) -> Path:
         count = self.restart_count if restart is None else restart
@@ -120,7 +129,7 @@ class Container:
             "name": self.name,
             "image": self.spec.get("image", ""),
             "imageID": self.image_id,
-            "ready": running and not init,
+            "ready": self.ready and not init,
             "started": running,
             "restartCount": self.restart_count,
             "state": self.state,
@@ -341,6 +350,13 @@ class PodWorker(threading.Thread):
         container.state = {"running": {"startedAt": container.started_at}}
         container.restart_at = None
         container.term_tried_at, container.term_delivered = None, False
+        started = time.monotonic()
+        readiness, liveness = (
+            container.spec.get("readinessProbe"),
+            container.spec.get("livenessProbe"),
+        )
+        container.readiness = ProbeState(readiness, container.spec, started) if readiness else None
+        container.liveness = ProbeState(liveness, container.spec, started) if liveness else None
 
     def _any_active(self) -> bool:
         return any(_active(c) for c in self.containers)
@@ -359,6 +375,8 @@ class PodWorker(threading.Thread):
                 if exited and container.terminated is None and container.restart_at is None:
                     self._reap(container)
                     changed = True
+                if container.running and self._probe(container):
+                    changed = True
                 if container.restart_at is not None and time.monotonic() >= container.restart_at:
                     container.restart_count += 1
                     self._start(container, plans[container.name])
@@ -367,6 +385,16 @@ class PodWorker(threading.Thread):
                 self._publish("Running" if not self._in_init() else "Pending")
             time.sleep(TICK)
         return None
+
+    def _probe(self, container: Container) -> bool:
+        """Run the container's due probes; True when its readiness changed. A failed liveness
+        probe kills the container, and its restart policy takes over."""
+        now = time.monotonic()
+        changed = container.readiness is not None and container.readiness.check_if_due(now)
+        liveness = container.liveness
+        if liveness is not None and liveness.check_if_due(now) and liveness.passing is False:
+            runtime.signal_container(container.runtime_name, "KILL")
+        return changed
 
     def _in_init(self) -> bool:
         return any(i.terminated is None for i in self.inits)
@@ -488,7 +516,7 @@ class PodWorker(threading.Thread):
         status["containerStatuses"] = [c.status(init=False) for c in self.containers]
         if not self.inits:
             status.pop("initContainerStatuses")
-        ready = phase == "Running" and all("running" in c.state for c in self.containers)
+        ready = phase == "Running" and all(c.ready for c in self.containers)
         initialized = all(i.terminated and i.terminated["exitCode"] == 0 for i in self.inits)
         started = any(c.process is not None for c in [*self.inits, *self.containers])
         finished = phase in ("Succeeded", "Failed")

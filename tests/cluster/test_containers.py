@@ -1,6 +1,6 @@
 """Containers on the node agent as a kubelet runs them: the securityContext enforced, the
 termination-message file, images missing from local storage, containers that die with the
-agent, and a node that outlives a restart of the API server and etcd."""
+agent, readiness probes, and a node that outlives a restart of the API server and etcd."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from kubernetes import client, config
 
 from tests.cluster import runtime
 from tests.cluster.cluster import Cluster
+from tests.cluster.control_plane import free_port
 from tests.cluster.test_control_plane import _processes, job, job_condition, run_job, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,8 +165,8 @@ def test_containers_die_with_the_agent(
                 "image": sample_image,
                 "command": ["sh", "-c", f"sleep 600 # {marker}"],
             }
-            core.create_namespaced_pod("default", {"metadata": {"name": "sleeper"},
-                                                   "spec": {"containers": [container]}})  # fmt: skip
+            pod = {"metadata": {"name": "sleeper"}, "spec": {"containers": [container]}}
+            core.create_namespaced_pod("default", pod)
             wait_for(
                 lambda: core.read_namespaced_pod("sleeper", "default").status.phase == "Running",
                 what="the pod to run",
@@ -194,3 +197,49 @@ def test_the_node_stays_ready_when_the_api_server_and_etcd_restart(
             assert job_condition(finished)[0] == "Complete"
     assert cluster.node_agent is not None
     assert not runtime.labelled(cluster.node_agent.id), "stop() leaves no container"
+
+
+def test_a_readiness_probe_decides_when_the_pod_is_ready(
+    core: client.CoreV1Api, kube_namespace: str, sample_image: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    tmp_path.chmod(0o755)
+    container = {
+        "name": "web",
+        "image": sample_image,
+        "command": ["python3", "-m", "http.server", str(port), "--directory", "/srv"],
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
+        "volumeMounts": [{"name": "content", "mountPath": "/srv"}],
+    }
+    pod = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "containers": [container],
+            "volumes": [{"name": "content", "hostPath": {"path": str(tmp_path)}}],
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+    core.create_namespaced_pod(kube_namespace, pod)
+
+    def status() -> Any:
+        return core.read_namespaced_pod("web", kube_namespace).status
+
+    wait_for(lambda: status().phase == "Running", what="the pod to run")
+    # The server answers 404 for /ready until the file exists: running, not ready.
+    wait_for(lambda: _get(port, "/"), what="the server to answer")
+    assert not status().container_statuses[0].ready
+    (tmp_path / "ready").write_text("yes")
+    wait_for(lambda: status().container_statuses[0].ready, what="the probe to pass")
+    conditions = {c.type: c.status for c in status().conditions}
+    assert conditions["Ready"] == "True"
+
+
+def _get(port: int, path: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return None
