@@ -18,7 +18,7 @@ lint: setup
 	$(PYTHON) -m ruff format --check $(LINTED)
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy plugin-images/build.py
-	@if [ -x $(ACTIONLINT) ]; then $(ACTIONLINT) -color=never; \
+	@if [ -x $(ACTIONLINT) ]; then $(ACTIONLINT) -no-color; \
 	else echo "lint: no actionlint at $(ACTIONLINT), workflows not checked"; fi
 
 # --- Images, and a local cluster for users with Docker: kind, the images, the chart, a demo run. ---

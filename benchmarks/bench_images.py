@@ -24,42 +24,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.fixtures.http import json_server
 from tests.fixtures.postgres import running_server
-from tests.images import build, podman_command
-
-STEP_POD = ["--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777", "--user", "65532"]
-
-
-class Ok(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def http_server() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        thread.join()
+from tests.images import STEP_POD, build, podman_command
 
 
 def requests(http_port: int) -> dict[str, dict[str, Any]]:
@@ -99,7 +73,7 @@ def in_container(
     termination.write_text("")
     termination.chmod(0o666)
     name = f"noetl-bench-{os.getpid()}-{time.monotonic_ns()}"
-    argv = [*podman_command(), "--name", name, *STEP_POD, "--network", "host"]
+    argv = [*podman_command(), "--name", name, *STEP_POD, "--user", "65532", "--network", "host"]
     argv.remove("--rm")  # the container's times are read after it ends
     argv += ["--volume", f"{termination}:/dev/termination-log"]
     for key, value in {**env, "NOETL_INPUT_JSON": request}.items():
@@ -143,13 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     runs = parser.parse_args().runs
-    tags = build.ensure_images("podman")
+    tags = build.ensure_images("podman", pinned=True)
     print(f"{'image':<44} {'size':>8}")
     for tag in tags.values():
         print(f"{tag:<44} {image_size(tag) / 1e6:>5.0f} MB")
     print(f"\ntrivial step, median of {runs} (ms)")
     print(f"{'plugin':<10} {'host':>8} {'in container':>14} {'podman run':>12}")
-    with http_server() as port, running_server() as postgres, tempfile.TemporaryDirectory() as tmp:
+    with json_server() as port, running_server() as postgres, tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         for kind, fields in requests(port).items():
             request = json.dumps({"step": "bench", "tool": kind, **fields})

@@ -7,12 +7,15 @@ share of them into a directory tree, and the Dockerfiles copy those trees and th
 from a build context it prepares. So a build reaches nothing but Debian's archive, and every
 image holds the same versions.
 
-Nothing is built twice: each image carries a label with a digest of its inputs (its Dockerfile,
-its base, its packages, the noetl sources), and an image whose label matches is left alone, so a
-warm run costs an `inspect` per image. When Debian's image is missing and cannot be pulled (no
-registry reachable), it is made with mmdebstrap and imported under its official name, so the
-Dockerfiles build unchanged. Runs are serialised by a file lock: any number of processes may ask
-for the images at once.
+Nothing is built twice: each image is labelled with a digest of its inputs (its Dockerfile, its
+base, its packages, the noetl sources) and tagged twice, with its version tag
+(`ghcr.io/noetl/noetl-plugin-shell:0.1.0`) and with a pinned tag named after that digest
+(`localhost/noetl-plugin-shell:<16 hex digits>`). An image whose pinned tag exists is not built
+again, at most tagged, so a warm run costs two `inspect`s per image. Version tags are shared by
+every checkout on a machine; the pinned ones always name the same content, so tests use them.
+When Debian's image is missing and cannot be pulled (no registry reachable), it is made with
+mmdebstrap and imported under its official name, so the Dockerfiles build unchanged. Runs are
+serialised by a file lock: any number of processes may ask for the images at once.
 
 `ensure_images()` is the entry point for tests; `python plugin-images/build.py --help` for people
 and for `make images`. It prints what it does to stderr and the image names to stdout.
@@ -36,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ROOT / "plugin-images"
@@ -100,6 +104,17 @@ IMAGES = (
     Image("operator", None),
 )
 PLUGINS = tuple(image.name for image in IMAGES if image.repository.startswith("noetl-plugin-"))
+PINNED_REGISTRY = "localhost"
+
+
+def pinned_tag(image: Image, inputs: str) -> str:
+    """The image's tag named after its inputs: the same tag is always the same content.
+
+    Version tags are shared by every checkout on a machine; tests that must run their own
+    sources use these instead.
+    """
+    return f"{PINNED_REGISTRY}/{image.repository}:{inputs[:16]}"
+
 
 Log = Callable[[str], None]
 
@@ -198,27 +213,29 @@ class Builder:
 
     def label(self, tag: str) -> str | None:
         """The inputs label of a local image, "" if it has none, None if there is no such image."""
+        found = self._inspect(tag)
+        if found is None:
+            return None
+        config = found["OCIv1"]["config"] if self.name == "buildah" else found["Config"]
+        return str((config.get("Labels") or {}).get(INPUTS_LABEL, ""))
+
+    def image_id(self, tag: str) -> str | None:
+        found = self._inspect(tag)
+        if found is None:
+            return None
+        return str(found["FromImageID"] if self.name == "buildah" else found["Id"])
+
+    def _inspect(self, tag: str) -> dict[str, Any] | None:
+        """What the builder says of a local image (its own JSON), None if there is none."""
         if self.name == "buildah":
-            argv = ["buildah", "inspect", "--type", "image", "--format"]
-            argv += ["{{json .OCIv1.Config.Labels}}", tag]
+            argv = ["buildah", "inspect", "--type", "image", tag]
         else:
-            argv = [self.name, "image", "inspect", "--format", "{{json .Config.Labels}}", tag]
+            argv = [self.name, "image", "inspect", tag]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             return None
-        labels = json.loads(done.stdout.strip() or "null") or {}
-        return str(labels.get(INPUTS_LABEL, ""))
-
-    def image_id(self, tag: str) -> str | None:
-        field = "{{.FromImageID}}" if self.name == "buildah" else "{{.Id}}"
-        inspect = ["inspect", "--type", "image"] if self.name == "buildah" else ["image", "inspect"]
-        done = subprocess.run(
-            [self.name, *inspect, "--format", field, tag],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return done.stdout.strip() if done.returncode == 0 else None
+        found = json.loads(done.stdout)
+        return dict(found[0] if isinstance(found, list) else found)
 
     def pull(self, tag: str, log_file: Path) -> bool:
         try:
@@ -240,10 +257,13 @@ class Builder:
         finally:
             run(["buildah", "rm", container])
 
+    def tag(self, source: str, target: str) -> None:
+        run([self.name, "tag", source, target])
+
     def build_command(
         self,
         dockerfile: Path,
-        tag: str,
+        tags: Sequence[str],
         context: Path,
         args: dict[str, str],
         labels: dict[str, str],
@@ -253,7 +273,9 @@ class Builder:
             "podman": ["podman", "build", "--layers"],
             "buildah": ["buildah", "build", "--layers"],
         }[self.name]
-        argv += ["--file", str(dockerfile), "--tag", tag]
+        argv += ["--file", str(dockerfile)]
+        for tag in tags:
+            argv += ["--tag", tag]
         for key, value in args.items():
             argv += ["--build-arg", f"{key}={value}"]
         for key, value in labels.items():
@@ -299,7 +321,7 @@ def _fresh(path: Path) -> Path:
 
 
 def package_tree(
-    context: Path, wheels: Path, wheels_key: str, architecture: str, image: Image
+    context: Path, wheels: Path, wheels_key: str, architecture: str, image: Image, log: Log
 ) -> str:
     """Install an image's packages from the wheelhouse into context/<arch>/<image>; its key."""
     available = project_requirements()
@@ -310,12 +332,14 @@ def package_tree(
     marker = context / architecture / f".{image.name}.key"
     if tree.is_dir() and marker.is_file() and marker.read_text() == key:
         return key
+    started = time.monotonic()
     _fresh(tree)
     pip = [sys.executable, "-m", "pip", "install", "--isolated", "--disable-pip-version-check"]
     pip += ["--quiet", "--no-index", "--find-links", str(wheels), "--no-compile"]
     run([*pip, "--target", str(tree), *platform_options(architecture), *requirements])
     shutil.rmtree(tree / "bin", ignore_errors=True)  # console scripts naming the host's Python
     marker.write_text(key)
+    log(f"{image.name}: its packages for {architecture} installed in {_since(started)}")
     return key
 
 
@@ -373,11 +397,13 @@ def ensure_images(
     version: str | None = None,
     only: Sequence[str] = (),
     log: Log = _stderr,
+    pinned: bool = False,
 ) -> dict[str, str]:
     """Build what is missing or out of date; {image name: tag} of every image (or of `only`).
 
-    Safe to call from several processes at once: they take turns, and the later ones find
-    everything built.
+    Every image gets its version tag (`registry/repository:version`) and its pinned tag; the
+    pinned tags are returned when `pinned` is true. Safe to call from several processes at once:
+    they take turns, and the later ones find everything built.
     """
     chosen = Builder(builder)
     if not chosen.available():
@@ -389,55 +415,67 @@ def ensure_images(
     cache.mkdir(parents=True, exist_ok=True)
     with _locked(cache / "lock", log):
         started = time.monotonic()
-        tags = _ensure(chosen, registry, version or project_version(), only, cache, log)
+        built = _ensure(chosen, registry, version or project_version(), only, cache, log)
         log(f"all images ready in {_since(started)}")
-        return tags
+        return {name: pinned_one if pinned else tag for name, (tag, pinned_one) in built.items()}
 
 
 def _ensure(
     builder: Builder, registry: str, version: str, only: Sequence[str], cache: Path, log: Log
-) -> dict[str, str]:
+) -> dict[str, tuple[str, str]]:
+    """{image name: (version tag, pinned tag)} of the images wanted, built where needed."""
     architecture = native_architecture()
     context = cache / "context"
     context.mkdir(exist_ok=True)
     base_inputs = digest(BASE.dockerfile.read_text(), ensure_debian(builder, cache, log))
-    base_tag = BASE.tag(registry, version)
-    _build(builder, BASE, base_tag, base_inputs, context, {"DEBIAN_IMAGE": DEBIAN_IMAGE}, log)
+    built = {BASE.name: _build(builder, BASE, registry, version, base_inputs, context, {}, log)}
     sources = copy_sources(context)
-    tags = {BASE.name: base_tag}
     for image in IMAGES[1:]:
         if only and image.name not in only:
             continue
         tree = ""
         if image.packages != ():
             wheels, wheels_key = wheelhouse(cache, architecture, log)
-            tree = package_tree(context, wheels, wheels_key, architecture, image)
+            tree = package_tree(context, wheels, wheels_key, architecture, image, log)
         inputs = digest(image.dockerfile.read_text(), base_inputs, tree, sources)
-        tags[image.name] = image.tag(registry, version)
-        build_args = {"BASE_IMAGE": base_tag, "TARGETARCH": architecture}
-        _build(builder, image, tags[image.name], inputs, context, build_args, log)
+        # FROM the pinned base: exactly the base these inputs name.
+        build_args = {"BASE_IMAGE": built[BASE.name][1], "TARGETARCH": architecture}
+        built[image.name] = _build(
+            builder, image, registry, version, inputs, context, build_args, log
+        )
     if only and BASE.name not in only:
-        del tags[BASE.name]
-    return tags
+        del built[BASE.name]
+    return built
 
 
 def _build(
     builder: Builder,
     image: Image,
-    tag: str,
+    registry: str,
+    version: str,
     inputs: str,
     context: Path,
     build_args: dict[str, str],
     log: Log,
-) -> None:
-    if builder.label(tag) == inputs:
+) -> tuple[str, str]:
+    """The image under its version and pinned tags: found, tagged from the cache, or built."""
+    tag, pinned = image.tag(registry, version), pinned_tag(image, inputs)
+    cached = builder.image_id(pinned) is not None
+    current = builder.label(tag) == inputs
+    if cached and current:
         log(f"{image.name}: {tag} is up to date")
-        return
-    log(f"{image.name}: building {tag} with {builder.name}")
-    started = time.monotonic()
-    argv = builder.build_command(image.dockerfile, tag, context, build_args, {INPUTS_LABEL: inputs})
-    run(argv, _logs(cache_dir()) / f"{image.name}.log")
-    log(f"{image.name}: built {tag} in {_since(started)}")
+    elif cached or current:
+        builder.tag(*((pinned, tag) if cached else (tag, pinned)))
+        log(f"{image.name}: {tag} tagged from the cache ({pinned})")
+    else:
+        log(f"{image.name}: building {tag} with {builder.name}")
+        started = time.monotonic()
+        argv = builder.build_command(
+            image.dockerfile, [tag, pinned], context, build_args, {INPUTS_LABEL: inputs}
+        )
+        run(argv, _logs(cache_dir()) / f"{image.name}.log")
+        log(f"{image.name}: built {tag} and {pinned} in {_since(started)}")
+    return tag, pinned
 
 
 def publish(registry: str, version: str, platforms: Sequence[str], log: Log = _stderr) -> None:
@@ -455,7 +493,7 @@ def publish(registry: str, version: str, platforms: Sequence[str], log: Log = _s
         wheels, wheels_key = wheelhouse(cache, architecture, log)
         for image in IMAGES:
             if image.packages != ():
-                package_tree(context, wheels, wheels_key, architecture, image)
+                package_tree(context, wheels, wheels_key, architecture, image, log)
     base_tag = BASE.tag(registry, version)
     for image in IMAGES:
         tag = image.tag(registry, version)
@@ -497,8 +535,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--builder", choices=BUILDERS, default="docker")
     parser.add_argument("--registry", default=DEFAULT_REGISTRY)
     parser.add_argument("--version", help="the tag (default: the version in pyproject.toml)")
-    parser.add_argument("--only", nargs="+", default=[], metavar="IMAGE", help="these images only")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        choices=[image.name for image in IMAGES],
+        metavar="IMAGE",
+        help="these images only (and the base): " + ", ".join(image.name for image in IMAGES),
+    )
     parser.add_argument("--json", action="store_true", help="print {image: tag} as JSON")
+    parser.add_argument(
+        "--pinned",
+        action="store_true",
+        help="print the pinned tags (localhost/<repository>:<digest of the inputs>)",
+    )
     parser.add_argument(
         "--push",
         metavar="PLATFORMS",
@@ -510,7 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.push:
             publish(options.registry, version, options.push.split(","))
             return 0
-        tags = ensure_images(options.builder, options.registry, version, options.only)
+        tags = ensure_images(
+            options.builder, options.registry, version, options.only, pinned=options.pinned
+        )
     except BuildError as exc:
         _stderr(str(exc))
         return 1

@@ -4,8 +4,9 @@
 # Build context: the directory plugin-images/build.py prepares (`make images`).
 ARG BASE_IMAGE=ghcr.io/noetl/noetl-base:0.1.0
 FROM ${BASE_IMAGE}
-COPY noetl/ /usr/local/lib/python3.11/dist-packages/noetl/
 USER 0
-RUN python3 -m compileall -q --invalidation-mode unchecked-hash /usr/local/lib/python3.11
+COPY noetl/ /usr/local/lib/python3.11/dist-packages/noetl/
+RUN python3 -m compileall -q --invalidation-mode unchecked-hash \
+    /usr/local/lib/python3.11/dist-packages/noetl
 USER 65532
 ENTRYPOINT ["python3", "-m", "noetl.plugins.python"]

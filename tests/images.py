@@ -1,11 +1,14 @@
 """NoETL's images for tests and benchmarks: ensured by plugin-images/build.py, run with podman.
 
 `ensure_images()` makes sure every image is in root's podman storage (containers-storage, under
-/var/lib/containers), built or found up to date, and returns {image: tag}. The tags are the ones
-the chart and the operator use by default: `ghcr.io/noetl/noetl-plugin-<kind>:<version>`,
-`ghcr.io/noetl/noetl-operator:<version>` (and `ghcr.io/noetl/noetl-base:<version>`). A warm call
-takes about a second; concurrent calls take turns on a file lock. Without podman the tests that
-need it skip, unless NOETL_CONTAINERS_REQUIRED=1 (set by .ci/run) makes that an error.
+/var/lib/containers), built or found up to date, and returns {image: pinned tag}:
+`localhost/noetl-plugin-<kind>:<digest>`, `localhost/noetl-operator:<digest>`, named after a
+digest of the image's inputs, so that a test runs this checkout's code even while another
+checkout on the machine builds its own. The same images also carry the tags the chart and the
+operator use by default (`ghcr.io/noetl/noetl-plugin-<kind>:<version>`), which every checkout
+shares. A warm call takes about a second; concurrent calls take turns on a file lock. Without
+podman the tests that need it skip, unless NOETL_CONTAINERS_REQUIRED=1 (set by .ci/run) makes
+that an error.
 
 `podman_command()` is the start of a `podman run` that works on machines like CI's: runc as the
 runtime (crun refuses hybrid cgroup layouts), cgroupfs where systemd does not manage cgroups, and
@@ -27,6 +30,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "plugin-images" / "build.py"
 REQUIRED_VAR = "NOETL_CONTAINERS_REQUIRED"
+# What a step pod gives its container, as podman options: an emptyDir-like /tmp on a read-only
+# root (the pod's user is added per run).
+STEP_POD = ["--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777"]
 
 
 def _load_build_script() -> ModuleType:
@@ -51,14 +57,14 @@ def missing_podman() -> str | None:
 
 
 def ensure_images() -> dict[str, str]:
-    """{image: tag} of every image in podman's storage; skips the test when there is no podman."""
+    """{image: pinned tag} of every image in podman's storage; skips the test without podman."""
     reason = missing_podman()
     if reason is not None:
         if os.environ.get(REQUIRED_VAR) == "1":
             pytest.fail(f"{REQUIRED_VAR}=1 but {reason}")
         pytest.skip(reason)
     try:
-        tags: dict[str, str] = build.ensure_images("podman")
+        tags: dict[str, str] = build.ensure_images("podman", pinned=True)
     except build.BuildError as exc:
         pytest.fail(f"the images could not be built: {exc}")
     return tags

@@ -87,21 +87,21 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
 
 
 def _read_secret(spec: str) -> tuple[str, dict[str, str]]:
-    """`NAME=FILE`, FILE holding KEY=VALUE lines (a dotenv file, as a Secret's data would be)."""
+    """`NAME=FILE`, FILE a dotenv file (KEY=VALUE lines, as a Secret's data would be).
+
+    python-dotenv reads it: quotes, escapes, `export` and comments as in shells.
+    """
+    from dotenv import dotenv_values
+
     name, sep, file = spec.partition("=")
     if not sep:
         _fail(f"--secret expects NAME=FILE, got {spec!r}")
     try:
-        lines = Path(file).read_text().splitlines()
+        with open(file, encoding="utf-8") as stream:
+            values = dotenv_values(stream=stream, interpolate=False)
     except OSError as error:
         _fail(f"--secret {name}: cannot read {file}: {error.strerror}")
-    values = {}
-    for line in lines:
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip("'\"")
-    return name, values
+    return name, {key: value for key, value in values.items() if value is not None}
 
 
 def _use_pidfd_child_watcher() -> None:
@@ -140,6 +140,12 @@ def _use_pidfd_child_watcher() -> None:
     help="Print a JSON summary (execution, phase, result, error).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option(
+    "--max-depth",
+    type=click.IntRange(min=0),
+    default=None,
+    help="How deep child playbooks (tool: playbook) may nest  [default: 10].",
+)
 def run(
     file: Path,
     set_: tuple[str, ...],
@@ -148,15 +154,17 @@ def run(
     event_log: Path | None,
     as_json: bool,
     quiet: bool,
+    max_depth: int | None,
 ) -> None:
     """Run a playbook on this machine, each step in a process of its own."""
     import asyncio
     import gc
 
-    from noetl.engine import merge_workload
-    from noetl.local.eventlog import EventLog
+    from noetl.engine import DEFAULT_MAX_CHILD_DEPTH, merge_workload
+    from noetl.local.eventlog import EventLog, run_log_path
     from noetl.local.progress import make_reporter
-    from noetl.local.runner import LocalRunner, new_execution_id, playbook_directory_resolver
+    from noetl.local.resolver import playbook_directory_resolver
+    from noetl.local.runner import LocalRunner, new_execution_id
     from noetl.local.steps import StepExecutor
 
     playbook = _load(file)
@@ -168,7 +176,7 @@ def run(
     executor = StepExecutor(secrets=secrets)
     reporter = make_reporter(quiet or as_json)
     execution_id = new_execution_id(playbook.name)
-    log_path = event_log or Path(".noetl") / "runs" / f"{execution_id}.jsonl"
+    log_path = event_log or run_log_path(Path(".noetl") / "runs", execution_id)
     log = EventLog(log_path)
     runner = LocalRunner(
         playbook,
@@ -178,6 +186,7 @@ def run(
         reporter=reporter,
         event_log=log,
         execution_id=execution_id,
+        max_child_depth=DEFAULT_MAX_CHILD_DEPTH if max_depth is None else max_depth,
     )
 
     async def main() -> Any:
@@ -222,13 +231,22 @@ def run(
 @app.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(files: tuple[Path, ...]) -> None:
-    """Check playbooks without running them; every error is listed, with the path of its field."""
+    """Check playbooks without running them; every error is listed, with the path of its field.
+
+    Child playbooks (`tool: playbook`) are looked up beside each file, as `noetl run` would.
+    """
+    from noetl.local.resolver import playbook_directory_resolver
     from noetl.playbook import PlaybookInvalid, load_playbook
 
     failed = False
+    resolvers: dict[Path, Any] = {}
     for file in files:
+        directory = file.parent.resolve()
+        if directory not in resolvers:  # one per directory: each reads its files once
+            resolvers[directory] = playbook_directory_resolver(directory)
+        resolve = resolvers[directory]
         try:
-            playbook = load_playbook(file)
+            playbook = load_playbook(file, resolve)
         except PlaybookInvalid as invalid:
             failed = True
             click.echo(str(invalid), err=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
@@ -50,6 +51,11 @@ def _b64decode(value: str) -> str:
     return base64.b64decode(value).decode()
 
 
+def _shell_quote(value: Any) -> str:
+    # One shell word, whatever the value holds; values that are not text are quoted as JSON.
+    return shlex.quote(value if isinstance(value, str) else json.dumps(value))
+
+
 def _make_environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     env.filters.update(
@@ -57,6 +63,7 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
         fromjson=json.loads,
         b64encode=_b64encode,
         b64decode=_b64decode,
+        shquote=_shell_quote,
     )
     return env
 

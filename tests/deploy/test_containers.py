@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.http import json_server
 from tests.fixtures.postgres import PostgresServer
-from tests.images import ensure_images, podman_command
+from tests.images import STEP_POD, ensure_images, podman_command
 
 pytestmark = pytest.mark.containers
-
-# What a step pod gives the container: an emptyDir-like /tmp, the user of the pod's context.
-STEP_POD = ["--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777"]
 
 
 @dataclass(frozen=True)
@@ -115,27 +111,10 @@ def test_duckdb_spills_to_tmp(images: dict[str, str], tmp_path: Path) -> None:
     assert finished.envelope["result"]["rows"] == [{"n": 6000000}]
 
 
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"hello": "plugin"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
 @pytest.fixture
 def http_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    thread.join()
+    with json_server() as port:
+        yield port
 
 
 def test_http_step(images: dict[str, str], tmp_path: Path, http_port: int) -> None:

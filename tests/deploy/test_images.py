@@ -14,9 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import yaml
 import noetl
 from noetl.kube.settings import PLUGIN_TOOLS, default_images
 from tests.deploy.chart import CHART, ROOT
+from tests.fixtures.http import json_server
 from tests.images import build
 
 IMAGES = ROOT / "plugin-images"
@@ -48,27 +47,10 @@ REQUESTS: dict[str, tuple[dict[str, Any], bool]] = {
 }
 
 
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"hello": "plugin"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
 @pytest.fixture(scope="module")
 def http_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    thread.join()
+    with json_server() as port:
+        yield port
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:

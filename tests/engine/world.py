@@ -37,10 +37,17 @@ def playbook(text: str) -> Playbook:
 
 class World:
     def __init__(
-        self, pb: Playbook | str, workload: dict[str, Any] | None = None, roundtrip: bool = False
+        self,
+        pb: Playbook | str,
+        workload: dict[str, Any] | None = None,
+        roundtrip: bool = False,
+        **engine_options: Any,
     ):
         self.engine = Engine(
-            playbook(pb) if isinstance(pb, str) else pb, workload, {"id": "x-1", "name": "x"}
+            playbook(pb) if isinstance(pb, str) else pb,
+            workload,
+            {"id": "x-1", "name": "x"},
+            **engine_options,
         )
         self.state = ExecutionState()
         self.results: dict[str, Any] = {}

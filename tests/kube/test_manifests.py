@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from noetl.engine import ExecutionState, StartChildExecution, StartStep, StepState
-from noetl.kube.manifests import child_execution, step_job
+from noetl.engine.machine import item_error_key
+from noetl.kube.manifests import child_execution, execution_depth, step_job
 from noetl.kube.names import dns_label, run_name
 from noetl.kube.results import from_data_key, to_data_key
 from noetl.kube.settings import OperatorSettings
@@ -100,6 +101,20 @@ def test_too_large_args_are_refused():
         )
 
 
+def test_a_child_execution_is_one_level_deeper_than_its_parent():
+    command = StartChildExecution("greet_all", 1, 1, "greet", {})
+    child = child_execution(EXECUTION, command)
+    child["metadata"]["uid"] = "uid-of-the-child"  # as the API server gives it
+    assert execution_depth(EXECUTION) == 0
+    assert execution_depth(child) == 1
+    assert execution_depth(child_execution(child, command)) == 2
+
+
+def test_the_child_depth_limit_is_an_operator_setting():
+    assert OperatorSettings().max_child_depth == 10
+    assert OperatorSettings.from_env({"NOETL_MAX_CHILD_DEPTH": "3"}).max_child_depth == 3
+
+
 def test_a_child_execution_is_owned_and_named_like_a_job():
     child = child_execution(
         EXECUTION, StartChildExecution("greet_all", 1, 1, "greet", {"who": "Ada"})
@@ -109,7 +124,9 @@ def test_a_child_execution_is_owned_and_named_like_a_job():
     assert child["spec"] == {"playbookRef": {"name": "greet"}, "workload": {"who": "Ada"}}
 
 
-@pytest.mark.parametrize("key", ["fetch", "fetch[3]", "fetch#items", "a-b_c[12]"])
+@pytest.mark.parametrize(
+    "key", ["fetch", "fetch[3]", "fetch#items", "a-b_c[12]", item_error_key("a-b_c", 12)]
+)
 def test_result_keys_round_trip_through_config_map_keys(key):
     assert from_data_key(to_data_key(key)) == key
 

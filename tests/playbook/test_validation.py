@@ -183,7 +183,54 @@ CASES = [
     (
         "spec.workflow[2].tool = playbook",
         "spec.workflow[2].args.name",
-        "a playbook step needs args.name",
+        "playbook steps need args.name",
+    ),
+    ("del spec.workflow[2].args.command", "spec.workflow[2].args.command", "shell steps need"),
+    (
+        "spec.workflow[2].args.env = [A, B]",
+        "spec.workflow[2].args.env",
+        "expected a valid dictionary, got ['A', 'B']",
+    ),
+    ("spec.workflow[2].args.command = '  '", "spec.workflow[2].args.command", "not blank"),
+    ("del spec.workbook[0].args.url", "spec.workflow[1].args.url", "http steps need args.url"),
+    (
+        "spec.workbook[0].args.timeout = 0",
+        "spec.workbook[0].args.timeout",
+        "expected greater than 0, got 0",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: duckdb, args: {command: 'select 1', params: 5},"
+        " next: [{step: end}]}",
+        "spec.workflow[2].args.params",
+        "expected a valid list or a valid dictionary, got 5",
+    ),
+    (
+        'spec.workflow[3].code = "result = 1\\nreturn result"',
+        "spec.workflow[3].code",
+        "Python syntax error: 'return' outside function (line 2)",
+    ),
+    ("spec.workflow[1].timeout = 0", "spec.workflow[1].timeout", "not a duration above zero"),
+    ("spec.timeout = 0s", "spec.timeout", "not a duration above zero"),
+    (
+        "spec.workflow[1].on_error = continue",
+        "spec.workflow[1].on_error",
+        "unknown field: did you mean onError?",
+    ),
+    (
+        "spec.workflow[1].loop.max_in_flight = 2",
+        "spec.workflow[1].loop.max_in_flight",
+        "did you mean maxInFlight?",
+    ),
+    (
+        "spec.workflow[1].retry.max_attempts = 2",
+        "spec.workflow[1].retry.max_attempts",
+        "did you mean maxAttempts?",
+    ),
+    ("metadata.name = My_Playbook", "metadata.name", "'My_Playbook' cannot be a playbook name"),
+    (
+        "spec.workflow[2] = {step: store, tool: playbook, args: {name: ../x}, next: [{step: end}]}",
+        "spec.workflow[2].args.name",
+        "'../x' cannot be the name of a playbook",
     ),
     ("kind = Workflow", "kind", "expected Playbook, got 'Workflow'"),
     ("apiVersion = argoproj.io/v1alpha1", "apiVersion", "expected noetl.io/v1alpha1"),
@@ -255,3 +302,93 @@ def test_yaml_errors_give_the_line(tmp_path):
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(PlaybookInvalid, match="cannot read file"):
         load_playbook(tmp_path / "nope.yaml")
+
+
+def test_errors_of_the_models_do_not_hide_the_rules_of_the_whole():
+    document = broken("spec.workflow[1].retry.maxAttempts = 0")
+    document["spec"]["workflow"][2]["next"] = [{"step": "ghost"}]
+    document["spec"]["workflow"][3]["timeout"] = "soon"
+    document["spec"]["workflow"][3]["code"] = "def main(:\n    pass"
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    assert sorted(e.path for e in caught.value.errors) == [
+        "spec.workflow[1].retry.maxAttempts",
+        "spec.workflow[2].next[0].step",
+        "spec.workflow[3].code",
+        "spec.workflow[3].timeout",
+    ]
+
+
+def test_a_step_with_a_bad_name_still_has_its_edges_checked_and_nothing_echoes():
+    document = broken("spec.workflow[2].step = Store")
+    document["spec"]["workflow"][2]["next"] = [{"step": "ghost"}]
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    paths = [e.path for e in caught.value.errors]
+    assert "spec.workflow[2].step" in paths  # the pattern, not reachability as well
+    assert "spec.workflow[2].next[0].step" in paths
+    assert "spec.workflow[1].next[0].then[0].step" in paths  # `store` is gone by that name
+    assert len(paths) == 3
+
+
+def test_an_item_that_is_not_a_mapping_is_reported_once():
+    document = copy.deepcopy(GOOD)
+    document["spec"]["workflow"].append(7)
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    assert [e.path for e in caught.value.errors] == ["spec.workflow[5]"]
+
+
+def test_templated_args_are_checked_once_rendered_not_before():
+    document = broken("spec.workflow[2].args = {command: '{{ workload.cmd }}', env: '{{ x }}'}")
+    parse_playbook(document)
+
+
+def _write(directory, name: str, child: str | None) -> None:
+    step = (
+        f"  - step: call\n    tool: playbook\n    args: {{name: {child}}}\n"
+        if child
+        else "  - step: call\n    tool: shell\n    args: {command: 'true'}\n"
+    )
+    (directory / f"{name}.yaml").write_text(
+        f"kind: Playbook\nname: {name}\nworkflow:\n  - step: start\n"
+        f"    next: [{{step: call}}]\n{step}"
+    )
+
+
+def test_validation_with_a_resolver_finds_missing_children_and_cycles(tmp_path):
+    from noetl.local.resolver import playbook_directory_resolver
+
+    _write(tmp_path, "a", "b")
+    _write(tmp_path, "b", "c")
+    _write(tmp_path, "c", "a")
+    _write(tmp_path, "lonely", "ghost")
+    _write(tmp_path, "self", "self")
+    _write(tmp_path, "fine", "leaf")
+    _write(tmp_path, "leaf", None)
+    resolve = playbook_directory_resolver(tmp_path)
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook(tmp_path / "a.yaml", resolve)
+    assert [str(e) for e in caught.value.errors] == [
+        "workflow[1].args.name: the playbook calls itself (a -> b -> c -> a): it would nest"
+        " until the depth limit stops it; repeat work with loop or retry"
+    ]
+    with pytest.raises(PlaybookInvalid, match="self -> self"):
+        load_playbook(tmp_path / "self.yaml", resolve)
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook(tmp_path / "lonely.yaml", resolve)
+    assert caught.value.errors[0].message == f"no playbook named 'ghost' in {tmp_path}"
+    assert load_playbook(tmp_path / "fine.yaml", resolve).name == "fine"
+    assert load_playbook(tmp_path / "a.yaml").name == "a"  # without a resolver: not looked at
+
+
+def test_a_bad_next_entry_or_tool_gives_its_own_error_and_no_echo():
+    document = copy.deepcopy(GOOD)
+    document["spec"]["workflow"][1]["next"][0]["step"] = "store"  # step and when/then at once
+    document["spec"]["workflow"][2]["tool"] = 5
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    assert [e.path for e in caught.value.errors] == [
+        "spec.workflow[1].next[0]",
+        "spec.workflow[2].tool",
+    ]  # `store` is still reached, and not taken for a routing step with args

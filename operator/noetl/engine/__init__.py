@@ -3,7 +3,7 @@
 It imports nothing from the shells (local runner, operator) or the plugins.
 """
 
-from noetl.engine.machine import Engine, RenderContext, merge_workload
+from noetl.engine.machine import DEFAULT_MAX_CHILD_DEPTH, Engine, RenderContext, merge_workload
 from noetl.engine.messages import (
     CancelRequested,
     CancelStep,
@@ -24,6 +24,7 @@ from noetl.engine.messages import (
 from noetl.engine.state import ExecutionState, LoopState, StepState
 
 __all__ = [
+    "DEFAULT_MAX_CHILD_DEPTH",
     "CancelRequested",
     "CancelStep",
     "Command",

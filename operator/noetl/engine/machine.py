@@ -45,18 +45,26 @@ from noetl.engine.state import (
     LoopState,
     StepState,
     Timer,
+    clip,
     short,
 )
 from noetl.playbook import Playbook, duration_seconds
+from noetl.playbook.tools import check_args
 from noetl.playbook.validation import START
 from noetl.templating import RenderError, render, render_string, truthy
 
 EXECUTION_TIMEOUT = "execution-timeout"
+DEFAULT_MAX_CHILD_DEPTH = 10
 
 
 def item_key(step: str, index: int) -> str:
     """Where a loop item's result is kept in the result store until the loop ends."""
     return f"{step}[{index}]"
+
+
+def item_error_key(step: str, index: int) -> str:
+    """Where a loop item's error is kept in the result store until the loop ends."""
+    return f"{step}#error-{index}"  # the operator's ConfigMap keys keep this form
 
 
 def items_key(step: str) -> str:
@@ -76,18 +84,26 @@ def merge_workload(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict
 
 
 class Engine:
-    """The rules of one execution: its playbook, its workload and its identity."""
+    """The rules of one execution: its playbook, its workload and its identity.
+
+    `depth` is how many parent executions this one has (0 for a run started by a person);
+    a `tool: playbook` step fails instead of starting a child deeper than `max_child_depth`.
+    """
 
     def __init__(
         self,
         playbook: Playbook,
         workload: Mapping[str, Any] | None = None,
         execution: Mapping[str, str] | None = None,
+        depth: int = 0,
+        max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
     ) -> None:
         self.playbook = playbook
         self.graph = Graph(playbook)
         self.workload = merge_workload(playbook.spec.workload, workload or {})
         self.execution = dict(execution or {})
+        self.depth = depth
+        self.max_child_depth = max_child_depth
 
     def handle(
         self, state: ExecutionState, results: MutableMapping[str, Any], event: Event
@@ -140,6 +156,7 @@ class _Transition:
         self.results = results
         self.at = at
         self.commands: list[Command] = []
+        self.launching = False  # inside _launch_items: a failed item does not re-enter it
         # Steps routed to and ready to begin. A worklist, not recursion: a chain of thousands of
         # routing steps finishes in one transition without growing the call stack.
         self.ready: deque[str] = deque()
@@ -234,16 +251,22 @@ class _Transition:
         self._maybe_finish_loop(name, step)
 
     def _launch_items(self, name: str, loop: LoopState) -> None:
+        if self.launching:
+            return  # an item that failed as it started: the loop below launches its successor
         spec_loop = self.playbook.steps[name].loop
         assert spec_loop is not None
         limit = spec_loop.max_in_flight if spec_loop.mode == "parallel" else 1
-        while (
-            len(loop.in_flight) < limit
-            and loop.next_index < loop.total
-            and loop.failed_index is None
-        ):
-            loop.next_index += 1
-            self._start_attempt(name, loop.next_index - 1, 1)
+        self.launching = True
+        try:
+            while (
+                len(loop.in_flight) < limit
+                and loop.next_index < loop.total
+                and loop.failed_index is None
+            ):
+                loop.next_index += 1
+                self._start_attempt(name, loop.next_index - 1, 1)
+        finally:
+            self.launching = False
 
     def _start_attempt(self, name: str, index: int | None, attempt: int) -> None:
         spec = self.playbook.steps[name]
@@ -258,23 +281,38 @@ class _Transition:
         except RenderError as error:
             self._attempt_failed(name, index, attempt, f"args: {error}", None, retryable=False)
             return
+        assert spec.tool is not None
+        problem = self._cannot_start(spec.tool, args)
+        if problem is not None:
+            self._attempt_failed(name, index, attempt, problem, None, retryable=False)
+            return
         timeout = duration_seconds(spec.timeout) if spec.timeout else None
         if spec.tool == "playbook":
             self.commands.append(
                 StartChildExecution(
-                    name,
-                    index,
-                    attempt,
-                    str(args["name"]),
-                    dict(args.get("workload") or {}),
-                    timeout,
+                    name, index, attempt, args["name"], args.get("workload") or {}, timeout
                 )
             )
         else:
-            assert spec.tool is not None
             self.commands.append(
                 StartStep(name, index, attempt, spec.tool, args, spec.code, timeout)
             )
+
+    def _cannot_start(self, tool: str, args: dict[str, Any]) -> str | None:
+        """Why rendered args cannot start the tool (a wrong type, a child too deep), or None."""
+        problems = check_args(tool, args, "args", rendered=True)
+        if problems:
+            return "; ".join(
+                f"{problem.path} rendered wrong: {problem.message}" for problem in problems
+            )
+        limit = self.engine.max_child_depth
+        if tool == "playbook" and self.engine.depth >= limit:
+            return (
+                f"child playbook {args['name']!r} not started: it would be nested"
+                f" {self.engine.depth + 1} deep, over the limit of {limit}"
+                " (does a playbook call itself?)"
+            )
+        return None
 
     # Finishing steps --------------------------------------------------------------------------
 
@@ -300,17 +338,24 @@ class _Transition:
         retryable: bool = True,
     ) -> None:
         step = self.state.steps[name]
+        error = clip(error)
         if retryable and self._should_retry(name, attempt, error, result):
             self._schedule_retry(name, index, attempt, error)
             return
         if index is None:
             self._fail(name, error, result)
             return
-        assert step.loop is not None
-        del step.loop.in_flight[index]
-        if step.loop.failed_index is None:
-            step.loop.failed_index = index
-            step.message = short(f"item {index} failed: {error}")
+        loop = step.loop
+        assert loop is not None
+        del loop.in_flight[index]
+        self.results[item_error_key(name, index)] = error
+        loop.failures += 1
+        step.message = short(f"item {index} failed: {error}")
+        spec_loop = self.playbook.steps[name].loop
+        assert spec_loop is not None
+        if loop.failed_index is None and loop.failures > spec_loop.max_failures:
+            loop.failed_index = index
+        self._launch_items(name, loop)
         self._maybe_finish_loop(name, step)
 
     def _should_retry(self, name: str, attempt: int, error: str, result: Any) -> bool:
@@ -348,18 +393,34 @@ class _Transition:
         loop = step.loop
         if loop is None or step.phase in FINISHED_STEP_PHASES or loop.in_flight:
             return
-        if loop.failed_index is not None:
-            self._drop_loop_data(name, loop)
-            self._fail(name, step.message or f"item {loop.failed_index} failed")
-        elif loop.next_index == loop.total:
-            collected = [self.results.pop(item_key(name, i)) for i in range(loop.total)]
-            self.results.pop(items_key(name), None)
-            self._complete(name, {"results": collected})
+        if loop.failed_index is None and loop.next_index < loop.total:
+            return
+        outcome = self._collect_loop(name, loop)
+        if loop.failed_index is None:
+            self._complete(name, outcome)
+            return
+        deciding = next(e["error"] for e in outcome["errors"] if e["index"] == loop.failed_index)
+        error = f"item {loop.failed_index} failed: {deciding}"
+        if loop.failures > 1:
+            limit = self.playbook.steps[name].loop.max_failures  # type: ignore[union-attr]
+            error = f"{loop.failures} items failed (loop.maxFailures is {limit}); {error}"
+        self._fail(name, error, outcome)
 
-    def _drop_loop_data(self, name: str, loop: LoopState) -> None:
-        self.results.pop(items_key(name), None)
+    def _collect_loop(self, name: str, loop: LoopState) -> dict[str, Any]:
+        """The loop's result, `{"results": [...], "errors": [...]}`; item records leave the store.
+
+        `results` has one entry per item, in item order (null for an item that failed or never
+        ran); `errors` has `{"index", "error"}` for each item that failed, in item order.
+        """
+        results: list[Any] = [None] * loop.total
+        errors: list[dict[str, Any]] = []
         for index in range(loop.next_index):
-            self.results.pop(item_key(name, index), None)
+            results[index] = self.results.pop(item_key(name, index), None)
+            error = self.results.pop(item_error_key(name, index), None)
+            if error is not None:
+                errors.append({"index": index, "error": error})
+        self.results.pop(items_key(name), None)
+        return {"results": results, "errors": errors}
 
     def _complete(self, name: str, result: Any, has_result: bool = True) -> None:
         if has_result:

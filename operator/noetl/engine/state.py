@@ -15,11 +15,17 @@ StepPhase = Literal["Waiting", "Running", "Retrying", "Succeeded", "Failed", "Sk
 FINISHED_STEP_PHASES = ("Succeeded", "Failed", "Skipped", "Cancelled")
 FINISHED_PHASES = ("Succeeded", "Failed", "Cancelled")  # of an execution
 MESSAGE_LIMIT = 300
+ERROR_LIMIT = 2000  # a step's error; child executions nest theirs, so each level cuts again
 
 
 def short(message: str) -> str:
     """A message cut to the length a status summary keeps."""
     return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
+
+
+def clip(error: str) -> str:
+    """An error cut to ERROR_LIMIT characters, ending with an ellipsis when cut."""
+    return error if len(error) <= ERROR_LIMIT else error[: ERROR_LIMIT - 1] + "…"
 
 
 @dataclass
@@ -28,7 +34,8 @@ class LoopState:
     next_index: int = 0
     done: int = 0
     in_flight: dict[int, int] = field(default_factory=dict)  # item index -> attempt
-    failed_index: int | None = None  # the first item that failed for good
+    failures: int = 0  # items that failed for good (their errors are in the result store)
+    failed_index: int | None = None  # the item whose failure went past loop.maxFailures
 
 
 @dataclass

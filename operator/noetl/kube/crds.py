@@ -4,8 +4,10 @@
 Pydantic's JSON schema is turned into a structural OpenAPI schema as the API server wants it:
 references inlined, `Optional` as `nullable`, free-form values as preserve-unknown-fields.
 The API server itself then rejects what it can check alone: types, patterns and ranges from the
-models, unique step and task names (list-map keys), and a `start` step (a CEL rule); the rest of
-validation (edges, cycles, templates) is reported by the operator in the Playbook's status.
+models (timeouts above zero included), unique step and task names (list-map keys), a `start`
+step and code for python steps (CEL rules). The rest of validation (edges, cycles, templates, the
+args each tool needs and their types, Python syntax, names) is reported by the operator in the
+Playbook's status.
 """
 
 from __future__ import annotations
@@ -71,8 +73,11 @@ def _playbook_rules(spec: dict[str, Any]) -> dict[str, Any]:
     workflow["x-kubernetes-list-type"] = "map"
     workflow["x-kubernetes-list-map-keys"] = ["step"]
     workbook = spec["properties"]["workbook"]
+    workbook["maxItems"] = MAX_STEPS  # CEL rules on the items are costed by the list's bound
     workbook["x-kubernetes-list-type"] = "map"
     workbook["x-kubernetes-list-map-keys"] = ["name"]
+    _python_rule(workflow["items"])
+    _python_rule(workbook["items"])
     spec["x-kubernetes-validations"] = [
         {
             "rule": "self.workflow.exists(s, s.step == 'start')",
@@ -80,6 +85,20 @@ def _playbook_rules(spec: dict[str, Any]) -> dict[str, Any]:
         }
     ]
     return spec
+
+
+def _python_rule(item: dict[str, Any]) -> None:
+    """A CEL rule on a step or task: a python one has its code.
+
+    The args a tool needs are checked by the operator, not here: CEL cannot see inside a
+    free-form object, and declaring `args.command` etc. would impose a type on python args too.
+    """
+    item["x-kubernetes-validations"] = [
+        {
+            "rule": "!has(self.tool) || self.tool != 'python' || has(self.code)",
+            "message": "a python step needs `code` (its source)",
+        }
+    ]
 
 
 def _crd(

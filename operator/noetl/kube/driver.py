@@ -53,6 +53,7 @@ from noetl.kube.manifests import (
     TOOL_LABEL,
     child_execution,
     execution_config_map,
+    execution_depth,
     step_job,
 )
 from noetl.kube.names import run_name, snapshot_config_map
@@ -151,7 +152,11 @@ class ExecutionDriver:
             return
         spec = execution["spec"]
         self.engine = Engine(
-            playbook, spec.get("workload") or {}, {"id": self.uid, "name": self.name}
+            playbook,
+            spec.get("workload") or {},
+            {"id": self.uid, "name": self.name},
+            depth=execution_depth(execution),
+            max_child_depth=self.context.settings.max_child_depth,
         )
         if status.get("engine"):
             self.state = ExecutionState.from_dict(json.loads(status["engine"]))

@@ -23,6 +23,7 @@ STEP_LABEL = "noetl.io/step"
 INDEX_LABEL = "noetl.io/index"
 ATTEMPT_LABEL = "noetl.io/attempt"
 PARENT_LABEL = "noetl.io/parent"
+DEPTH_LABEL = "noetl.io/depth"  # on a child Execution: how many parents it has
 PURPOSE_LABEL = "noetl.io/purpose"
 TOOL_LABEL = "noetl.io/tool"
 MAX_ARGS_BYTES = 128 * 1024
@@ -147,9 +148,22 @@ def step_job(
     }
 
 
+def execution_depth(execution: dict[str, Any]) -> int:
+    """How many parent executions an Execution has: 0 unless the operator started it as a child."""
+    labels = execution["metadata"].get("labels") or {}
+    try:
+        return max(0, int(labels.get(DEPTH_LABEL, 0)))
+    except ValueError:
+        return 0
+
+
 def child_execution(execution: dict[str, Any], command: StartChildExecution) -> dict[str, Any]:
     name = execution["metadata"]["name"]
-    labels = {**run_labels(name, command), PARENT_LABEL: name}
+    labels = {
+        **run_labels(name, command),
+        PARENT_LABEL: name,
+        DEPTH_LABEL: str(execution_depth(execution) + 1),
+    }
     labels["app.kubernetes.io/name"] = "noetl-execution"
     return {
         "apiVersion": API_VERSION,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from noetl import __version__
+from noetl.engine import DEFAULT_MAX_CHILD_DEPTH
 from noetl.playbook.models import TOOLS
 
 PLUGIN_TOOLS = tuple(tool for tool in TOOLS if tool != "playbook")
@@ -45,6 +46,11 @@ class OperatorSettings(BaseModel):
     job_ttl_seconds: int = 86400
     execution_ttl_seconds: int = 7 * 86400
     max_running_jobs_per_namespace: int = 200
+    max_child_depth: int = Field(
+        default=DEFAULT_MAX_CHILD_DEPTH,
+        ge=0,
+        description="How deep child executions (`tool: playbook`) may nest.",
+    )
     api_qps: float = 20.0
     api_burst: int = 30
 

@@ -8,9 +8,18 @@ steps only as environment variables.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import IO, Any
+
+_UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def run_log_path(directory: Path, execution_id: str) -> Path:
+    """Where a run's log goes by default: in `directory`, whatever the playbook is called."""
+    name = _UNSAFE_IN_FILE_NAMES.sub("-", execution_id).lstrip(".-") or "run"
+    return directory / f"{name}.jsonl"
 
 
 class EventLog:

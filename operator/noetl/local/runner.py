@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from noetl.engine import (
+    DEFAULT_MAX_CHILD_DEPTH,
     CancelRequested,
     CancelStep,
     Command,
@@ -36,11 +36,9 @@ from noetl.engine import (
 )
 from noetl.local.eventlog import EventLog
 from noetl.local.progress import Reporter
+from noetl.local.resolver import PlaybookResolver
 from noetl.local.steps import StepExecutor
-from noetl.playbook import Playbook, PlaybookInvalid, load_playbook
-
-PlaybookResolver = Callable[[str], Playbook]
-"""Finds a sub-playbook by name (raises PlaybookInvalid or LookupError when it cannot)."""
+from noetl.playbook import Playbook, PlaybookInvalid
 
 
 @dataclass(frozen=True)
@@ -71,9 +69,17 @@ class LocalRunner:
         event_log: EventLog | None = None,
         key_prefix: str = "",
         execution_id: str | None = None,
+        depth: int = 0,
+        max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
     ) -> None:
         self.execution_id = execution_id or new_execution_id(playbook.name)
-        self._engine = Engine(playbook, workload, {"id": self.execution_id, "name": playbook.name})
+        self._engine = Engine(
+            playbook,
+            workload,
+            {"id": self.execution_id, "name": playbook.name},
+            depth=depth,
+            max_child_depth=max_child_depth,
+        )
         self._state = ExecutionState()
         self._results: dict[str, Any] = {}
         self._executor = executor
@@ -189,6 +195,8 @@ class LocalRunner:
             reporter=self._reporter,
             event_log=self._event_log,
             key_prefix=f"{self._display(command.key)}/",
+            depth=self._engine.depth + 1,
+            max_child_depth=self._engine.max_child_depth,
         )
         try:
             outcome = await asyncio.wait_for(child.run(), command.timeout)
@@ -209,23 +217,3 @@ class LocalRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
-
-
-def playbook_directory_resolver(directory: Path) -> PlaybookResolver:
-    """Find a sub-playbook by name among the YAML files of a directory (file stem or its name)."""
-
-    def resolve(name: str) -> Playbook:
-        for suffix in (".yaml", ".yml"):
-            candidate = directory / f"{name}{suffix}"
-            if candidate.is_file():
-                return load_playbook(candidate)
-        for candidate in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-            try:
-                playbook = load_playbook(candidate)
-            except PlaybookInvalid:
-                continue
-            if playbook.name == name:
-                return playbook
-        raise LookupError(f"no playbook named {name!r} in {directory}")
-
-    return resolve

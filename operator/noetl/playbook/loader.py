@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
-from noetl.playbook.models import API_GROUP, DURATION_PATTERN, PlaybookSpec, Step
-from noetl.playbook.validation import validate_spec
+from noetl.playbook.models import API_GROUP, PlaybookSpec, Step
+from noetl.playbook.reading import parse_spec
+from noetl.playbook.validation import (
+    Resolver,
+    check_children,
+    check_name,
+    drop_shadowed,
+    validate_spec,
+)
 
 _ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: faster
@@ -30,17 +36,6 @@ class Playbook:
     name: str
     spec: PlaybookSpec
     steps: dict[str, Step] = field(repr=False)
-
-    @classmethod
-    def from_spec(cls, name: str, spec: PlaybookSpec, path_prefix: str = "") -> Playbook:
-        errors = validate_spec(spec)
-        if errors:
-            raise PlaybookInvalid(
-                [PlaybookError(join_path(path_prefix, e.path), e.message) for e in errors], name
-            )
-        return cls(
-            name=name, spec=spec, steps={s.step: _resolve_task(spec, s) for s in spec.workflow}
-        )
 
 
 def _resolve_task(spec: PlaybookSpec, step: Step) -> Step:
@@ -56,24 +51,11 @@ def _resolve_task(spec: PlaybookSpec, step: Step) -> Step:
     )
 
 
-def pydantic_errors(error: ValidationError, prefix: str) -> list[PlaybookError]:
-    """Turn pydantic's errors into path + message, in the words a playbook author needs."""
-    result = []
-    for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif item["type"] == "string_pattern_mismatch":
-            pattern = (item.get("ctx") or {}).get("pattern", "")
-            message = f"{item['input']!r} does not match the pattern {pattern}"
-            if pattern == DURATION_PATTERN:
-                message = f"{item['input']!r} is not a duration (write e.g. 500ms, 30s, 5m or 1h)"
-        result.append(PlaybookError(join_path(prefix, *item["loc"]), message))
-    return result
+def parse_playbook(document: Any, source: str = "", resolve: Resolver | None = None) -> Playbook:
+    """Validate a parsed YAML/JSON document as a playbook, reporting every problem at once.
 
-
-def parse_playbook(document: Any, source: str = "") -> Playbook:
-    """Validate a parsed YAML/JSON document as a playbook."""
+    With `resolve`, the child playbooks it names are looked up too (missing ones, cycles).
+    """
     if not isinstance(document, dict):
         raise PlaybookInvalid([PlaybookError("", "a playbook is a mapping (YAML object)")], source)
     errors: list[PlaybookError] = []
@@ -87,6 +69,10 @@ def parse_playbook(document: Any, source: str = "") -> Playbook:
         )
     metadata = document.get("metadata") or {}
     name = metadata.get("name") if isinstance(metadata, dict) else None
+    if name:
+        errors += check_name(str(name), "metadata.name")
+    elif document.get("name"):
+        errors += check_name(str(document["name"]), "name")
     name = name or document.get("name") or (Path(source).stem if source else "playbook")
 
     if "spec" in document:
@@ -98,20 +84,26 @@ def parse_playbook(document: Any, source: str = "") -> Playbook:
         ]
     else:
         prefix, body = "", {k: v for k, v in document.items() if k not in _ENVELOPE_KEYS}
-    try:
-        spec = PlaybookSpec.model_validate(body)
-    except ValidationError as invalid:
-        raise PlaybookInvalid(errors + pydantic_errors(invalid, prefix), source) from None
-    if errors:
+    spec, model_errors = parse_spec(body)
+    problems = model_errors
+    if spec is not None:
+        problems += drop_shadowed(validate_spec(spec), model_errors)
+    errors += [PlaybookError(join_path(prefix, e.path), e.message) for e in problems]
+    if errors or spec is None:
         raise PlaybookInvalid(errors, source)
-    try:
-        return Playbook.from_spec(str(name), spec, prefix)
-    except PlaybookInvalid as invalid:
-        raise PlaybookInvalid(invalid.errors, source) from None
+    steps = {step.step: _resolve_task(spec, step) for step in spec.workflow}
+    playbook = Playbook(str(name), spec, steps)
+    if resolve is not None:
+        children = check_children(playbook, resolve)
+        if children:
+            raise PlaybookInvalid(
+                [PlaybookError(join_path(prefix, e.path), e.message) for e in children], source
+            )
+    return playbook
 
 
-def load_playbook(path: str | Path) -> Playbook:
-    """Read and validate a playbook file."""
+def load_playbook(path: str | Path, resolve: Resolver | None = None) -> Playbook:
+    """Read and validate a playbook file (and, with `resolve`, find its child playbooks)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -128,4 +120,4 @@ def load_playbook(path: str | Path) -> Playbook:
         raise PlaybookInvalid(
             [PlaybookError("", f"not valid YAML: {where}{problem}")], str(path)
         ) from None
-    return parse_playbook(document, str(path))
+    return parse_playbook(document, str(path), resolve)

@@ -25,6 +25,9 @@ API_VERSION = f"{API_GROUP}/v1alpha1"
 
 STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
+POSITIVE_DURATION_PATTERN = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(ms|s|m|h)$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_SUBDOMAIN_MAX = 253
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(DURATION_PATTERN)
 
@@ -47,6 +50,14 @@ Duration = Annotated[
 ]
 
 
+PositiveDuration = Annotated[
+    str,
+    StringConstraints(pattern=POSITIVE_DURATION_PATTERN),
+    BeforeValidator(_duration_from_number),
+    Field(description="A duration above zero such as 500ms, 30s, 5m or 1h (a number: seconds)."),
+]
+
+
 def duration_seconds(duration: str) -> float:
     """Seconds in a duration string that the model already accepted, e.g. '5m' -> 300.0."""
     match = _DURATION_RE.match(duration)
@@ -57,7 +68,9 @@ def duration_seconds(duration: str) -> float:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    # Fields are read by their playbook names only (`onError`, never `on_error`): the CRD schema
+    # knows those, and a cluster silently drops a field it does not know.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Target(_Model):
@@ -131,6 +144,13 @@ class Loop(_Model):
         ge=1,
         le=1000,
         description="At most this many items run at once in parallel mode.",
+    )
+    max_failures: int = Field(
+        default=0,
+        alias="maxFailures",
+        ge=0,
+        description="Items that may fail for good while the step still succeeds; one more stops "
+        "launching items and fails the step.",
     )
 
 
@@ -213,7 +233,9 @@ class Step(_Model):
     code: str | None = Field(default=None, description="Source of a python step.")
     loop: Loop | None = None
     retry: Retry | None = None
-    timeout: Duration | None = Field(default=None, description="Fail an attempt that runs longer.")
+    timeout: PositiveDuration | None = Field(
+        default=None, description="Fail an attempt that runs longer."
+    )
     on_error: Literal["fail", "continue"] = Field(
         default="fail",
         alias="onError",
@@ -242,7 +264,7 @@ class PlaybookSpec(_Model):
         "result of the last tool step that finished.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    timeout: Duration | None = Field(
+    timeout: PositiveDuration | None = Field(
         default=None, description="Fail the whole execution after this."
     )
 

@@ -1,21 +1,63 @@
 """Whole-document rules a playbook must keep, beyond what the models check field by field.
 
 `validate_spec` returns every problem at once, each with the path of the field (relative to the
-spec) and why. The rules: unique step and task names; a `start` step; every `next` target exists;
-no cycles (every step runs at most once per execution); every step reachable from `start`;
-workbook references resolve; tools are known and fit the fields given; templates compile.
+spec) and why. It runs on what `noetl.playbook.reading.parse_spec` could read, so the models'
+errors do not hide these. The rules: unique step and task names; a `start` step; every `next`
+target exists; no cycles (every step runs at most once per execution); every step reachable from
+`start`; workbook references resolve; tools are known, fit the fields given and get the args
+they need (`noetl.playbook.tools`); Python code compiles; templates compile; names are ones a
+cluster accepts. `check_children` follows `tool: playbook` steps through a resolver: children
+that cannot be found, and playbooks that call themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from noetl.playbook.errors import PlaybookError, join_path
-from noetl.playbook.models import TOOLS, PlaybookSpec, Step
+from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
+from noetl.playbook.models import (
+    DNS_SUBDOMAIN_MAX,
+    DNS_SUBDOMAIN_PATTERN,
+    TOOLS,
+    PlaybookSpec,
+    Step,
+    Task,
+)
+from noetl.playbook.tools import check_args
 from noetl.templating import check_syntax, is_template, template_strings
 
+if TYPE_CHECKING:
+    from noetl.playbook.loader import Playbook
+
 START = "start"
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
+
+
+def check_name(name: str, path: str, what: str = "a playbook name") -> list[PlaybookError]:
+    """A name a Kubernetes API server accepts as an object's name (a DNS-1123 subdomain)."""
+    if len(name) <= DNS_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.match(name):
+        return []
+    return [
+        PlaybookError(
+            path,
+            f"{name!r} cannot be {what}: use lowercase letters, digits, '-' and '.', starting "
+            f"and ending with a letter or digit, at most {DNS_SUBDOMAIN_MAX} characters",
+        )
+    ]
+
+
+def drop_shadowed(
+    errors: list[PlaybookError], reported: list[PlaybookError]
+) -> list[PlaybookError]:
+    """`errors` without those about a field already `reported` (or inside one): no echoes."""
+    places = {e.path for e in reported}
+
+    def shadowed(path: str) -> bool:
+        return any(path == place or path.startswith((place + ".", place + "[")) for place in places)
+
+    return [error for error in errors if not shadowed(error.path)]
 
 
 def validate_spec(spec: PlaybookSpec) -> list[PlaybookError]:
@@ -61,6 +103,12 @@ def _check_workbook(spec: PlaybookSpec) -> list[PlaybookError]:
             )
         seen.add(task.name)
         errors += _check_tool(task.tool, task.code, path)
+        if task.tool in TOOLS:
+            errors += [
+                problem
+                for problem in check_args(task.tool, task.args, join_path(path, "args"), False)
+                if not problem.message.startswith(f"{task.tool} steps need")
+            ]  # a step that uses the task may give what the task leaves out
         errors += _check_templates(task.args, join_path(path, "args"))
     return errors
 
@@ -78,6 +126,17 @@ def _check_tool(tool: str | None, code: str | None, path: str) -> list[PlaybookE
         return [PlaybookError(join_path(path, "code"), "a python step needs `code` (its source)")]
     if tool != "python" and code is not None:
         return [PlaybookError(join_path(path, "code"), f"`code` is for python steps, not {tool}")]
+    return _check_python(code, join_path(path, "code")) if code is not None else []
+
+
+def _check_python(code: str, path: str) -> list[PlaybookError]:
+    try:
+        compile(code, "<code>", "exec", dont_inherit=True)
+    except SyntaxError as error:
+        where = f" (line {error.lineno})" if error.lineno else ""
+        return [PlaybookError(path, f"Python syntax error: {error.msg}{where}")]
+    except ValueError as error:  # e.g. a NUL byte in the source
+        return [PlaybookError(path, f"not Python source: {error}")]
     return []
 
 
@@ -113,13 +172,8 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
             errors.append(
                 PlaybookError(join_path(path, "args"), "a routing step (no tool) takes no args")
             )
-    if tool == "playbook" and not isinstance(step.args.get("name"), str):
-        errors.append(
-            PlaybookError(
-                join_path(path, "args", "name"),
-                "a playbook step needs args.name, the playbook to run",
-            )
-        )
+    if tool in TOOLS:
+        errors += _check_step_args(tool, step, tasks.get(step.task or ""), path)
     errors += _check_templates(step.args, join_path(path, "args"))
     if step.loop is not None:
         items = step.loop.in_
@@ -136,6 +190,22 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
     for j, entry in enumerate(step.next):
         if entry.when is not None:
             errors += _check_templates(entry.when, join_path(path, "next", j, "when"))
+    return errors
+
+
+def _check_step_args(tool: str, step: Step, task: Task | None, path: str) -> list[PlaybookError]:
+    """The step's args (laid over its task's) as its tool wants them; the task's own are its own."""
+    args_path = join_path(path, "args")
+    from_task = set(task.args) - set(step.args) if task is not None else set()
+    args = {**task.args, **step.args} if task is not None else step.args
+    errors = [
+        problem
+        for problem in check_args(tool, args, args_path, rendered=False)
+        if problem.path not in {join_path(args_path, key) for key in from_task}
+    ]
+    name = args.get("name")
+    if tool == "playbook" and isinstance(name, str) and not is_template(name):
+        errors += check_name(name, join_path(args_path, "name"), "the name of a playbook")
     return errors
 
 
@@ -205,3 +275,68 @@ def _check_templates(value: Any, path: str) -> list[PlaybookError]:
         if problem:
             errors.append(PlaybookError(join_path(path, *where), f"{problem} in {text!r}"))
     return errors
+
+
+Resolver = Callable[[str], "Playbook"]
+"""Finds a child playbook by name; raises LookupError (or PlaybookInvalid) when it cannot."""
+
+
+def check_children(playbook: Playbook, resolve: Resolver) -> list[PlaybookError]:
+    """Children that cannot be found, and children through which the playbook calls itself.
+
+    Paths are relative to the spec. A child that is found but invalid is reported by name only:
+    its own validation says why.
+    """
+    errors = []
+    for i, step in enumerate(playbook.spec.workflow):
+        child_name = _child_name(playbook.steps[step.step])
+        if child_name is None:
+            continue
+        path = join_path("workflow", i, "args", "name")
+        try:
+            child = resolve(child_name)
+        except LookupError as missing:
+            errors.append(PlaybookError(path, str(missing).strip("'\"")))
+            continue
+        except PlaybookInvalid:
+            errors.append(PlaybookError(path, f"playbook {child_name!r} is not valid"))
+            continue
+        cycle = _cycle_back(child, playbook.name, resolve, [playbook.name, child.name])
+        if cycle is not None:
+            errors.append(
+                PlaybookError(
+                    path,
+                    "the playbook calls itself (" + " -> ".join(cycle) + "): it would nest "
+                    "until the depth limit stops it; repeat work with loop or retry",
+                )
+            )
+    return errors
+
+
+def _child_name(step: Step) -> str | None:
+    name = step.args.get("name") if step.tool == "playbook" else None
+    return name if isinstance(name, str) and not is_template(name) else None
+
+
+def _cycle_back(
+    playbook: Playbook, root: str, resolve: Resolver, chain: list[str], seen: set[str] | None = None
+) -> list[str] | None:
+    """The chain of playbook names from `root` back to itself through `playbook`, if any."""
+    if playbook.name == root:
+        return chain
+    seen = set() if seen is None else seen
+    if playbook.name in seen:
+        return None  # explored already, from another path
+    seen.add(playbook.name)
+    for step in playbook.steps.values():
+        name = _child_name(step)
+        if name is None:
+            continue
+        try:
+            child = resolve(name)
+        except (LookupError, PlaybookInvalid):
+            continue  # reported when that playbook is validated itself
+        found = _cycle_back(child, root, resolve, [*chain, child.name], seen)
+        if found is not None:
+            return found
+    return None
