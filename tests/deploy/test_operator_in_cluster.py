@@ -1,7 +1,8 @@
-"""End to end as a user installs NoETL: `helm install` of the chart into the test cluster, with the
-images built here (pull policy Never), so the operator runs in its own pod from its image, under
-the chart's ServiceAccount and RBAC, with in-cluster configuration; then every example playbook
-runs as an Execution, each step a Job in its plugin image as uid 65532 on a read-only root.
+"""End to end as a user installs NoETL: `helm install` of the chart into the test cluster with
+this checkout's images (pinned tags, pull policy Never), so the operator runs in its own pod
+from its image, under the chart's ServiceAccount and RBAC, with in-cluster configuration and its
+probes; then every example playbook runs as an Execution, each step a Job in its plugin image as
+uid 65532 on a read-only root.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from noetl.kube.settings import PLUGIN_TOOLS
 from tests.cluster.cluster import Cluster
 from tests.cluster.control_plane import free_port
 from tests.images import ensure_images
@@ -82,13 +84,18 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
-    ensure_images()
+    images = ensure_images()  # this checkout's images, under pinned tags
+    repository, _, tag = images["operator"].rpartition(":")
+    plugins = {tool: images[tool] for tool in PLUGIN_TOOLS}
     namespace = f"e2e-{uuid.uuid4().hex[:6]}"
     with kube_cluster.api_client() as api:
         client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     installed = Release(kube_cluster, namespace, tmp_path_factory.mktemp("helm"))
     installed.install(
+        f"--set=image.repository={repository}",
+        f"--set=image.tag={tag}",
         "--set=image.pullPolicy=Never",
+        f"--set-json=plugins.images={json.dumps(plugins)}",
         "--set=plugins.pullPolicy=Never",
         # Pods share the machine's network: ports of their own.
         f"--set=healthPort={free_port()}",
@@ -155,6 +162,7 @@ def test_every_example_gives_its_documented_result(
         for job in resources.jobs(name):
             (container,) = job.spec.template.spec.containers
             assert container.image in images.values()
+            assert container.image_pull_policy == "Never"
             assert container.security_context.read_only_root_filesystem
             assert job.spec.template.spec.security_context.run_as_user == 65532
 

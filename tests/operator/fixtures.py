@@ -3,8 +3,8 @@ real control plane of tests/cluster (`kube_cluster`), one namespace per test.
 
 The shared operator watches the namespaces named `nt-*` only, so that tests which run operators
 of their own (crash, RBAC) do it in namespaces no other operator touches. Steps run as Jobs in
-NoETL's plugin images (tests/images.py builds them into local image storage under the tags the
-operator uses by default), so these tests get the `containers` marker.
+this checkout's plugin images (see `harness.step_image_settings`), so these tests get the
+`containers` marker.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.images import ensure_images
 from tests.operator.harness import OperatorProcess, Resources, install_crds
 
 SHARED_PREFIX = "nt-"
@@ -34,14 +33,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def noetl_operator(
     kube_cluster: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    ensure_images()
     install_crds(kube_cluster.api_client())
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     operator = OperatorProcess(
         kube_cluster.kubeconfig,
         log,
-        # The images are in local storage under the default tags; nothing is pulled.
-        {"NOETL_NAMESPACES": f"{SHARED_PREFIX}*", "NOETL_IMAGE_PULL_POLICY": "Never"},
+        {"NOETL_NAMESPACES": f"{SHARED_PREFIX}*"},
     )
     operator.start()
     yield operator
