@@ -21,15 +21,15 @@ from tests.cluster.kwok import MESSAGE_ANNOTATION, POD_PLACEMENT
 pytestmark = pytest.mark.cluster
 
 T = TypeVar("T")
-GROUP, PLURAL = "test.noetl.io", "widgets"
+GROUP, PLURAL = "test-cluster.local", "widgets"
 
 WIDGET_CRD = yaml.safe_load(
     """
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: widgets.test.noetl.io}
+metadata: {name: widgets.test-cluster.local}
 spec:
-  group: test.noetl.io
+  group: test-cluster.local
   scope: Namespaced
   names: {plural: widgets, singular: widget, kind: Widget}
   versions:
@@ -82,7 +82,7 @@ def widget_crd(kube_cluster: Cluster) -> None:
                 raise
 
         def established() -> bool:
-            crd = extensions.read_custom_resource_definition("widgets.test.noetl.io")
+            crd = extensions.read_custom_resource_definition("widgets.test-cluster.local")
             return any(
                 c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
             )
@@ -361,7 +361,7 @@ def test_job_active_deadline_stops_the_pod(
 ) -> None:
     """The operator's Jobs carry the deadline on the Job: the Job controller deletes the pod and
     the node agent stops the process (SIGTERM) and removes the pod."""
-    marker = f"noetl-deadline-{uuid.uuid4().hex[:8]}"
+    marker = f"deadline-{uuid.uuid4().hex[:8]}"
     body = job(
         sample_image, "slow-job", f"sleep 60; echo {marker}", job_spec={"activeDeadlineSeconds": 2}
     )
@@ -399,7 +399,7 @@ def test_env_and_files_from_secrets_and_config_maps(
     ]
     script = (
         'echo "$DB_PASSWORD $user $MODE $GREETING"; echo "$POD_NAMESPACE ${POD_NAME%-*}"; '
-        "cat /etc/noetl-test/secret/password; echo; cat /etc/noetl-test/config/conf.ini; echo; "
+        "cat /etc/test-cluster/secret/password; echo; cat /etc/test-cluster/config/conf.ini; echo; "
         "echo scratch > /tmp/scratch && cat /tmp/scratch"
     )
     body = job(
@@ -410,8 +410,8 @@ def test_env_and_files_from_secrets_and_config_maps(
         container={
             "envFrom": [{"secretRef": {"name": "db"}}, {"configMapRef": {"name": "settings"}}],
             "volumeMounts": [
-                {"name": "secret", "mountPath": "/etc/noetl-test/secret", "readOnly": True},
-                {"name": "config", "mountPath": "/etc/noetl-test/config"},
+                {"name": "secret", "mountPath": "/etc/test-cluster/secret", "readOnly": True},
+                {"name": "config", "mountPath": "/etc/test-cluster/config"},
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
         },
@@ -480,7 +480,7 @@ def test_deleting_a_running_pod_stops_its_process(
     api: client.ApiClient, kube_namespace: str, sample_image: str
 ) -> None:
     core = client.CoreV1Api(api)
-    marker = f"noetl-running-{uuid.uuid4().hex[:8]}"
+    marker = f"running-{uuid.uuid4().hex[:8]}"
     script = f'trap "echo stopping; exit 0" TERM; while true; do sleep 0.1; done # {marker}'
     core.create_namespaced_pod(
         kube_namespace,
