@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -353,6 +354,22 @@ def _cluster(namespace: str) -> Any:
         _fail(f"cannot reach the cluster: {error}", EXIT_FAILED)
 
 
+@contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """A missing execution or a refused call ends the command with one line, not a traceback."""
+    from kubernetes.client.exceptions import ApiException
+
+    from noetl.kube.api import error_text
+    from noetl.kube.client import NotFound
+
+    try:
+        yield
+    except NotFound as missing:
+        _fail(str(missing), EXIT_FAILED)
+    except ApiException as error:
+        _fail(f"the API server refused: {error_text(error)}", EXIT_FAILED)
+
+
 @app.command()
 @playbook_file
 @namespace_option
@@ -364,8 +381,9 @@ def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> Non
 
     playbook = _load(file)
     cluster = _cluster(namespace)
-    cluster.apply_playbook(playbook)
-    name = cluster.create_execution(playbook.name, parse_assignments(set_))
+    with _cluster_errors():
+        cluster.apply_playbook(playbook)
+        name = cluster.create_execution(playbook.name, parse_assignments(set_))
     click.echo(f"execution {name} created in namespace {namespace}", err=True)
     if not wait:
         click.echo(name)
@@ -396,7 +414,8 @@ def status(name: str, namespace: str) -> None:
     """Show an Execution: phase, steps, error."""
     from noetl.kube.client import describe
 
-    click.echo(describe(_cluster(namespace).execution(name)))
+    with _cluster_errors():
+        click.echo(describe(_cluster(namespace).execution(name)))
 
 
 @app.command()
@@ -405,9 +424,10 @@ def status(name: str, namespace: str) -> None:
 @click.option("--step", help="Only this step's pods.")
 def logs(name: str, namespace: str, step: str | None) -> None:
     """Print the logs of an Execution's step pods."""
-    for pod, text in _cluster(namespace).logs(name, step):
-        click.echo(f"==> {pod} <==")
-        click.echo(text.rstrip("\n"))
+    with _cluster_errors():
+        for pod, text in _cluster(namespace).logs(name, step):
+            click.echo(f"==> {pod} <==")
+            click.echo(text.rstrip("\n"))
 
 
 @app.command()
@@ -415,7 +435,8 @@ def logs(name: str, namespace: str, step: str | None) -> None:
 @namespace_option
 def cancel(name: str, namespace: str) -> None:
     """Cancel an Execution: its running Jobs are deleted and it ends Cancelled."""
-    _cluster(namespace).cancel(name)
+    with _cluster_errors():
+        _cluster(namespace).cancel(name)
     click.echo(f"execution {name}: cancel requested")
 
 

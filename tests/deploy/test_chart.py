@@ -29,17 +29,17 @@ needs_helm = pytest.mark.skipif(
 )
 
 # What the operator does in a namespace it serves (and nothing more): (apiGroup, resource, verb).
+# Each is a call of noetl/kube/api.py or a kopf watch; test_rbac.py runs the operator with them.
 NAMESPACED_RULES = {
-    *(("noetl.io", "executions", v) for v in ("get", "list", "watch", "create", "delete", "patch")),
-    *(("noetl.io", "executions/status", v) for v in ("get", "patch")),
+    *(("noetl.io", "executions", v) for v in ("get", "list", "watch", "create", "delete")),
+    ("noetl.io", "executions/status", "patch"),
     *(("noetl.io", "playbooks", v) for v in ("get", "list", "watch")),
-    *(("noetl.io", "playbooks/status", v) for v in ("get", "patch")),
-    *(("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")),
-    *(("", "pods", v) for v in ("get", "list", "watch")),
+    ("noetl.io", "playbooks/status", "patch"),
+    *(("batch", "jobs", v) for v in ("list", "watch", "create", "delete")),
+    ("", "pods", "list"),
     ("", "pods/log", "get"),
-    *(("", "configmaps", v) for v in ("get", "list", "watch", "create", "patch")),
-    *(("", "events", v) for v in ("create", "patch")),
-    *(("events.k8s.io", "events", v) for v in ("create", "patch")),
+    *(("", "configmaps", v) for v in ("get", "list", "create", "patch")),
+    ("", "events", "create"),
 }
 CRD_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
@@ -145,6 +145,13 @@ def test_default_is_cluster_wide(renders: dict[str, list[dict[str, Any]]]) -> No
     ]
     assert binding["roleRef"]["name"] == only(manifests, "ClusterRole")["metadata"]["name"]
     assert "NOETL_NAMESPACES" not in env_of(manifests)
+    # kube-system and the operator's own namespace are left alone.
+    assert OperatorSettings.from_env(env_of(manifests)).excluded_namespaces == [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        NAMESPACE,
+    ]
 
 
 def test_namespaced_mode_grants_only_in_watched_namespaces(
@@ -168,8 +175,10 @@ def test_namespaced_mode_grants_only_in_watched_namespaces(
             "kind": "Role",
             "name": roles["team-a"]["metadata"]["name"],
         }
-    assert triples(only(manifests, "ClusterRole")) == CRD_RULES
+    # kopf scans nothing with exact namespaces: no cluster-wide right at all.
+    assert not [m for m in manifests if m["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     assert env_of(manifests)["NOETL_NAMESPACES"] == "team-a,team-b"
+    assert "NOETL_EXCLUDED_NAMESPACES" not in env_of(manifests)
     peerings = [m for m in manifests if m["kind"] == "KopfPeering"]
     assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings) == [
         ("team-a", "noetl-ha"),
@@ -262,7 +271,13 @@ def test_args_are_options_of_noetl_operator(
 
 def test_default_env_gives_the_operator_defaults(renders: dict[str, list[dict[str, Any]]]) -> None:
     settings = OperatorSettings.from_env(env_of(renders["default"]))
-    assert settings == OperatorSettings()
+    assert settings.model_copy(update={"excluded_namespaces": []}) == OperatorSettings()
+    # Nothing a playbook could ask for is allowed by default.
+    assert (
+        settings.allowed_tolerations,
+        settings.allowed_node_selectors,
+        settings.allowed_secrets,
+    ) == ([], {}, [])
     assert settings.images == default_images()
 
 
@@ -275,6 +290,9 @@ def test_values_reach_the_operator_settings(renders: dict[str, list[dict[str, An
     assert settings.step_resources == values["stepResources"]
     assert settings.step_node_selector == {"pool": "batch"}
     assert settings.step_tolerations == values["stepTolerations"]
+    assert settings.allowed_tolerations == [{"key": "gpu", "effect": "NoSchedule"}]
+    assert settings.allowed_node_selectors == {"pool": ["batch", "gpu-*"]}
+    assert settings.allowed_secrets == ["team-a/pg", "team-*/smtp"]
     assert settings.step_service_account == "noetl-steps"
     assert settings.step_timeout_seconds == 600
     assert settings.step_run_as_user == 65532
@@ -303,6 +321,9 @@ def test_pod_placement(renders: dict[str, list[dict[str, Any]]]) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"settings": {"stepTimeoutSeconds": "1h"}}, "stepTimeoutSeconds"),
         ({"replicaCount": 2}, "peering.enabled"),
+        ({"settings": {"allowedTolerations": [{"key": "gpu", "efect": "NoSchedule"}]}}, "efect"),
+        ({"settings": {"allowedSecrets": ["pg"]}}, "allowedSecrets"),
+        ({"excludeNamespaces": ["Kube_System"]}, "excludeNamespaces"),
     ],
 )
 def test_bad_values_are_refused(values: dict[str, Any], complaint: str) -> None:

@@ -64,4 +64,5 @@ def test_the_api_server_accepts_the_rendered_chart(kube_cluster: Any, scenario: 
         )
         accepted.append(manifest["kind"])
     assert "Deployment" in accepted
-    assert {"ServiceAccount", "ClusterRole"} <= set(accepted)
+    rbac = "Role" if values.get("watchNamespaces") else "ClusterRole"
+    assert {"ServiceAccount", rbac} <= set(accepted)

@@ -11,12 +11,20 @@ import pytest
 
 from noetl.engine import ExecutionState, StartChildExecution, StartStep, StepState
 from noetl.engine.machine import item_error_key
-from noetl.kube.manifests import child_execution, execution_depth, step_job
-from noetl.kube.names import dns_label, run_name
+from noetl.kube.manifests import (
+    child_execution,
+    execution_config_map,
+    execution_depth,
+    execution_selector,
+    owner_name,
+    step_job,
+)
+from noetl.kube.names import dns_label, label_value, run_name
 from noetl.kube.results import from_data_key, to_data_key
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import SUMMARY_LIMIT, execution_status
 from noetl.playbook import Step
+from tests.cluster.pod_config import expand
 
 EXECUTION = {
     "metadata": {
@@ -42,7 +50,8 @@ def test_a_step_job_is_locked_down_and_labelled():
     command = StartStep(
         "fetch_all", 3, 2, "http", {"url": "http://x", "secretRef": "api-token"}, None, 30.0
     )
-    job = step_job(EXECUTION, command, Step(step="fetch_all", tool="http"), OperatorSettings())
+    settings = OperatorSettings(allowed_secrets=["team-a/api-*"])
+    job = step_job(EXECUTION, command, Step(step="fetch_all", tool="http"), settings)
     metadata, spec = job["metadata"], job["spec"]
     assert metadata["name"] == run_name("weather-x7k2p", "fetch_all", 3, 2)
     assert metadata["labels"]["noetl.io/execution"] == "weather-x7k2p"
@@ -89,6 +98,72 @@ def test_step_pod_options_override_the_operator_defaults():
     assert pod["containers"][0]["resources"] == {"limits": {"memory": "4Gi"}}
     assert pod["nodeSelector"] == {"disk": "ssd"}
     assert job["spec"]["activeDeadlineSeconds"] == OperatorSettings().step_timeout_seconds
+
+
+def test_the_step_input_survives_the_kubelets_variable_expansion():
+    command = "psql -c 'DO $$ BEGIN PERFORM 1; END $$' && echo $(API_TOKEN) $$(HOME) $HOME"
+    job = step_job(
+        EXECUTION,
+        StartStep("sql", None, 1, "shell", {"command": command}),
+        Step(step="sql", tool="shell"),
+        OperatorSettings(),
+    )
+    (variable,) = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    # What the process sees after the kubelet's expansion, with API_TOKEN a key of some Secret.
+    seen = expand(variable["value"], {"API_TOKEN": "s3cr3t", "HOME": "/home"})
+    assert json.loads(seen)["args"]["command"] == command
+
+
+def test_labels_carry_long_execution_names_hashed_and_selectors_agree():
+    name = "x" * 200
+    execution = {"metadata": {**EXECUTION["metadata"], "name": name}}
+    command = StartStep("s", 1, 1, "shell", {"command": "true"})
+    job = step_job(execution, command, Step(step="s", tool="shell"), OperatorSettings())
+    child = child_execution(execution, StartChildExecution("c", None, 1, "greet", {}))
+    results = execution_config_map(execution, "r", "results", {})
+    for labels in (
+        job["metadata"]["labels"],
+        job["spec"]["template"]["metadata"]["labels"],
+        child["metadata"]["labels"],
+        results["metadata"]["labels"],
+    ):
+        assert all(len(value) <= 63 for value in labels.values()), labels
+        assert execution_selector(name) == f"noetl.io/execution={labels['noetl.io/execution']}"
+    assert label_value(name) != label_value("x" * 199)
+    assert label_value("weather-x7k2p") == "weather-x7k2p"
+    assert child["metadata"]["labels"]["noetl.io/parent"] == label_value(name)
+    # Whose Job (or child) it is comes from the ownerReference, which keeps the whole name.
+    assert owner_name(job) == owner_name(child) == name
+
+
+def test_pod_settings_reach_the_job_in_kubernetes_form():
+    step = Step.model_validate(
+        {
+            "step": "gpu",
+            "tool": "shell",
+            "pod": {
+                "resources": {"requests": {"cpu": "500m", "nvidia.com/gpu": 1}},
+                "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            },
+        }
+    )
+    job = step_job(
+        EXECUTION, StartStep("gpu", None, 1, "shell", {"command": "x"}), step, OperatorSettings()
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "500m", "nvidia.com/gpu": 1}}
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_a_secret_not_allowed_is_refused_when_the_job_is_built():
+    command = StartStep("s", None, 1, "shell", {"command": "env", "secretRef": "admin-token"})
+    step = Step(step="s", tool="shell")
+    with pytest.raises(ValueError, match="'admin-token' is not among the operator's allowed"):
+        step_job(EXECUTION, command, step, OperatorSettings(allowed_secrets=["other-ns/*"]))
+    allowed = OperatorSettings(allowed_secrets=["team-*/admin-token"])
+    job = step_job(EXECUTION, command, step, allowed)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "admin-token"}}]
 
 
 def test_too_large_args_are_refused():
@@ -154,7 +229,15 @@ def test_settings_come_from_the_environment():
             "NOETL_IMAGES": '{"shell": "example/shell:1"}',
             "NOETL_API_QPS": "5",
             "NOETL_STEP_SERVICE_ACCOUNT": "steps",
+            "NOETL_EXCLUDED_NAMESPACES": "kube-*, noetl-system",
+            "NOETL_ALLOWED_SECRETS": '["team-a/pg"]',
+            "NOETL_ALLOWED_NODE_SELECTORS": '{"pool": ["batch"]}',
         }
+    )
+    assert settings.excluded_namespaces == ["kube-*", "noetl-system"]
+    assert (settings.allowed_secrets, settings.allowed_node_selectors) == (
+        ["team-a/pg"],
+        {"pool": ["batch"]},
     )
     assert settings.namespaces == ["a", "b"]
     assert settings.images["shell"] == "example/shell:1"

@@ -2,13 +2,15 @@
 real control plane of tests/cluster (`kube_cluster`), one namespace per test.
 
 The shared operator watches the namespaces named `nt-*` only, so that tests which run operators
-of their own (crash, RBAC) do it in namespaces no other operator touches. Steps run as Jobs in
-this checkout's plugin images (see `harness.step_image_settings`), so these tests get the
-`containers` marker.
+of their own (crash, RBAC) do it in namespaces no other operator touches. Its steps may use the
+Secrets named `pg`, `token` and `step-*` there, and no other (see kube/tenancy.py). Steps run
+as Jobs in this checkout's plugin images (see `harness.step_image_settings`), so these tests
+get the `containers` marker.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,10 +37,14 @@ def noetl_operator(
 ) -> Iterator[OperatorProcess]:
     install_crds(kube_cluster.api_client())
     log = tmp_path_factory.mktemp("operator") / "operator.log"
+    allowed_secrets = [f"{SHARED_PREFIX}*/{name}" for name in ("pg", "token", "step-*")]
     operator = OperatorProcess(
         kube_cluster.kubeconfig,
         log,
-        {"NOETL_NAMESPACES": f"{SHARED_PREFIX}*"},
+        {
+            "NOETL_NAMESPACES": f"{SHARED_PREFIX}*",
+            "NOETL_ALLOWED_SECRETS": json.dumps(allowed_secrets),
+        },
     )
     operator.start()
     yield operator
@@ -68,5 +74,12 @@ def resources(kube_cluster: Any, noetl_operator: OperatorProcess) -> Iterator[Re
 @pytest.fixture
 def isolated(kube_cluster: Any, noetl_operator: OperatorProcess) -> Iterator[Resources]:
     """A namespace that no running operator watches: the test starts its own."""
+    for namespace in _namespace(kube_cluster, "iso-"):
+        yield Resources(kube_cluster.api_client(), namespace)
+
+
+@pytest.fixture
+def isolated_too(kube_cluster: Any, noetl_operator: OperatorProcess) -> Iterator[Resources]:
+    """A second namespace that no running operator watches."""
     for namespace in _namespace(kube_cluster, "iso-"):
         yield Resources(kube_cluster.api_client(), namespace)

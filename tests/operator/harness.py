@@ -17,6 +17,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from noetl.kube.manifests import execution_selector
 from noetl.kube.settings import PLUGIN_TOOLS
 from tests.cluster.control_plane import free_port
 from tests.images import ensure_images
@@ -199,10 +200,18 @@ class Resources:
         )
         return dict(execution["status"])
 
+    def result(self, status: dict[str, Any]) -> Any:
+        """A finished execution's result, inline or from the ConfigMap its resultRef names."""
+        ref = status.get("resultRef")
+        if not ref:
+            return status.get("result")
+        data = self.core.read_namespaced_config_map(ref["configMap"], self.namespace).data
+        return json.loads(data[ref["key"]])
+
     def jobs(self, execution: str) -> list[Any]:
         return list(
             self.batch.list_namespaced_job(
-                self.namespace, label_selector=f"noetl.io/execution={execution}"
+                self.namespace, label_selector=execution_selector(execution)
             ).items
         )
 

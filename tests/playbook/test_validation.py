@@ -392,3 +392,23 @@ def test_a_bad_next_entry_or_tool_gives_its_own_error_and_no_echo():
         "spec.workflow[1].next[0]",
         "spec.workflow[2].tool",
     ]  # `store` is still reached, and not taken for a routing step with args
+
+
+@pytest.mark.parametrize(
+    ("pod", "path", "words"),
+    [
+        ({"resources": {"limit": {"memory": "1Gi"}}}, "pod.resources.limit", "unknown field"),
+        ({"resources": {"limits": {"memory": "lots"}}}, "limits.memory", "not a quantity"),
+        ({"tolerations": [{"key": "gpu", "efect": "NoSchedule"}]}, "tolerations[0].efect", ""),
+        ({"tolerations": [{"key": "gpu", "effect": "Never"}]}, "tolerations[0].effect", ""),
+        ({"tolerations": [{"operator": "Equal", "value": "x"}]}, "tolerations[0]", "Exists"),
+    ],
+)
+def test_pod_settings_have_the_kubernetes_shapes(pod: dict[str, Any], path: str, words: str):
+    document = copy.deepcopy(GOOD)
+    document["spec"]["workflow"][2]["pod"] = pod
+    with pytest.raises(PlaybookInvalid) as caught:
+        parse_playbook(document)
+    (error,) = caught.value.errors
+    assert error.path.startswith("spec.workflow[2].pod.")
+    assert error.path.endswith(path) and words in error.message, error

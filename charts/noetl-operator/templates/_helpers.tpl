@@ -42,42 +42,41 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-What the operator does in a namespace it watches: drive Executions, read Playbooks, run step
-Jobs and read their pods' termination messages and logs, keep large results in ConfigMaps, and
-post Events (kopf uses the core API, the operator events.k8s.io). A ClusterRole in cluster-wide
-mode, a Role per watched namespace otherwise.
+What the operator does in a namespace it watches, and no more (every verb is one that
+noetl/kube/api.py or kopf's watches call): drive Executions (child Executions created and
+deleted), read Playbooks, run step Jobs, list their pods to read termination messages and logs,
+keep results in ConfigMaps, post core Events (kopf and the operator both). No Secrets: steps
+get theirs from the kubelet. A ClusterRole in cluster-wide mode, a Role per watched namespace
+otherwise.
 */}}
 {{- define "noetl.namespacedRules" -}}
 - apiGroups: [noetl.io]
   resources: [executions]
-  verbs: [get, list, watch, create, delete, patch]
-- apiGroups: [noetl.io]
-  resources: [executions/status, playbooks/status]
-  verbs: [get, patch]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [noetl.io]
   resources: [playbooks]
   verbs: [get, list, watch]
+- apiGroups: [noetl.io]
+  resources: [executions/status, playbooks/status]
+  verbs: [patch]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
+  verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list]
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, create, patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}
 
-{{/* kopf reads the CRDs to learn which resources exist, wherever the operator watches. */}}
+{{/* kopf watches the CRDs to learn which resources exist when it scans (all namespaces). */}}
 {{- define "noetl.crdRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]

@@ -32,6 +32,16 @@ def _json(response: Any) -> Any:
     return json.loads(response.data) if response.data else None
 
 
+def error_text(error: ApiException) -> str:
+    """The API server's words for a refused call: the HTTP reason and the Status message (where
+    e.g. "exceeded quota: ..." or the invalid field is), not the status code alone."""
+    try:
+        message = (json.loads(error.body) if error.body else {}).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{error.reason} ({error.status})" + (f": {message}" if message else "")
+
+
 class KubeApi:
     def __init__(
         self, api_client: client.ApiClient, limiter: TokenBucket, threads: int = 16

@@ -15,11 +15,15 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from noetl.engine.state import FINISHED_PHASES
-from noetl.kube.manifests import EXECUTION_LABEL, STEP_LABEL
+from noetl.kube.manifests import STEP_LABEL, execution_selector
 from noetl.kube.operator import load_kube_config
 from noetl.playbook import API_VERSION, Playbook
 
 GROUP, VERSION = API_VERSION.split("/")
+
+
+class NotFound(LookupError):
+    """The named Execution does not exist in the namespace."""
 
 
 class Cluster:
@@ -64,16 +68,29 @@ class Cluster:
         )
         return str(created["metadata"]["name"])
 
+    def _not_found(self, name: str) -> NotFound:
+        return NotFound(f"no execution {name!r} in namespace {self.namespace!r}")
+
     def execution(self, name: str) -> dict[str, Any]:
-        found: Any = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "executions", name
-        )
+        try:
+            found: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "executions", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise self._not_found(name) from None
+            raise
         return dict(found)
 
     def cancel(self, name: str) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}}
-        )
+        try:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}}
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise self._not_found(name) from None
+            raise
 
     def follow(
         self, name: str, on_change: Callable[[dict[str, Any]], None], timeout: int = 3600
@@ -104,7 +121,8 @@ class Cluster:
 
     def logs(self, name: str, step: str | None = None) -> Iterator[tuple[str, str]]:
         """(pod name, log text) of each step pod of the execution, oldest first."""
-        selector = f"{EXECUTION_LABEL}={name}" + (f",{STEP_LABEL}={step}" if step else "")
+        self.execution(name)  # a name that exists, even with no pod yet
+        selector = execution_selector(name) + (f",{STEP_LABEL}={step}" if step else "")
         pods: list[Any] = self.core.list_namespaced_pod(
             self.namespace, label_selector=selector
         ).items

@@ -49,6 +49,9 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
     if "anyOf" in node:
         variants = [v for v in node["anyOf"] if v.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if rest.get("x-kubernetes-int-or-string"):
+            # A quantity: the one anyOf that a structural schema allows (a pattern checks strings).
+            return {**rest, "anyOf": [{"type": "integer"}, {"type": "string"}]}
         if len(variants) == 1:
             return _structural({**variants[0], **rest, "nullable": True}, definitions)
         return {**rest, "x-kubernetes-preserve-unknown-fields": True}

@@ -44,20 +44,21 @@ from noetl.engine import (
 )
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import events, metrics
-from noetl.kube.api import KubeApi
+from noetl.kube.api import KubeApi, error_text
 from noetl.kube.manifests import (
     ATTEMPT_LABEL,
-    EXECUTION_LABEL,
     INDEX_LABEL,
     STEP_LABEL,
     TOOL_LABEL,
     child_execution,
     execution_config_map,
     execution_depth,
+    execution_selector,
     step_job,
 )
 from noetl.kube.names import run_name, snapshot_config_map
 from noetl.kube.outcomes import job_finished, job_outcome
+from noetl.kube.playbooks import run_problems, snapshot_text
 from noetl.kube.results import ResultStore, ResultTooLarge, check_size
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
@@ -200,8 +201,13 @@ class ExecutionDriver:
                 where = f"in namespace {self.namespace}"
                 raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
             document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
-        playbook = parse_playbook(document, f"playbook {document['metadata']['name']}")
-        data = {"playbook.json": json.dumps(document, separators=(",", ":"))}
+        source = f"playbook {document['metadata']['name']}"
+        playbook = parse_playbook(document, source)
+        text = snapshot_text(document)
+        problems = run_problems(playbook, text, self.namespace, self.context.settings)
+        if problems:
+            raise PlaybookInvalid(problems, source)
+        data = {"playbook.json": text}
         await self.api.create(execution_config_map(self.execution, name, "playbook", data))
         return playbook
 
@@ -223,7 +229,7 @@ class ExecutionDriver:
         """Carry on after a restart: timers again, and every Job or child that ended meanwhile."""
         for timer_id, timer in self.state.timers.items():
             self._schedule(timer_id, timer.due)
-        selector = f"{EXECUTION_LABEL}={self.name}"
+        selector = execution_selector(self.name)
         jobs = [
             job
             for job in await self.api.list_jobs(self.namespace, selector)
@@ -453,7 +459,7 @@ class ExecutionDriver:
                     command.index,
                     command.attempt,
                     at=time.time(),
-                    error=f"the API server refused the step's Job: {error.reason} ({error.status})",
+                    error=f"the API server refused the step's Job: {error_text(error)}",
                 )
             raise
         if created:

@@ -9,6 +9,7 @@ watch event that ends the previous one, with no periodic requeue.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import kopf
@@ -16,7 +17,7 @@ import kopf
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.driver import ChildChanged, ExecutionChanged, JobChanged
-from noetl.kube.manifests import EXECUTION_LABEL, PARENT_LABEL
+from noetl.kube.manifests import EXECUTION_LABEL, owner_name
 from noetl.kube.outcomes import job_finished
 from noetl.kube.playbooks import reconcile_playbook
 from noetl.kube.registry import DriverRegistry
@@ -27,8 +28,12 @@ GROUP, VERSION = API_VERSION.split("/")
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     api = drivers.context.api
+    excluded = drivers.context.settings.excluded_namespaces
 
-    @kopf.on.event(GROUP, VERSION, "executions", registry=registry)
+    def served(namespace: str | None, **_: Any) -> bool:
+        return not any(fnmatchcase(namespace or "", pattern) for pattern in excluded)
+
+    @kopf.on.event(GROUP, VERSION, "executions", when=served, registry=registry)
     async def execution_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -37,7 +42,7 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         if type == "DELETED":
             drivers.forget(namespace, name)
             return
-        parent = body.metadata.labels.get(PARENT_LABEL)
+        parent = owner_name(raw)  # a child's parent: labels hold names only hashed
         phase = (body.get("status") or {}).get("phase")
         if parent and phase in FINISHED_PHASES:
             drivers.deliver(namespace, parent, ChildChanged(raw))
@@ -46,7 +51,14 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         else:
             drivers.deliver(namespace, name, ExecutionChanged(raw))
 
-    @kopf.on.event("batch", "v1", "jobs", labels={EXECUTION_LABEL: kopf.PRESENT}, registry=registry)
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        labels={EXECUTION_LABEL: kopf.PRESENT},
+        when=served,
+        registry=registry,
+    )
     async def job_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -55,11 +67,11 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         deleted = type == "DELETED"
         if job_finished(raw) or deleted:
             drivers.context.slots.release(namespace, name)
-            drivers.deliver(
-                namespace, body.metadata.labels[EXECUTION_LABEL], JobChanged(raw, deleted=deleted)
-            )
+            owner = owner_name(raw)
+            if owner is not None:
+                drivers.deliver(namespace, owner, JobChanged(raw, deleted=deleted))
 
-    @kopf.on.event(GROUP, VERSION, "playbooks", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "playbooks", when=served, registry=registry)
     async def playbook_event(type: str, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
             return

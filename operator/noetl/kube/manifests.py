@@ -2,9 +2,12 @@
 
 Pods of steps run as non-root with every capability dropped, a read-only root filesystem (a
 scratch /tmp is mounted: the images make it HOME, TMPDIR and the working directory) and no
-service-account token. Step args travel as an environment value; secrets only by reference
-(`envFrom` of the Secret named in `args.secretRef`), never inlined. The step's outcome comes back
-as the container's termination message, from the file the plugin runtime writes.
+service-account token. Step args travel as an environment value, every `$` doubled so that the
+kubelet's `$(VAR)` expansion gives them back unchanged; secrets only by reference (`envFrom` of
+the Secret named in `args.secretRef`, if the operator's settings allow it), never inlined. The
+step's outcome comes back as the container's termination message, from the file the plugin
+runtime writes. Labels carry names through `label_value` (hashed past 63 characters); who owns a
+Job or child Execution is read from its ownerReference, never a label.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import json
 from typing import Any
 
 from noetl.engine import StartChildExecution, StartStep
-from noetl.kube.names import run_name
+from noetl.kube.names import label_value, run_name
 from noetl.kube.settings import OperatorSettings
+from noetl.kube.tenancy import secret_refusal
 from noetl.playbook import API_VERSION, Step
 from noetl.plugins.runtime import DEFAULT_TERMINATION
 
@@ -40,9 +44,27 @@ def owner_reference(execution: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def owner_name(obj: dict[str, Any]) -> str | None:
+    """The name of the Execution that owns a Job, ConfigMap or child Execution."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == "Execution" and ref.get("controller"):
+            return str(ref["name"])
+    return None
+
+
+def execution_selector(execution: str) -> str:
+    """The label selector of what belongs to an execution."""
+    return f"{EXECUTION_LABEL}={label_value(execution)}"
+
+
+def literal_env(name: str, value: str) -> dict[str, str]:
+    """An env var whose value the kubelet passes on as it is: `$$` is its escape for `$`."""
+    return {"name": name, "value": value.replace("$", "$$")}
+
+
 def run_labels(execution: str, command: StartStep | StartChildExecution) -> dict[str, str]:
     labels = {
-        EXECUTION_LABEL: execution,
+        EXECUTION_LABEL: label_value(execution),
         STEP_LABEL: command.step,
         ATTEMPT_LABEL: str(command.attempt),
         TOOL_LABEL: command.tool if isinstance(command, StartStep) else "playbook",
@@ -94,8 +116,12 @@ def step_job(
         "name": "step",
         "image": settings.images[command.tool],
         "imagePullPolicy": settings.image_pull_policy,
-        "env": [{"name": "NOETL_INPUT_JSON", "value": payload}],
-        "resources": (pod.resources if pod and pod.resources else settings.step_resources),
+        "env": [literal_env("NOETL_INPUT_JSON", payload)],
+        "resources": (
+            pod.resources.model_dump(by_alias=True, exclude_none=True)
+            if pod and pod.resources
+            else settings.step_resources
+        ),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -109,6 +135,9 @@ def step_job(
     }
     secret = command.args.get("secretRef")
     if isinstance(secret, str) and secret:
+        refusal = secret_refusal(execution["metadata"]["namespace"], secret, settings)
+        if refusal:
+            raise ValueError(refusal)
         container["envFrom"] = [{"secretRef": {"name": secret}}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -127,7 +156,11 @@ def step_job(
             pod.node_selector if pod and pod.node_selector else settings.step_node_selector
         )
         or None,
-        "tolerations": (pod.tolerations if pod and pod.tolerations else settings.step_tolerations)
+        "tolerations": (
+            [t.model_dump(by_alias=True, exclude_none=True) for t in pod.tolerations]
+            if pod and pod.tolerations
+            else settings.step_tolerations
+        )
         or None,
         "serviceAccountName": settings.step_service_account,
     }
@@ -161,7 +194,7 @@ def child_execution(execution: dict[str, Any], command: StartChildExecution) -> 
     name = execution["metadata"]["name"]
     labels = {
         **run_labels(name, command),
-        PARENT_LABEL: name,
+        PARENT_LABEL: label_value(name),
         DEPTH_LABEL: str(execution_depth(execution) + 1),
     }
     labels["app.kubernetes.io/name"] = "noetl-execution"
@@ -184,7 +217,7 @@ def execution_config_map(
             "name": name,
             "namespace": execution["metadata"]["namespace"],
             "labels": {
-                EXECUTION_LABEL: execution_name,
+                EXECUTION_LABEL: label_value(execution_name),
                 PURPOSE_LABEL: purpose,
                 "app.kubernetes.io/part-of": "noetl",
             },

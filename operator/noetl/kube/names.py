@@ -1,7 +1,9 @@
-"""Deterministic, valid Kubernetes names for what the operator creates.
+"""Deterministic, valid Kubernetes names and label values for what the operator creates.
 
 The same execution, step, item and attempt always give the same name, so a restarted operator
-that issues a command again meets AlreadyExists instead of starting a step twice.
+that issues a command again meets AlreadyExists instead of starting a step twice. Label values
+are cut at 63 characters while an Execution's name may have 253: a longer name is cut and given a
+hash of the whole, so the label stays valid and still tells executions apart.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import re
 
 _INVALID = re.compile(r"[^a-z0-9-]+")
+LABEL_LIMIT = 63
 
 
 def dns_label(*parts: object, limit: int = 63) -> str:
@@ -18,8 +21,24 @@ def dns_label(*parts: object, limit: int = 63) -> str:
     name = _INVALID.sub("-", text.lower()).strip("-")
     if len(name) <= limit and name == text:
         return name
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+    return _hashed(text, name, limit)
+
+
+def label_value(name: str) -> str:
+    """A Kubernetes object name as a label value: itself up to 63 characters, else cut and hashed.
+
+    Every label the operator writes with a name, and every selector that reads one, goes through
+    here, so both sides agree.
+    """
+    if len(name) <= LABEL_LIMIT:
+        return name
+    return _hashed(name, name, LABEL_LIMIT)
+
+
+def _hashed(whole: str, name: str, limit: int) -> str:
+    """`name` cut to leave room for a hash of `whole`, ending with that hash."""
+    digest = hashlib.sha256(whole.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-.')}-{digest}"
 
 
 def run_name(execution: str, step: str, index: int | None, attempt: int) -> str:

@@ -3,7 +3,8 @@
 It watches the given namespaces (or all), serves Prometheus metrics on /metrics and kopf's
 liveness probe on /healthz. Peering is off by default (one replica, Recreate): with a peering
 name, instances elect one active operator, each with a random priority so that two never tie
-(equal priorities freeze kopf peering).
+(equal priorities freeze kopf peering). Logs are quiet at INFO: kopf's line for every handler
+call that succeeds (one per watch event of every Job) is lowered to DEBUG.
 """
 
 from __future__ import annotations
@@ -24,6 +25,29 @@ from noetl.kube.ratelimit import TokenBucket
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
+
+
+class HandlerSuccessAtDebug(logging.Filter):
+    """Lowers kopf's "Handler ... succeeded." lines to DEBUG, and drops them unless DEBUG is on.
+
+    kopf logs each successful handler call at INFO, which is one line per watch event of every
+    step Job and Execution: noise that buries what matters. Warnings and errors pass unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.getMessage().endswith(" succeeded."):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def configure_logging(log_format: str) -> None:
+    # JSON lines for log collectors by default; plain text for people at a terminal.
+    kopf.configure(log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
+    logging.getLogger().setLevel(logging.INFO)
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, HandlerSuccessAtDebug) for f in objects.filters):
+        objects.addFilter(HandlerSuccessAtDebug())
 
 
 def load_kube_config() -> client.ApiClient:
@@ -86,7 +110,5 @@ def main(
     peering: str | None,
     log_format: str = "json",
 ) -> None:
-    # JSON lines for log collectors by default; plain text for people at a terminal.
-    kopf.configure(log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
-    logging.getLogger().setLevel(logging.INFO)
+    configure_logging(log_format)
     asyncio.run(run_operator(settings, metrics_port, health_port, peering))

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from noetl.kube.api import KubeApi
+from noetl.kube.api import KubeApi, error_text
 from noetl.plugins.runtime import Outcome, read_outcome
 
 
@@ -74,8 +74,7 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
         except ApiException as error:
             return Outcome(
                 ok=False,
-                error="cannot read the step's result from its pod log:"
-                f" {error.reason} ({error.status})",
+                error=f"cannot read the step's result from its pod log: {error_text(error)}",
             )
     outcome = read_outcome(message, log)
     exit_code = terminated.get("exitCode")

@@ -3,19 +3,57 @@
 `status.conditions[Ready]` is True for a valid playbook and False (reason Invalid) with every
 problem and the path of its field otherwise; `status.errors` lists them one by one, and
 `status.steps` counts the steps. A Playbook is looked at again only when its generation changes.
+
+A playbook too large to snapshot is invalid here too: every Execution keeps the playbook it runs
+in one ConfigMap, which the API server refuses past 1 MiB of data. `run_problems` adds what an
+Execution's namespace and the operator's settings forbid (see tenancy.py).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from noetl.kube import events
 from noetl.kube.api import KubeApi
+from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import timestamp
-from noetl.playbook import PlaybookInvalid, parse_playbook
+from noetl.kube.tenancy import pod_violations, secret_violations
+from noetl.playbook import Playbook, PlaybookError, PlaybookInvalid, parse_playbook
 
 MAX_ERRORS = 50
+MAX_SNAPSHOT_BYTES = 1_000_000
+"""A ConfigMap holds 1 MiB (1,048,576 bytes) of keys and values; this leaves room for the key."""
+
+
+def snapshot_text(document: dict[str, Any]) -> str:
+    """The playbook as an Execution's snapshot ConfigMap keeps it."""
+    return json.dumps(document, separators=(",", ":"))
+
+
+def size_problems(text: str) -> list[PlaybookError]:
+    size = len(text.encode())
+    if size <= MAX_SNAPSHOT_BYTES:
+        return []
+    return [
+        PlaybookError(
+            "spec",
+            f"the playbook is {size} bytes as JSON, over the {MAX_SNAPSHOT_BYTES} bytes that an"
+            " execution's snapshot ConfigMap holds: move large data out of the playbook",
+        )
+    ]
+
+
+def run_problems(
+    playbook: Playbook, text: str, namespace: str, settings: OperatorSettings
+) -> list[PlaybookError]:
+    """Why a valid playbook may still not run in `namespace`: its size, or what it asks for."""
+    return (
+        size_problems(text)
+        + pod_violations(playbook, settings)
+        + secret_violations(playbook, namespace, settings)
+    )
 
 
 def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
@@ -27,6 +65,9 @@ def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         playbook = parse_playbook(document)
+        too_large = size_problems(snapshot_text(document))
+        if too_large:
+            raise PlaybookInvalid(too_large)
     except PlaybookInvalid as invalid:
         errors = [{"path": e.path, "message": e.message} for e in invalid.errors[:MAX_ERRORS]]
         steps = len((body.get("spec") or {}).get("workflow") or [])

@@ -14,7 +14,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from noetl.kube.api import KubeApi
-from noetl.kube.manifests import EXECUTION_LABEL, PURPOSE_LABEL, execution_config_map
+from noetl.kube.manifests import PURPOSE_LABEL, execution_config_map, execution_selector
 from noetl.kube.names import results_config_map
 
 PURPOSE = "results"
@@ -64,7 +64,7 @@ class ResultStore(MutableMapping[str, Any]):
     async def load(cls, api: KubeApi, execution: dict[str, Any]) -> ResultStore:
         store = cls(execution)
         metadata = execution["metadata"]
-        selector = f"{EXECUTION_LABEL}={metadata['name']},{PURPOSE_LABEL}={PURPOSE}"
+        selector = f"{execution_selector(metadata['name'])},{PURPOSE_LABEL}={PURPOSE}"
         for config_map in await api.list_config_maps(metadata["namespace"], selector):
             if not _owned_by(config_map, metadata["uid"]):
                 continue

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from noetl import __version__
 from noetl.engine import DEFAULT_MAX_CHILD_DEPTH
 from noetl.playbook.models import TOOLS
 
 PLUGIN_TOOLS = tuple(tool for tool in TOOLS if tool != "playbook")
+_NAME_LISTS = ("namespaces", "excluded_namespaces")  # also read as comma-separated names
 
 
 def default_images() -> dict[str, str]:
@@ -27,6 +28,10 @@ def default_images() -> dict[str, str]:
 class OperatorSettings(BaseModel):
     namespaces: list[str] = Field(
         default_factory=list, description="Watched namespaces; empty means all."
+    )
+    excluded_namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces (or shell patterns) left alone when all are watched.",
     )
     images: dict[str, str] = Field(
         default_factory=default_images, description="Tool -> plugin image."
@@ -40,6 +45,18 @@ class OperatorSettings(BaseModel):
     )
     step_node_selector: dict[str, str] = Field(default_factory=dict)
     step_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    allowed_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Tolerations a playbook's pod settings may ask for (see kube/tenancy.py).",
+    )
+    allowed_node_selectors: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Node label -> the values a playbook's nodeSelector may ask for (`*`: any).",
+    )
+    allowed_secrets: list[Annotated[str, StringConstraints(pattern=r"^[^/]+/[^/]+$")]] = Field(
+        default_factory=list,
+        description="`namespace/name` patterns of the Secrets a step's args.secretRef may name.",
+    )
     step_service_account: str | None = None
     step_timeout_seconds: int = 3600
     step_run_as_user: int = 65532
@@ -62,7 +79,7 @@ class OperatorSettings(BaseModel):
             raw = env.get(f"NOETL_{name.upper()}")
             if raw is None:
                 continue
-            if name == "namespaces" and not raw.lstrip().startswith("["):
+            if name in _NAME_LISTS and not raw.lstrip().startswith("["):
                 values[name] = [ns.strip() for ns in raw.split(",") if ns.strip()]
             elif field.annotation in (str, "str", str | None, "str | None"):
                 values[name] = raw

@@ -121,4 +121,17 @@ def execution_status(
 
 
 def fits_inline(result: Any) -> bool:
-    return len(json.dumps(result, default=str)) <= INLINE_RESULT_BYTES
+    """Whether the result can sit in the status as it is. The API server re-encodes the status,
+    and a float with nothing after the point (19.0) comes back an integer (19): a result holding
+    one is kept in a ConfigMap, as text, like a large one."""
+    return len(json.dumps(result, default=str)) <= INLINE_RESULT_BYTES and not _whole_float(result)
+
+
+def _whole_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, dict):
+        return any(_whole_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_whole_float(item) for item in value)
+    return False

@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -181,20 +182,80 @@ class Retry(_Model):
         return min(initial * factor, duration_seconds(self.max_delay))
 
 
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+
+
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not _QUANTITY_RE.match(value):
+        raise ValueError(f"{value!r} is not a quantity (write e.g. 500m, 2, 64Mi or 1Gi)")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_quantity),
+    Field(
+        description="A Kubernetes quantity such as 500m, 2, 64Mi or 1Gi.",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+    ),
+]
+
+
+class ResourceRequirements(_Model):
+    """Kubernetes ResourceRequirements of the step's container."""
+
+    limits: dict[str, Quantity] | None = Field(
+        default=None, description="At most this much of each resource (cpu, memory, ...)."
+    )
+    requests: dict[str, Quantity] | None = Field(
+        default=None, description="At least this much of each resource, reserved at scheduling."
+    )
+
+
+class Toleration(_Model):
+    """A Kubernetes Toleration: lets the step's pod onto nodes with a matching taint."""
+
+    key: str | None = Field(default=None, description="The taint key; empty with Exists: all.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Equal (the default) compares `value`; Exists any value."
+    )
+    value: str | None = Field(default=None, description="The taint value, for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint effect matched; empty: all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None,
+        alias="tolerationSeconds",
+        description="With NoExecute: how long the pod stays once the taint appears.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("a toleration with operator Exists takes no `value`")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without `key` needs operator Exists")
+        return self
+
+
 class PodOptions(_Model):
     """Kubernetes settings for the Job of a step (ignored by `noetl run`)."""
 
-    resources: dict[str, Any] | None = Field(
-        default=None,
-        description="Container resources (requests/limits) for the step's pod.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Container resources (requests/limits) for the step's pod."
     )
-    node_selector: dict[str, str] | None = Field(default=None, alias="nodeSelector")
-    tolerations: list[dict[str, Any]] | None = Field(
+    node_selector: dict[str, str] | None = Field(
         default=None,
-        json_schema_extra={
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
+        alias="nodeSelector",
+        description="Node labels the step's pod must run on (as the operator allows).",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, description="Taints the step's pod tolerates (as the operator allows)."
     )
 
 
