@@ -19,6 +19,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 from kubernetes import client
@@ -29,6 +30,7 @@ from tests.cluster.build import BuildError, BuildResult, ensure_binaries, kubern
 from tests.cluster.cluster import Cluster
 from tests.cluster.sample_image import ImageError, ensure_sample_image
 
+T = TypeVar("T")
 _BUILD = pytest.StashKey[BuildResult | BuildError]()
 _SAMPLE = pytest.StashKey[str | ImageError]()
 _STARTUP = pytest.StashKey[float]()
@@ -91,6 +93,16 @@ def _sample(config: pytest.Config) -> str | ImageError:
         return error
 
 
+def _prepared(
+    config: pytest.Config, key: pytest.StashKey[T], prepare: Callable[[pytest.Config], T]
+) -> T:
+    """What collection prepared (binaries, image), or prepare it now (a test run by itself)."""
+    found = config.stash.get(key, None)
+    if found is None:
+        found = config.stash[key] = prepare(config)
+    return found
+
+
 def _unavailable(reason: str) -> None:
     if os.environ.get("NOETL_CLUSTER_REQUIRED") == "1":
         pytest.fail(reason)
@@ -100,10 +112,7 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def sample_image(request: pytest.FixtureRequest) -> str:
     """The tag of a small Debian image with sh and python3 (and its kubernetes client)."""
-    config = request.config
-    image = config.stash.get(_SAMPLE, None)
-    if image is None:
-        image = config.stash[_SAMPLE] = _sample(config)
+    image = _prepared(request.config, _SAMPLE, _sample)
     if isinstance(image, ImageError):
         _unavailable(f"the sample image is not available: {image}")
     assert isinstance(image, str)
@@ -115,9 +124,7 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """A running cluster: `.kubeconfig`, `.api_client()`, `.service_account_kubeconfig(ns, name)`,
     `.node_name`, `.kwok()` for simulated nodes."""
     config = request.config
-    build = config.stash.get(_BUILD, None)
-    if build is None:
-        build = config.stash[_BUILD] = _build(config)
+    build = _prepared(config, _BUILD, _build)
     if isinstance(build, BuildError):
         _unavailable(f"the Kubernetes test binaries could not be built: {build}")
     assert isinstance(build, BuildResult)
