@@ -63,7 +63,8 @@ from noetl.kube.results import ResultStore, ResultTooLarge, check_size
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
 from noetl.kube.status import epoch_seconds, execution_status, fits_inline
-from noetl.playbook import Playbook, PlaybookInvalid, duration_seconds, parse_playbook
+from noetl.playbook import Playbook, PlaybookInvalid, duration_seconds
+from noetl.playbook.budget import parse_within_budget
 
 OUTPUT_KEY = "__output"
 
@@ -184,7 +185,7 @@ class ExecutionDriver:
         name = snapshot_config_map(self.name)
         stored = await self.api.read_config_map(self.namespace, name)
         if stored is not None and owned_by(stored, self.uid):
-            return parse_playbook(
+            return await parse_within_budget(
                 json.loads(stored["data"]["playbook.json"]), f"execution {self.name}"
             )
         spec = self.execution["spec"]
@@ -202,7 +203,7 @@ class ExecutionDriver:
                 raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
             document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
         source = f"playbook {document['metadata']['name']}"
-        playbook = parse_playbook(document, source)
+        playbook = await parse_within_budget(document, source)
         text = snapshot_text(document)
         problems = run_problems(playbook, text, self.namespace, self.context.settings)
         if problems:
