@@ -118,9 +118,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     runs = parser.parse_args().runs
     tags = build.ensure_images("podman", pinned=True)
-    print(f"{'image':<44} {'size':>8}")
+    print(f"{'image':<50} {'size':>8}")
     for tag in tags.values():
-        print(f"{tag:<44} {image_size(tag) / 1e6:>5.0f} MB")
+        print(f"{tag:<50} {image_size(tag) / 1e6:>5.0f} MB")
     print(f"\ntrivial step, median of {runs} (ms)")
     print(f"{'plugin':<10} {'host':>8} {'in container':>14} {'podman run':>12}")
     with json_server() as port, running_server() as postgres, tempfile.TemporaryDirectory() as tmp:

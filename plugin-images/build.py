@@ -103,7 +103,6 @@ IMAGES = (
     Image("duckdb", ("duckdb",)),
     Image("operator", None),
 )
-PLUGINS = tuple(image.name for image in IMAGES if image.repository.startswith("noetl-plugin-"))
 PINNED_REGISTRY = "localhost"
 
 
@@ -143,7 +142,8 @@ def project_requirements() -> dict[str, str]:
     by_name = {}
     for requirement in requirements:
         name = re.match(r"[A-Za-z0-9._-]+", requirement)
-        assert name, f"unreadable dependency {requirement!r} in pyproject.toml"
+        if name is None:
+            raise BuildError(f"pyproject.toml: project.dependencies: unreadable {requirement!r}")
         by_name[name.group().lower()] = requirement
     return by_name
 
@@ -151,7 +151,7 @@ def project_requirements() -> dict[str, str]:
 def native_architecture() -> str:
     machine = platform.machine().lower()
     if machine not in ARCHITECTURES:
-        raise SystemExit(f"images: no wheels are chosen for this machine's architecture {machine}")
+        raise BuildError(f"no wheels are chosen for this machine's architecture, {machine}")
     return ARCHITECTURES[machine]
 
 
@@ -206,7 +206,7 @@ class Builder:
 
     def __post_init__(self) -> None:
         if self.name not in BUILDERS:
-            raise SystemExit(f"images: unknown builder {self.name!r}; one of {', '.join(BUILDERS)}")
+            raise BuildError(f"unknown builder {self.name!r}: one of {', '.join(BUILDERS)}")
 
     def available(self) -> bool:
         return shutil.which(self.name) is not None

@@ -4,10 +4,10 @@ Pods of steps run as non-root with every capability dropped, a read-only root fi
 scratch /tmp is mounted: the images make it HOME, TMPDIR and the working directory) and no
 service-account token. Step args travel as an environment value, every `$` doubled so that the
 kubelet's `$(VAR)` expansion gives them back unchanged; secrets only by reference (`envFrom` of
-the Secret named in `args.secretRef`, if the operator's settings allow it), never inlined. The
-step's outcome comes back as the container's termination message, from the file the plugin
-runtime writes. Labels carry names through `label_value` (hashed past 63 characters); who owns a
-Job or child Execution is read from its ownerReference, never a label.
+the Secret named in `args.secretRef`, if the operator's settings allow it), never inlined. Labels
+carry names through `label_value` (hashed past 63 characters); who owns a Job or child Execution
+is read from its ownerReference, never a label. The step's outcome comes back as the container's
+termination message, from the file the plugin runtime writes.
 """
 
 from __future__ import annotations
