@@ -18,6 +18,7 @@ lint: setup
 	$(PYTHON) -m ruff format --check $(LINTED)
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy plugin-images/build.py
+	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
 	@if [ -x $(ACTIONLINT) ]; then $(ACTIONLINT) -no-color; \
 	else echo "lint: no actionlint at $(ACTIONLINT), workflows not checked"; fi
 

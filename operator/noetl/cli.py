@@ -382,8 +382,8 @@ def _cluster_errors() -> Iterator[None]:
     """A missing execution or a refused call ends the command with one line, not a traceback."""
     from kubernetes.client.exceptions import ApiException
 
-    from noetl.kube.api import error_text
     from noetl.kube.client import NotFound
+    from noetl.kube.refusals import error_text
 
     try:
         yield

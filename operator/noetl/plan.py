@@ -34,12 +34,10 @@ def _edges(step: Step) -> list[tuple[str, str]]:
     """(label, target) for each edge: '' for unconditional ones."""
     edges: list[tuple[str, str]] = []
     for entry in step.next:
-        if entry.step is not None:
-            edges.append(("", entry.step))
-        elif entry.when is not None:
-            edges += [(f"when {entry.when}", t.step) for t in entry.then or []]
-        else:
-            edges += [("else", t.step) for t in entry.else_ or []]
+        label = (
+            "" if entry.step is not None else "else" if entry.when is None else f"when {entry.when}"
+        )
+        edges += [(label, target) for target in entry.targets()]
     return edges
 
 

@@ -36,7 +36,7 @@ NAMESPACED_RULES = {
     *(("noetl.io", "playbooks", v) for v in ("get", "list", "watch")),
     ("noetl.io", "playbooks/status", "patch"),
     *(("batch", "jobs", v) for v in ("list", "watch", "create", "delete")),
-    ("", "pods", "list"),
+    *(("", "pods", v) for v in ("list", "watch")),
     ("", "pods/log", "get"),
     *(("", "configmaps", v) for v in ("get", "list", "create", "patch")),
     ("", "events", "create"),

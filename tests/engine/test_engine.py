@@ -35,7 +35,8 @@ def test_a_chain_runs_in_order_and_passes_results():
     assert world.finished.phase == "Succeeded"
     assert world.finished.result == {"stdout": "done"}  # no output: the last tool step's result
     assert world.state.phase == "Succeeded"
-    assert [s for s, st in world.state.steps.items() if st.phase == "Succeeded"] == [
+    assert world.state.steps == {}  # finished records live with the results
+    assert [s for s in ("start", "a", "b", "end") if world.step(s).phase == "Succeeded"] == [
         "start",
         "a",
         "b",
@@ -99,7 +100,7 @@ def test_a_join_after_a_failed_branch_is_skipped_but_other_branches_carry_on():
     world.succeed("a2")
     assert world.finished.phase == "Failed"
     assert world.finished.error == "step 'b' failed: exit 3"
-    assert world.state.steps["join"].phase == "Skipped"
+    assert world.step("join").phase == "Skipped"
     assert "join" not in world.started_steps()
 
 
@@ -190,7 +191,8 @@ def test_a_parallel_loop_keeps_max_in_flight_and_item_order():
     world.succeed("each[0]#1", "A")
     world.succeed("each[4]#1", "E")
     assert world.finished.result == ["A", "B", "C", "D", "E"]
-    assert not [key for key in world.results if "[" in key or "#" in key]  # item records dropped
+    item_keys = [key for key in world.results if "[" in key or key.endswith("#items")]
+    assert not item_keys  # item results and the item list dropped once gathered
 
 
 def test_a_loop_item_that_fails_for_good_fails_the_loop_after_in_flight_items_end():
@@ -331,7 +333,7 @@ def test_cancel_stops_everything_running_and_ignores_later_events():
     commands = world.cancel()
     assert sorted(c.key for c in commands if isinstance(c, CancelStep)) == ["a#1", "c#1"]
     assert world.finished.phase == "Cancelled"
-    assert world.state.steps["a"].phase == "Cancelled"
+    assert world.step("a").phase == "Cancelled"
     from noetl.engine import StepSucceeded
 
     assert world.send(StepSucceeded("a", None, 1, at=9.0)) == []
@@ -475,3 +477,41 @@ def test_a_long_chain_of_routing_steps_needs_no_deep_stack():
     assert list(world.running) == ["s5000#1"]
     world.succeed("s5000", "done")
     assert world.finished.result == "done"
+
+
+def test_a_step_timeout_is_a_timer_that_cancels_the_attempt_and_may_retry():
+    world = World(RETRY.replace(" WHEN", ""))
+    commands = world.start()
+    assert ScheduleTimer("timeout:flaky#1", 30.0) in commands
+    commands = world.fire("timeout:flaky#1")
+    assert CancelStep("flaky", None, 1) in commands
+    assert world.retries[-1].error == "timed out after 30s"
+    assert world.step("flaky").phase == "Retrying"
+
+
+def test_a_timeout_timer_of_a_finished_attempt_changes_nothing():
+    world = World(RETRY.replace(" WHEN", ""))
+    world.start()
+    world.succeed("flaky", "ok")
+    assert "timeout:flaky#1" not in world.state.timers
+    assert world.finished.phase == "Succeeded"
+    assert world.fire("timeout:flaky#1") == []
+
+
+def test_a_loop_whose_gathered_results_exceed_the_limit_fails_its_step():
+    source = LOOP.replace("MODE", "parallel")
+    world = World(source)
+    world.engine.result_limit = 400  # each item fits, the five together do not
+    world.run_to_end(lambda command: (True, "x" * 100))
+    assert world.finished.phase == "Failed"
+    assert world.step("each").phase == "Failed"
+    assert "byte limit" in (world.step("each").message or "")
+    assert not [key for key in world.results if "[" in key or key.endswith("#items")]
+
+
+def test_a_finished_steps_record_leaves_the_state_for_the_result_store():
+    world = World(CHAIN)
+    world.start()
+    world.succeed("a", {"stdout": "hello"})
+    assert set(world.state.steps) == {"b"}
+    assert world.results["a#record"]["phase"] == "Succeeded"

@@ -44,7 +44,7 @@ class Checked(World):
         for command in commands:
             if isinstance(command, StartStep):
                 for pred in self.predecessors[command.step]:
-                    phase = self.state.steps.get(pred)
+                    phase = self.step(pred)
                     if phase is not None and phase.phase not in ("Succeeded", "Failed", "Skipped"):
                         self.violations.append(
                             f"{command.step} started while {pred} was {phase.phase}"

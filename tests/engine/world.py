@@ -23,8 +23,10 @@ from noetl.engine import (
     StartChildExecution,
     StartStep,
     StepFailed,
+    StepState,
     StepSucceeded,
     TimerFired,
+    step_record,
 )
 from noetl.playbook import Playbook, parse_playbook
 
@@ -145,6 +147,10 @@ class World:
             else:
                 raise AssertionError("nothing running, no timer, and not finished")
         raise AssertionError("did not finish")
+
+    def step(self, name: str) -> StepState | None:
+        """A step's record, whether it still runs or has finished."""
+        return step_record(self.state, self.results, name)
 
     def started_steps(self) -> list[str]:
         return [command.step for command in self.started]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from noetl.engine import ExecutionState, StartChildExecution, StartStep, StepState
+from noetl.engine import ExecutionState, StartChildExecution, StartStep, StepState, record_key
 from noetl.engine.machine import item_error_key
 from noetl.kube.manifests import (
+    BACKSTOP_SECONDS,
     child_execution,
     execution_config_map,
     execution_depth,
@@ -22,7 +23,7 @@ from noetl.kube.manifests import (
 from noetl.kube.names import dns_label, label_value, run_name
 from noetl.kube.results import from_data_key, to_data_key
 from noetl.kube.settings import OperatorSettings
-from noetl.kube.status import SUMMARY_LIMIT, execution_status
+from noetl.kube.status import SUMMARY_LIMIT, FinishedSteps, execution_status, merge_patch
 from noetl.playbook import Step
 from tests.cluster.pod_config import expand
 
@@ -61,7 +62,8 @@ def test_a_step_job_is_locked_down_and_labelled():
         metadata["labels"]["noetl.io/attempt"],
     ) == ("fetch_all", "3", "2")
     assert metadata["ownerReferences"][0]["uid"] == "1234-abcd"
-    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 30)
+    # The engine ends the step at 30s; the Job's own deadline is a backstop behind it.
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 30 + BACKSTOP_SECONDS)
     pod = spec["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -208,18 +210,29 @@ def test_result_keys_round_trip_through_config_map_keys(key):
 
 def test_the_status_summary_is_bounded():
     state = ExecutionState(phase="Running", started_at=1.0)
-    for i in range(500):
-        state.steps[f"s{i}"] = StepState(
+    results = {
+        record_key(f"s{i}"): StepState(
             phase="Succeeded", attempt=1, started_at=i, finished_at=i + 0.5
-        )
+        ).to_dict()
+        for i in range(500)
+    }
     state.steps["now"] = StepState(phase="Running", attempt=1, started_at=600)
     state.active["now"] = None
-    status = execution_status(state, 1)
+    status = execution_status(state, 1, FinishedSteps.from_results(results, state.steps))
     assert len(status["steps"]) == SUMMARY_LIMIT
     assert "now" in status["steps"] and "s499" in status["steps"] and "s0" not in status["steps"]
     assert {k: v for k, v in status["stepCounts"].items() if v} == {"Succeeded": 500, "Running": 1}
     assert status["currentStep"] == "now"
     assert status["conditions"][0]["status"] == "Unknown"
+
+
+def test_a_status_patch_carries_only_what_changed():
+    old = {"phase": "Running", "steps": {"a": {"phase": "Running"}, "b": {"phase": "Running"}}}
+    new = {"phase": "Running", "steps": {"a": {"phase": "Succeeded"}, "c": {"phase": "Running"}}}
+    assert merge_patch(old, new) == {
+        "steps": {"a": {"phase": "Succeeded"}, "b": None, "c": {"phase": "Running"}}
+    }
+    assert merge_patch(new, new) == {}
 
 
 def test_settings_come_from_the_environment():

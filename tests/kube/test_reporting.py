@@ -8,8 +8,8 @@ import logging
 
 from kubernetes.client.exceptions import ApiException
 
-from noetl.kube.api import error_text
 from noetl.kube.operator import configure_logging
+from noetl.kube.refusals import error_text
 from noetl.kube.status import fits_inline
 
 

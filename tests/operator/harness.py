@@ -19,11 +19,12 @@ from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.manifests import execution_selector
 from noetl.kube.settings import PLUGIN_TOOLS
+from noetl.playbook import API_GROUP, GROUP_VERSION
 from tests.cluster.control_plane import free_port
 from tests.images import ensure_images
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUP, VERSION = "noetl.io", "v1alpha1"
+GROUP, VERSION = API_GROUP, GROUP_VERSION
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 

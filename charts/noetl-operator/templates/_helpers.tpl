@@ -44,9 +44,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 What the operator does in a namespace it watches, and no more (every verb is one that
 noetl/kube/api.py or kopf's watches call): drive Executions (child Executions created and
-deleted), read Playbooks, run step Jobs, list their pods to read termination messages and logs,
-keep results in ConfigMaps, post core Events (kopf and the operator both). No Secrets: steps
-get theirs from the kubelet. A ClusterRole in cluster-wide mode, a Role per watched namespace
+deleted), read Playbooks, run step Jobs, watch and list their pods to read termination
+messages and logs, keep results in ConfigMaps, post core Events (kopf and the operator both).
+No Secrets: steps get theirs from the kubelet. A ClusterRole in cluster-wide mode, a Role per watched namespace
 otherwise.
 */}}
 {{- define "noetl.namespacedRules" -}}
@@ -64,7 +64,7 @@ otherwise.
   verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]

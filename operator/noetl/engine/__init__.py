@@ -21,7 +21,7 @@ from noetl.engine.messages import (
     TimerFired,
     run_key,
 )
-from noetl.engine.state import ExecutionState, LoopState, StepState
+from noetl.engine.state import ExecutionState, LoopState, StepState, record_key, step_record
 
 __all__ = [
     "DEFAULT_MAX_CHILD_DEPTH",
@@ -45,5 +45,7 @@ __all__ = [
     "StepSucceeded",
     "TimerFired",
     "merge_workload",
+    "record_key",
     "run_key",
+    "step_record",
 ]

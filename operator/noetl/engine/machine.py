@@ -12,14 +12,17 @@ Semantics in brief (docs/architecture.md has the whole story):
 - steps without a tool are routing steps: decided here, no process;
 - a failed step fails only itself and what depends on it; the execution fails when all is done,
   unless the step says `onError: continue`;
-- retries are timers the shell keeps; cancel and the execution timeout stop everything running.
+- retries and timeouts (of a step attempt, of the execution) are timers the shell keeps and
+  reports back as `TimerFired`; a step that times out is cancelled and fails with one message;
+- a result over `result_limit` fails its step: the shell's store never meets one it cannot keep.
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 from noetl.engine.graph import Graph
 from noetl.engine.messages import (
@@ -42,10 +45,13 @@ from noetl.engine.messages import (
 from noetl.engine.state import (
     FINISHED_STEP_PHASES,
     ExecutionState,
+    FinishedPhase,
+    FinishedStepPhase,
     LoopState,
     StepState,
     Timer,
     clip,
+    record_key,
     short,
 )
 from noetl.playbook import Playbook, duration_seconds
@@ -70,6 +76,11 @@ def item_error_key(step: str, index: int) -> str:
 def items_key(step: str) -> str:
     """Where a running loop's rendered item list is kept in the result store."""
     return f"{step}#items"
+
+
+def timeout_timer(step: str, index: int | None, attempt: int) -> str:
+    """The id of the timer that ends one attempt when its step's `timeout` passes."""
+    return "timeout:" + run_key(step, index, attempt)
 
 
 def merge_workload(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,8 +108,11 @@ class Engine:
         execution: Mapping[str, str] | None = None,
         depth: int = 0,
         max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
+        result_limit: int | None = None,
     ) -> None:
+        """`result_limit`: the most bytes (as compact JSON) a result may take; None for no cap."""
         self.playbook = playbook
+        self.result_limit = result_limit
         self.graph = Graph(playbook)
         self.execution = dict(execution or {})
         # The playbook's own workload templates (`"{{ execution.id }}"`) are rendered once, here:
@@ -183,7 +197,7 @@ class _Transition:
                     step.started_at = self.at
             case StepSucceeded():
                 if self._current(event.step, event.index, event.attempt) is not None:
-                    self._attempt_succeeded(event.step, event.index, event.result)
+                    self._attempt_succeeded(event.step, event.index, event.attempt, event.result)
             case StepFailed():
                 if self._current(event.step, event.index, event.attempt) is not None:
                     self._attempt_failed(
@@ -205,7 +219,7 @@ class _Transition:
         timeout = self.playbook.spec.timeout
         if timeout is not None:
             due = self.at + duration_seconds(timeout)
-            self.state.timers[EXECUTION_TIMEOUT] = Timer(due=due)
+            self.state.timers[EXECUTION_TIMEOUT] = Timer(due=due, kind="execution")
             self.commands.append(ScheduleTimer(EXECUTION_TIMEOUT, due))
         self.ready.append(START)
 
@@ -217,23 +231,33 @@ class _Transition:
         timer = self.state.timers.pop(timer_id, None)
         if timer is None:
             return
-        if timer_id == EXECUTION_TIMEOUT:
+        if timer.kind == "execution":
             self._abort("Failed", f"execution timed out after {self.playbook.spec.timeout}")
-        elif timer.step is not None:
-            step = self.state.steps[timer.step]
-            step.phase = "Running"
+            return
+        assert timer.step is not None
+        if timer.kind == "retry":
+            self.state.steps[timer.step].phase = "Running"
             self._start_attempt(timer.step, timer.index, timer.attempt)
+        elif self._current(timer.step, timer.index, timer.attempt) is not None:
+            timeout = self.playbook.steps[timer.step].timeout
+            assert timeout is not None
+            self.commands.append(CancelStep(timer.step, timer.index, timer.attempt))
+            self._attempt_failed(
+                timer.step,
+                timer.index,
+                timer.attempt,
+                f"timed out after {duration_seconds(timeout):g}s",
+                None,
+            )
 
     # Starting steps ---------------------------------------------------------------------------
 
-    def _route_to(self, target: str, source: str) -> None:
+    def _route_to(self, target: str) -> None:
         if not self.graph.is_join(target):
             self.ready.append(target)
             return
-        step = self.state.steps.setdefault(target, StepState(phase="Waiting"))
-        if step.phase == "Waiting":
-            step.arrived.append(source)
-            self.state.waiting[target] = None
+        self.state.steps.setdefault(target, StepState(phase="Waiting"))
+        self.state.waiting[target] = None
 
     def _begin(self, name: str) -> None:
         spec = self.playbook.steps[name]
@@ -257,6 +281,9 @@ class _Transition:
             return
         if not isinstance(items, list):
             self._fail(name, f"loop.in rendered to {type(items).__name__}, expected a list")
+            return
+        if too_large := self._too_large(items):
+            self._fail(name, f"loop.in: {too_large}")
             return
         self.results[items_key(name)] = items
         step.loop = LoopState(total=len(items))
@@ -300,6 +327,10 @@ class _Transition:
             self._attempt_failed(name, index, attempt, problem, None, retryable=False)
             return
         timeout = duration_seconds(spec.timeout) if spec.timeout else None
+        if timeout is not None:
+            timer_id, due = timeout_timer(name, index, attempt), self.at + timeout
+            self.state.timers[timer_id] = Timer(due, "timeout", name, index, attempt)
+            self.commands.append(ScheduleTimer(timer_id, due))
         if spec.tool == "playbook":
             self.commands.append(
                 StartChildExecution(
@@ -329,12 +360,16 @@ class _Transition:
 
     # Finishing steps --------------------------------------------------------------------------
 
-    def _attempt_succeeded(self, name: str, index: int | None, result: Any) -> None:
+    def _attempt_succeeded(self, name: str, index: int | None, attempt: int, result: Any) -> None:
+        self.state.timers.pop(timeout_timer(name, index, attempt), None)
         step = self.state.steps[name]
         if index is None:
             self._complete(name, result)
             return
         assert step.loop is not None
+        if too_large := self._too_large(result):
+            self._attempt_failed(name, index, attempt, too_large, None, retryable=False)
+            return
         self.results[item_key(name, index)] = result
         del step.loop.in_flight[index]
         step.loop.done += 1
@@ -350,6 +385,7 @@ class _Transition:
         result: Any,
         retryable: bool = True,
     ) -> None:
+        self.state.timers.pop(timeout_timer(name, index, attempt), None)
         step = self.state.steps[name]
         error = clip(error)
         if retryable and self._should_retry(name, attempt, error, result):
@@ -393,7 +429,7 @@ class _Transition:
         next_attempt = attempt + 1
         timer_id = "retry:" + run_key(name, index, next_attempt)
         due = self.at + retry.delay_seconds(attempt)
-        self.state.timers[timer_id] = Timer(due=due, step=name, index=index, attempt=next_attempt)
+        self.state.timers[timer_id] = Timer(due, "retry", name, index, next_attempt)
         if index is None:
             step.phase, step.attempt = "Retrying", next_attempt
         else:
@@ -415,7 +451,9 @@ class _Transition:
         deciding = next(e["error"] for e in outcome["errors"] if e["index"] == loop.failed_index)
         error = f"item {loop.failed_index} failed: {deciding}"
         if loop.failures > 1:
-            limit = self.playbook.steps[name].loop.max_failures  # type: ignore[union-attr]
+            spec_loop = self.playbook.steps[name].loop
+            assert spec_loop is not None
+            limit = spec_loop.max_failures
             error = f"{loop.failures} items failed (loop.maxFailures is {limit}); {error}"
         self._fail(name, error, outcome)
 
@@ -435,7 +473,18 @@ class _Transition:
         self.results.pop(items_key(name), None)
         return {"results": results, "errors": errors}
 
+    def _too_large(self, value: Any) -> str | None:
+        """Why a value cannot be kept in the result store, or None when it can."""
+        limit = self.engine.result_limit
+        if limit is None:
+            return None
+        size = len(json.dumps(value, separators=(",", ":"), default=str))
+        return f"result is {size} bytes, over the {limit} byte limit" if size > limit else None
+
     def _complete(self, name: str, result: Any, has_result: bool = True) -> None:
+        if has_result and (too_large := self._too_large(result)):
+            self._fail(name, too_large)
+            return
         if has_result:
             self.results[name] = result
             self.state.last_result_step = name
@@ -446,20 +495,20 @@ class _Transition:
             return
         self._settle_step(name, "Succeeded")
         for target in targets:
-            self._route_to(target, name)
+            self._route_to(target)
 
     def _fail(self, name: str, error: str, result: Any = None) -> None:
-        step = self._settle_step(name, "Failed")
-        step.message = short(error)
+        self._settle_step(name, "Failed", error)
         if self.playbook.steps[name].on_error == "continue":
-            self.results[name] = {"error": error, "result": result}
+            kept = None if self._too_large(result) else result
+            self.results[name] = {"error": error, "result": kept}
             try:
                 targets = self._next_targets(name)
             except RenderError as routing_error:
                 self._record_failure(name, str(routing_error))
                 return
             for target in targets:
-                self._route_to(target, name)
+                self._route_to(target)
         else:
             self._record_failure(name, error)
 
@@ -468,12 +517,14 @@ class _Transition:
         if self.state.error is None:
             self.state.error = f"step {name!r} failed: {error}"
 
-    def _settle_step(self, name: str, phase: str) -> StepState:
-        step = self.state.steps[name]
-        step.phase = phase  # type: ignore[assignment]
-        step.finished_at = self.at
+    def _settle_step(self, name: str, phase: FinishedStepPhase, message: str | None = None) -> None:
+        """The step is done: its record leaves the state for the result store."""
+        step = self.state.steps.pop(name)
+        step.phase, step.finished_at = phase, self.at
+        if message is not None:
+            step.message = short(message)
         self.state.active.pop(name, None)
-        return step
+        self.results[record_key(name)] = step.to_dict()
 
     def _next_targets(self, name: str) -> list[str]:
         """The steps `next` starts: plain entries, and the first `when` that holds, else `else`."""
@@ -484,10 +535,10 @@ class _Transition:
         context = self._context(name)
         for position, entry in enumerate(spec.next):
             if entry.step is not None:
-                targets.append(entry.step)
+                targets += entry.targets()
             elif entry.else_ is not None:
-                otherwise += [target.step for target in entry.else_]
-            elif not matched and entry.when is not None and entry.then is not None:
+                otherwise += entry.targets()
+            elif not matched and entry.when is not None:
                 try:
                     matched = truthy(render_string(entry.when, context))
                 except RenderError as error:
@@ -495,7 +546,7 @@ class _Transition:
                         error.expression, f"next[{position}].when: {error.reason}"
                     ) from None
                 if matched:
-                    targets += [target.step for target in entry.then]
+                    targets += entry.targets()
         if not matched:
             targets += otherwise
         return list(dict.fromkeys(targets))
@@ -533,33 +584,33 @@ class _Transition:
         # A join merges branches: if any step upstream failed, its inputs are incomplete.
         failed = [failure for failure in self.state.failed if self.graph.reaches(failure, name)]
         if failed:
-            self.state.steps[name].message = f"skipped: upstream {', '.join(failed)} failed"
-            self._settle_step(name, "Skipped")
+            self._settle_step(name, "Skipped", f"skipped: upstream {', '.join(failed)} failed")
         else:
             self.ready.append(name)
 
-    def _abort(self, phase: str, reason: str) -> None:
+    def _abort(self, phase: Literal["Failed", "Cancelled"], reason: str) -> None:
         for name, index, attempt in self.state.runs_in_flight():
             self.commands.append(CancelStep(name, index, attempt))
-        for name in list(self.state.active):
-            self._settle_step(name, "Cancelled").message = short(reason)
-        for name in self.state.waiting:
-            self.state.steps[name].phase = "Cancelled"
+        for name in [*self.state.active, *self.state.waiting]:
+            self._settle_step(name, "Cancelled", reason)
         self.state.waiting.clear()
         self.state.timers.clear()
         self._finish(phase, error=reason)
 
-    def _finish(self, phase: str, error: str | None = None) -> None:
+    def _finish(self, phase: FinishedPhase, error: str | None = None) -> None:
         result = None
         if phase == "Succeeded":
             try:
                 result = self._final_result()
             except RenderError as render_error:
                 phase, error = "Failed", f"output: {render_error}"
-        self.state.phase = phase  # type: ignore[assignment]
+            else:
+                if too_large := self._too_large(result):
+                    phase, error, result = "Failed", f"output: {too_large}", None
+        self.state.phase = phase
         self.state.finished_at = self.at
         self.state.error = error
-        self.commands.append(FinishExecution(phase, result, error))  # type: ignore[arg-type]
+        self.commands.append(FinishExecution(phase, result, error))
 
     def _final_result(self) -> Any:
         output = self.playbook.spec.output

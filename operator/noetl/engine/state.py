@@ -1,17 +1,22 @@
 """The recorded state of one execution: small, JSON-serialisable, enough to carry on after a crash.
 
-Results are not kept here: they live in the result store the shell passes to the engine (a dict
-locally, ConfigMaps in Kubernetes), so the state stays small whatever the steps return. A loop
-keeps counters and the items in flight, never one record per item.
+It holds what is in flight: the steps running, retrying or waiting, the timers, the loops'
+counters. Results are not kept here, and neither are the records of finished steps: both live in
+the result store the shell passes to the engine (a dict locally, ConfigMaps in Kubernetes), a
+finished step's record under `record_key(step)`. So the state's size follows what runs now, never
+what has run: a 5,000-step chain or a 10,000-item loop keeps a few hundred bytes here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 ExecutionPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 StepPhase = Literal["Waiting", "Running", "Retrying", "Succeeded", "Failed", "Skipped", "Cancelled"]
+FinishedStepPhase = Literal["Succeeded", "Failed", "Skipped", "Cancelled"]
+FinishedPhase = Literal["Succeeded", "Failed", "Cancelled"]  # of an execution
 FINISHED_STEP_PHASES = ("Succeeded", "Failed", "Skipped", "Cancelled")
 FINISHED_PHASES = ("Succeeded", "Failed", "Cancelled")  # of an execution
 MESSAGE_LIMIT = 300
@@ -28,6 +33,16 @@ def clip(error: str) -> str:
     return error if len(error) <= ERROR_LIMIT else error[: ERROR_LIMIT - 1] + "…"
 
 
+def record_key(step: str) -> str:
+    """Where a finished step's record (a `StepState.to_dict()`) is kept in the result store."""
+    return f"{step}#record"
+
+
+def _compact(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Empty and unset fields are left out: the persisted form stays as small as it can.
+    return {key: value for key, value in items if value not in (None, [], {})}
+
+
 @dataclass
 class LoopState:
     total: int
@@ -38,9 +53,15 @@ class LoopState:
     failed_index: int | None = None  # the item whose failure went past loop.maxFailures
 
 
+TimerKind = Literal["execution", "retry", "timeout"]
+
+
 @dataclass
 class Timer:
+    """A due time the shell keeps; `step`, `index` and `attempt` name the run it is about."""
+
     due: float
+    kind: TimerKind = "retry"
     step: str | None = None
     index: int | None = None
     attempt: int = 0
@@ -54,7 +75,18 @@ class StepState:
     finished_at: float | None = None
     message: str | None = None
     loop: LoopState | None = None
-    arrived: list[str] = field(default_factory=list)  # a join's predecessors that routed here
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self, dict_factory=_compact)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StepState:
+        loop = raw.get("loop")
+        if loop is not None:
+            # JSON object keys are strings; item indexes are ints.
+            in_flight = {int(i): attempt for i, attempt in loop.get("in_flight", {}).items()}
+            loop = LoopState(**{**loop, "in_flight": in_flight})
+        return cls(**{**raw, "loop": loop})
 
 
 @dataclass
@@ -62,7 +94,7 @@ class ExecutionState:
     phase: ExecutionPhase = "Pending"
     started_at: float | None = None
     finished_at: float | None = None
-    steps: dict[str, StepState] = field(default_factory=dict)
+    steps: dict[str, StepState] = field(default_factory=dict)  # unfinished steps only
     active: dict[str, None] = field(default_factory=dict)  # steps running or waiting to retry
     waiting: dict[str, None] = field(default_factory=dict)  # joins with arrivals, not yet started
     timers: dict[str, Timer] = field(default_factory=dict)
@@ -95,27 +127,25 @@ class ExecutionState:
         return runs
 
     def to_dict(self) -> dict[str, Any]:
-        # Empty and unset fields are left out: a status holds one record per step that ran.
-        return asdict(
-            self, dict_factory=lambda items: {k: v for k, v in items if v not in (None, [], {})}
-        )
+        return asdict(self, dict_factory=_compact)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
-        steps = {}
-        for name, raw in data.get("steps", {}).items():
-            loop = raw.get("loop")
-            if loop is not None:
-                # JSON object keys are strings; item indexes are ints.
-                in_flight = {
-                    int(index): attempt for index, attempt in loop.get("in_flight", {}).items()
-                }
-                loop = LoopState(**{**loop, "in_flight": in_flight})
-            steps[name] = StepState(**{**raw, "loop": loop})
         return cls(
             **{
                 **data,
-                "steps": steps,
+                "steps": {
+                    name: StepState.from_dict(raw) for name, raw in data.get("steps", {}).items()
+                },
                 "timers": {key: Timer(**timer) for key, timer in data.get("timers", {}).items()},
             }
         )
+
+
+def step_record(state: ExecutionState, results: Mapping[str, Any], name: str) -> StepState | None:
+    """A step's record wherever it is: in the state while unfinished, else in the result store."""
+    step = state.steps.get(name)
+    if step is not None:
+        return step
+    raw = results.get(record_key(name))
+    return StepState.from_dict(raw) if raw is not None else None

@@ -19,27 +19,11 @@ from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.metrics import API_CALLS
 from noetl.kube.ratelimit import TokenBucket
-from noetl.playbook.models import API_GROUP
-
-VERSION = "v1alpha1"
-
-
-class Conflict(Exception):
-    """The object changed since it was read (HTTP 409 on update)."""
+from noetl.playbook.models import API_GROUP, GROUP_VERSION
 
 
 def _json(response: Any) -> Any:
     return json.loads(response.data) if response.data else None
-
-
-def error_text(error: ApiException) -> str:
-    """The API server's words for a refused call: the HTTP reason and the Status message (where
-    e.g. "exceeded quota: ..." or the invalid field is), not the status code alone."""
-    try:
-        message = (json.loads(error.body) if error.body else {}).get("message")
-    except (ValueError, AttributeError):
-        message = None
-    return f"{error.reason} ({error.status})" + (f": {message}" if message else "")
 
 
 class KubeApi:
@@ -56,12 +40,18 @@ class KubeApi:
         self, verb: str, resource: str, function: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Any:
         """One API call: the raw response (bytes in `.data`), never the client's model classes."""
+
+        def call() -> Any:
+            response = function(*args, _preload_content=False, **kwargs)
+            # The body is read whole even when nobody looks at it (a write's): only then does
+            # urllib3 give the connection back to its pool, sparing the next call a TLS handshake.
+            _ = response.data
+            response.release_conn()
+            return response
+
         await self._limiter.acquire()
         API_CALLS.labels(verb=verb, resource=resource).inc()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, lambda: function(*args, _preload_content=False, **kwargs)
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def _get_or_none(
         self, resource: str, function: Callable[..., Any], *args: Any
@@ -72,13 +62,15 @@ class KubeApi:
             if error.status == 404:
                 return None
             raise
-        return _json(response)
+        found: dict[str, Any] = _json(response)
+        return found
 
     async def _list(
         self, resource: str, function: Callable[..., Any], *args: Any, selector: str
     ) -> list[dict[str, Any]]:
         response = await self._call("list", resource, function, *args, label_selector=selector)
-        return _json(response)["items"]
+        items: list[dict[str, Any]] = _json(response)["items"]
+        return items
 
     # Reads ------------------------------------------------------------------------------------
 
@@ -87,7 +79,7 @@ class KubeApi:
             plural,
             self.custom.get_namespaced_custom_object,
             API_GROUP,
-            VERSION,
+            GROUP_VERSION,
             namespace,
             plural,
             name,
@@ -98,7 +90,7 @@ class KubeApi:
             plural,
             self.custom.list_namespaced_custom_object,
             API_GROUP,
-            VERSION,
+            GROUP_VERSION,
             namespace,
             plural,
             selector=selector,
@@ -150,7 +142,7 @@ class KubeApi:
                     plural,
                     self.custom.create_namespaced_custom_object,
                     API_GROUP,
-                    VERSION,
+                    GROUP_VERSION,
                     namespace,
                     plural,
                     body,
@@ -169,26 +161,11 @@ class KubeApi:
             f"{plural}/status",
             self.custom.patch_namespaced_custom_object_status,
             API_GROUP,
-            VERSION,
+            GROUP_VERSION,
             namespace,
             plural,
             name,
             {"status": status},
-        )
-
-    async def patch_spec(
-        self, plural: str, namespace: str, name: str, spec: dict[str, Any]
-    ) -> None:
-        await self._call(
-            "patch",
-            plural,
-            self.custom.patch_namespaced_custom_object,
-            API_GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"spec": spec},
         )
 
     async def patch_config_map_data(
@@ -223,7 +200,7 @@ class KubeApi:
                     plural,
                     self.custom.delete_namespaced_custom_object,
                     API_GROUP,
-                    VERSION,
+                    GROUP_VERSION,
                     namespace,
                     plural,
                     name,

@@ -15,11 +15,9 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from noetl.engine.state import FINISHED_PHASES
+from noetl.kube.kubeconfig import load_kube_config
 from noetl.kube.manifests import STEP_LABEL, execution_selector
-from noetl.kube.operator import load_kube_config
-from noetl.playbook import API_VERSION, Playbook
-
-GROUP, VERSION = API_VERSION.split("/")
+from noetl.playbook import API_GROUP, API_VERSION, GROUP_VERSION, Playbook
 
 
 class NotFound(LookupError):
@@ -42,18 +40,18 @@ class Cluster:
         }
         try:
             current: Any = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "playbooks", playbook.name
+                API_GROUP, GROUP_VERSION, self.namespace, "playbooks", playbook.name
             )
         except ApiException as error:
             if error.status != 404:
                 raise
             self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "playbooks", body
+                API_GROUP, GROUP_VERSION, self.namespace, "playbooks", body
             )
             return
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         self.custom.replace_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "playbooks", playbook.name, body
+            API_GROUP, GROUP_VERSION, self.namespace, "playbooks", playbook.name, body
         )
 
     def create_execution(self, playbook: str, workload: dict[str, Any]) -> str:
@@ -64,7 +62,7 @@ class Cluster:
             "spec": {"playbookRef": {"name": playbook}, "workload": workload},
         }
         created: Any = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "executions", body
+            API_GROUP, GROUP_VERSION, self.namespace, "executions", body
         )
         return str(created["metadata"]["name"])
 
@@ -74,7 +72,7 @@ class Cluster:
     def execution(self, name: str) -> dict[str, Any]:
         try:
             found: Any = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "executions", name
+                API_GROUP, GROUP_VERSION, self.namespace, "executions", name
             )
         except ApiException as error:
             if error.status == 404:
@@ -85,7 +83,12 @@ class Cluster:
     def cancel(self, name: str) -> None:
         try:
             self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}}
+                API_GROUP,
+                GROUP_VERSION,
+                self.namespace,
+                "executions",
+                name,
+                {"spec": {"cancel": True}},
             )
         except ApiException as error:
             if error.status == 404:
@@ -98,8 +101,8 @@ class Cluster:
         """Watch the Execution until it ends; `on_change` sees each new version."""
         for event in watch.Watch().stream(
             self.custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
+            API_GROUP,
+            GROUP_VERSION,
             self.namespace,
             "executions",
             field_selector=f"metadata.name={name}",

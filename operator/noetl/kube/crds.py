@@ -16,9 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from noetl.playbook.models import API_GROUP, ExecutionSpec, PlaybookSpec
+from noetl.playbook.models import API_GROUP, GROUP_VERSION, ExecutionSpec, PlaybookSpec
 
-VERSION = "v1alpha1"
 MAX_STEPS = 5000
 
 _DROPPED_KEYWORDS = ("title", "default")
@@ -129,7 +128,7 @@ def _crd(
             },
             "versions": [
                 {
-                    "name": VERSION,
+                    "name": GROUP_VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},

@@ -15,25 +15,22 @@ from typing import Any
 import kopf
 
 from noetl.engine.state import FINISHED_PHASES
-from noetl.kube import metrics
-from noetl.kube.driver import ChildChanged, ExecutionChanged, JobChanged
-from noetl.kube.manifests import EXECUTION_LABEL, owner_name
-from noetl.kube.outcomes import job_finished
-from noetl.kube.playbooks import reconcile_playbook
+from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
+from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
+from noetl.kube.outcomes import container_terminated, job_finished
+from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
-from noetl.playbook import API_VERSION
-
-GROUP, VERSION = API_VERSION.split("/")
+from noetl.playbook import API_GROUP, GROUP_VERSION
 
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
-    api = drivers.context.api
+    playbooks = PlaybookController(drivers.context.api)
     excluded = drivers.context.settings.excluded_namespaces
 
     def served(namespace: str | None, **_: Any) -> bool:
         return not any(fnmatchcase(namespace or "", pattern) for pattern in excluded)
 
-    @kopf.on.event(GROUP, VERSION, "executions", when=served, registry=registry)
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", when=served, registry=registry)
     async def execution_event(
         type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
     ) -> None:
@@ -71,15 +68,30 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
             if owner is not None:
                 drivers.deliver(namespace, owner, JobChanged(raw, deleted=deleted))
 
-    @kopf.on.event(GROUP, VERSION, "playbooks", when=served, registry=registry)
-    async def playbook_event(type: str, body: kopf.Body, **_: Any) -> None:
+    @kopf.on.event(
+        "", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT}, when=served, registry=registry
+    )
+    async def pod_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        # A step's result is in its pod the moment its container ends, ~1 s before the Job
+        # controller marks the Job Complete: acting on the pod starts the next step sooner.
+        # A pod being deleted is left to its Job's events, which say why it ended. A pod is
+        # owned by its Job: the Job's pod template names the Execution in an annotation.
+        assert namespace is not None
+        raw = dict(body)
+        deleting = type == "DELETED" or body.metadata.get("deletionTimestamp")
+        execution = body.metadata.annotations.get(EXECUTION_NAME_ANNOTATION)
+        if execution and not deleting and container_terminated(raw) is not None:
+            drivers.deliver(namespace, execution, PodEnded(raw))
+
+    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)
+    async def playbook_event(
+        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+    ) -> None:
+        assert namespace is not None
         if type == "DELETED":
-            return
-        try:
-            await reconcile_playbook(api, dict(body))
-        except Exception:
-            metrics.RECONCILE_ERRORS.labels(where="playbook").inc()
-            raise
+            playbooks.deleted(namespace, name)
+        else:
+            playbooks.changed(dict(body))
 
     @kopf.on.probe(id="executions", registry=registry)
     def active_executions(**_: Any) -> int:

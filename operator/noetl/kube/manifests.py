@@ -20,6 +20,7 @@ from noetl.kube.names import label_value, run_name
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.tenancy import secret_refusal
 from noetl.playbook import API_VERSION, Step
+from noetl.plugins.messages import StepRequest
 from noetl.plugins.runtime import DEFAULT_TERMINATION
 
 EXECUTION_LABEL = "noetl.io/execution"
@@ -30,7 +31,22 @@ PARENT_LABEL = "noetl.io/parent"
 DEPTH_LABEL = "noetl.io/depth"  # on a child Execution: how many parents it has
 PURPOSE_LABEL = "noetl.io/purpose"
 TOOL_LABEL = "noetl.io/tool"
+# On step pods, which are owned by their Job: the Execution they run for.
+EXECUTION_NAME_ANNOTATION = "noetl.io/execution"
+EXECUTION_UID_ANNOTATION = "noetl.io/execution-uid"
 MAX_ARGS_BYTES = 128 * 1024
+BACKSTOP_SECONDS = 30
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether `obj` names the object with `uid` among its owners."""
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def run_of(labels: dict[str, str]) -> tuple[str, int | None, int]:
+    """(step, index, attempt) of the run a Job or child Execution was made for, from its labels."""
+    index = labels.get(INDEX_LABEL)
+    return labels[STEP_LABEL], int(index) if index is not None else None, int(labels[ATTEMPT_LABEL])
 
 
 def owner_reference(execution: dict[str, Any]) -> dict[str, Any]:
@@ -96,16 +112,16 @@ def step_job(
     execution: dict[str, Any], command: StartStep, step: Step, settings: OperatorSettings
 ) -> dict[str, Any]:
     name = execution["metadata"]["name"]
-    request = {
-        "step": command.step,
-        "tool": command.tool,
-        "args": command.args,
-        "code": command.code,
-        "attempt": command.attempt,
-        "index": command.index,
-        "execution": {"id": execution["metadata"]["uid"], "name": name},
-    }
-    payload = json.dumps(request, separators=(",", ":"))
+    request = StepRequest(
+        step=command.step,
+        tool=command.tool,
+        args=command.args,
+        code=command.code,
+        attempt=command.attempt,
+        index=command.index,
+        execution={"id": execution["metadata"]["uid"], "name": name},
+    )
+    payload = json.dumps(request.to_json(), separators=(",", ":"))
     if len(payload) > MAX_ARGS_BYTES:
         raise ValueError(
             f"step input is {len(payload)} bytes, over the {MAX_ARGS_BYTES} byte limit"
@@ -164,7 +180,10 @@ def step_job(
         or None,
         "serviceAccountName": settings.step_service_account,
     }
-    timeout = command.timeout or settings.step_timeout_seconds
+    # The engine's timer ends a step at its timeout; the Job's deadline is a backstop behind it.
+    timeout = (
+        command.timeout + BACKSTOP_SECONDS if command.timeout else settings.step_timeout_seconds
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -174,7 +193,13 @@ def step_job(
             "activeDeadlineSeconds": max(1, round(timeout)),
             "ttlSecondsAfterFinished": settings.job_ttl_seconds,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        EXECUTION_NAME_ANNOTATION: name,
+                        EXECUTION_UID_ANNOTATION: execution["metadata"]["uid"],
+                    },
+                },
                 "spec": {key: value for key, value in pod_spec.items() if value is not None},
             },
         },

@@ -16,11 +16,11 @@ from typing import Any
 
 import kopf
 import prometheus_client
-from kubernetes import client, config
 
 from noetl.kube.api import KubeApi
 from noetl.kube.driver import OperatorContext
 from noetl.kube.handlers import register
+from noetl.kube.kubeconfig import load_kube_config
 from noetl.kube.ratelimit import TokenBucket
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
@@ -48,14 +48,6 @@ def configure_logging(log_format: str) -> None:
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, HandlerSuccessAtDebug) for f in objects.filters):
         objects.addFilter(HandlerSuccessAtDebug())
-
-
-def load_kube_config() -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
 
 
 async def run_operator(

@@ -1,4 +1,5 @@
-"""What a finished step Job says: its result, or why it failed, in words a user can act on.
+"""What a finished step Job, or its ended pod, says: its result, or why it failed, in words a
+user can act on.
 
 Kubernetes has many ways to end a pod besides the plugin's own verdict: deadline exceeded, out of
 memory, evicted, deleted. Each becomes a clear failure of the step, never a silent hang.
@@ -10,12 +11,14 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from noetl.kube.api import KubeApi, error_text
+from noetl.kube.api import KubeApi
+from noetl.kube.refusals import error_text
 from noetl.plugins.runtime import Outcome, read_outcome
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
+    conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
+    for condition in conditions:
         if condition.get("type") == kind and condition.get("status") == "True":
             return condition
     return None
@@ -25,13 +28,9 @@ def job_finished(job: dict[str, Any]) -> bool:
     return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
 
 
-def job_started(job: dict[str, Any]) -> bool:
-    return bool((job.get("status") or {}).get("startTime"))
-
-
-def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+def container_terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        terminated = (status.get("state") or {}).get("terminated")
+        terminated: dict[str, Any] | None = (status.get("state") or {}).get("terminated")
         if terminated:
             return terminated
     return None
@@ -41,11 +40,11 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
     metadata = job["metadata"]
     failed = _condition(job, "Failed")
     if failed is not None and failed.get("reason") == "DeadlineExceeded":
-        return Outcome(
-            ok=False, error=f"timed out after {job['spec'].get('activeDeadlineSeconds')}s"
-        )
+        # A backstop: the engine's timer ends a step with a timeout before its Job's deadline.
+        deadline = job["spec"].get("activeDeadlineSeconds")
+        return Outcome(ok=False, error=f"the step's Job passed its deadline of {deadline}s")
     pods = await api.list_pods(metadata["namespace"], f"job-name={metadata['name']}")
-    finished = [(pod, _terminated(pod)) for pod in pods]
+    finished = [(pod, container_terminated(pod)) for pod in pods]
     finished = [(pod, terminated) for pod, terminated in finished if terminated is not None]
     if not finished:
         reason = (failed or {}).get("message") or (failed or {}).get("reason")
@@ -61,6 +60,13 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
         return Outcome(ok=False, error=f"the step's pod ended without a result: {why}")
     pod, terminated = finished[-1]
     assert terminated is not None
+    return await pod_outcome(api, pod, terminated, job_failed=failed is not None)
+
+
+async def pod_outcome(
+    api: KubeApi, pod: dict[str, Any], terminated: dict[str, Any], job_failed: bool = False
+) -> Outcome:
+    """What a step's ended container says: its result, or why it failed."""
     if terminated.get("reason") == "OOMKilled":
         return Outcome(
             ok=False,
@@ -70,7 +76,7 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
     log = None
     if '"resultInLog"' in message:
         try:
-            log = await api.pod_log(metadata["namespace"], pod["metadata"]["name"])
+            log = await api.pod_log(pod["metadata"]["namespace"], pod["metadata"]["name"])
         except ApiException as error:
             return Outcome(
                 ok=False,
@@ -78,7 +84,7 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
             )
     outcome = read_outcome(message, log)
     exit_code = terminated.get("exitCode")
-    if outcome.ok and (failed is not None or exit_code not in (0, None)):
+    if outcome.ok and (job_failed or exit_code not in (0, None)):
         return Outcome(
             ok=False,
             result=outcome.result,

@@ -3,6 +3,9 @@
 `status.conditions[Ready]` is True for a valid playbook and False (reason Invalid) with every
 problem and the path of its field otherwise; `status.errors` lists them one by one, and
 `status.steps` counts the steps. A Playbook is looked at again only when its generation changes.
+A write that fails (the API server busy or away) is tried again with a growing pause, with the
+newest version of the Playbook, until it is done or the Playbook is deleted: kopf's event
+handlers are never retried by kopf itself.
 
 A playbook too large to snapshot is invalid here too: every Execution keeps the playbook it runs
 in one ConfigMap, which the API server refuses past 1 MiB of data. `run_problems` adds what an
@@ -14,11 +17,14 @@ never in the event loop that drives the Executions.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from noetl.kube import events
+from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import timestamp
@@ -113,3 +119,50 @@ async def reconcile_playbook(api: KubeApi, body: dict[str, Any]) -> None:
         await events.record(
             api, subject, "Invalid", status["conditions"][0]["message"], warning=True
         )
+
+
+log = logging.getLogger(__name__)
+BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class PlaybookController:
+    """Validates Playbooks as they change, one task per Playbook, retrying until it is done."""
+
+    def __init__(self, api: KubeApi, backoff: Sequence[float] = BACKOFF_SECONDS) -> None:
+        self.api = api
+        self.backoff = backoff
+        self._latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    def changed(self, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self._latest[key] = body
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.create_task(self._reconcile(key), name=f"playbook {key}")
+
+    def deleted(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._latest.pop(key, None)
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def _reconcile(self, key: tuple[str, str]) -> None:
+        failures = 0
+        try:
+            while key in self._latest:
+                body = self._latest[key]
+                try:
+                    await reconcile_playbook(self.api, body)
+                except Exception as error:
+                    metrics.RECONCILE_ERRORS.labels(where="playbook").inc()
+                    pause = self.backoff[min(failures, len(self.backoff) - 1)]
+                    failures += 1
+                    log.warning("playbook %s/%s: %s; again in %.0fs", *key, error, pause)
+                    await asyncio.sleep(pause)
+                    continue
+                if self._latest.get(key) is body:  # nothing newer came meanwhile
+                    del self._latest[key]
+        finally:
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]

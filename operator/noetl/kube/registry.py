@@ -14,7 +14,8 @@ import time
 from collections import OrderedDict
 
 from noetl.kube import metrics
-from noetl.kube.driver import ExecutionDriver, Message, OperatorContext
+from noetl.kube.driver import ExecutionDriver, OperatorContext
+from noetl.kube.inbox import Message
 
 log = logging.getLogger(__name__)
 RESTART_DELAY = 2.0

@@ -14,16 +14,21 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from noetl.kube.api import KubeApi
-from noetl.kube.manifests import PURPOSE_LABEL, execution_config_map, execution_selector
+from noetl.kube.manifests import (
+    PURPOSE_LABEL,
+    execution_config_map,
+    execution_selector,
+    owned_by,
+)
 from noetl.kube.names import results_config_map
 
 PURPOSE = "results"
 CONFIG_MAP_CAPACITY = 900 * 1024
-MAX_RESULT_BYTES = 800 * 1024
+MAX_RESULT_BYTES = 800 * 1024  # the engine's result_limit: a result always fits a ConfigMap
 
 
 class ResultTooLarge(ValueError):
-    pass
+    """A value larger than a ConfigMap holds (the engine's `result_limit` keeps them out)."""
 
 
 def to_data_key(key: str) -> str:
@@ -41,16 +46,6 @@ def encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def check_size(value: Any) -> str | None:
-    """Why a step result cannot be kept, or None when it can."""
-    size = len(encode(value))
-    return (
-        f"result is {size} bytes, over the {MAX_RESULT_BYTES} byte limit"
-        if size > MAX_RESULT_BYTES
-        else None
-    )
-
-
 class ResultStore(MutableMapping[str, Any]):
     def __init__(self, execution: dict[str, Any]) -> None:
         self._execution = execution
@@ -59,6 +54,7 @@ class ResultStore(MutableMapping[str, Any]):
         self._sizes: dict[str, int] = {}  # ConfigMap -> bytes of data
         self._existing: set[str] = set()  # ConfigMaps known to be in the cluster
         self._changed: dict[str, str | None] = {}  # key -> new text, None to remove
+        self._removed: set[str] = set()  # removed, to be written after the status
 
     @classmethod
     async def load(cls, api: KubeApi, execution: dict[str, Any]) -> ResultStore:
@@ -66,7 +62,7 @@ class ResultStore(MutableMapping[str, Any]):
         metadata = execution["metadata"]
         selector = f"{execution_selector(metadata['name'])},{PURPOSE_LABEL}={PURPOSE}"
         for config_map in await api.list_config_maps(metadata["namespace"], selector):
-            if not _owned_by(config_map, metadata["uid"]):
+            if not owned_by(config_map, metadata["uid"]):
                 continue
             name = config_map["metadata"]["name"]
             data = config_map.get("data") or {}
@@ -82,6 +78,7 @@ class ResultStore(MutableMapping[str, Any]):
         return self._values[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        self._removed.discard(key)
         self._changed[key] = encode(value)
         self._values[key] = value
 
@@ -95,22 +92,41 @@ class ResultStore(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def unsaved(self) -> list[str]:
+        """The keys written or removed since the last flush."""
+        return list(self._changed)
+
     async def flush(self, api: KubeApi) -> None:
-        """Write the changes since the last flush: one patch (or create) per ConfigMap touched."""
-        if not self._changed:
-            return
+        """Write what was added or changed since the last flush: one write per ConfigMap touched.
+
+        Removals wait for `flush_removals`, which comes after the status is written: until then
+        a status saved earlier may still need them (the items of a loop that just ended, say).
+        """
         writes: dict[str, dict[str, str | None]] = {}
         for key, text in self._changed.items():
-            if text is not None and len(text) > CONFIG_MAP_CAPACITY:
+            if text is None:
+                self._removed.add(key)
+                continue
+            if len(text) > CONFIG_MAP_CAPACITY:
                 raise ResultTooLarge(
                     f"the result kept as {key!r} is {len(text)} bytes, more than a ConfigMap holds"
                 )
-            home = self._home.get(key) or self._place(len(text or ""))
-            if text is None:
-                self._home.pop(key, None)
-            else:
-                self._home[key] = home
+            home = self._home.get(key) or self._place(len(text))
+            self._home[key] = home
             writes.setdefault(home, {})[to_data_key(key)] = text
+        self._changed.clear()
+        await self._write(api, writes)
+
+    async def flush_removals(self, api: KubeApi) -> None:
+        writes: dict[str, dict[str, str | None]] = {}
+        for key in self._removed:
+            home = self._home.pop(key, None)
+            if home is not None:
+                writes.setdefault(home, {})[to_data_key(key)] = None
+        self._removed.clear()
+        await self._write(api, writes)
+
+    async def _write(self, api: KubeApi, writes: dict[str, dict[str, str | None]]) -> None:
         namespace = self._execution["metadata"]["namespace"]
         for name, data in writes.items():
             created = False
@@ -123,7 +139,6 @@ class ResultStore(MutableMapping[str, Any]):
             if not created:
                 await api.patch_config_map_data(namespace, name, data)
             self._sizes[name] = self._sizes.get(name, 0) + sum(len(v or "") for v in data.values())
-        self._changed.clear()
 
     def location(self, key: str) -> dict[str, str]:
         """Where a flushed key is: a `resultRef` for the status."""
@@ -136,7 +151,3 @@ class ResultStore(MutableMapping[str, Any]):
         name = results_config_map(self._execution["metadata"]["name"], len(self._sizes))
         self._sizes.setdefault(name, 0)
         return name
-
-
-def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])

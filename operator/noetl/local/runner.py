@@ -1,14 +1,16 @@
-"""The local shell around the engine: events in from step processes and timers, commands out.
+"""The local shell around the engine: step processes and nested runs as the effects of one loop.
 
-One asyncio task per running step, one queue of events, and the engine consulted for each event
-in turn, so the engine never sees two events at once. Parallel branches and loop items run
-concurrently because their step tasks do; the engine's loop limits (maxInFlight) bound them.
-A sub-playbook (`tool: playbook`) runs as a nested LocalRunner sharing the same step executor.
+The shared `ExecutionLoop` owns the queue of events, the timers and the engine; this module says
+how a run starts here (an asyncio task per run: a process through the step executor, or a nested
+LocalRunner for a sub-playbook sharing the same executor), how it is cancelled (the task is
+cancelled, which kills the process), and how progress is told (the reporter and the event log).
+Step timeouts are the engine's timers; the executor's own deadline stays only as a backstop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Mapping
@@ -24,21 +26,22 @@ from noetl.engine import (
     Event,
     ExecutionStarted,
     ExecutionState,
-    FinishExecution,
     ScheduleRetry,
-    ScheduleTimer,
     StartChildExecution,
     StartStep,
     StepFailed,
     StepStarted,
     StepSucceeded,
-    TimerFired,
 )
 from noetl.local.eventlog import EventLog
 from noetl.local.progress import Reporter
 from noetl.local.resolver import PlaybookResolver
 from noetl.local.steps import StepExecutor
+from noetl.loop import Effects, ExecutionLoop, Run
 from noetl.playbook import Playbook, PlaybookInvalid
+
+BACKSTOP_SECONDS = 5.0
+"""How long past its timeout the executor itself gives up on a step the engine did not stop."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def new_execution_id(playbook_name: str) -> str:
     return f"{playbook_name}-{uuid.uuid4().hex[:8]}"
 
 
-class LocalRunner:
+class LocalRunner(Effects):
     def __init__(
         self,
         playbook: Playbook,
@@ -73,96 +76,79 @@ class LocalRunner:
         max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
     ) -> None:
         self.execution_id = execution_id or new_execution_id(playbook.name)
-        self._engine = Engine(
+        engine = Engine(
             playbook,
             workload,
             {"id": self.execution_id, "name": playbook.name},
             depth=depth,
             max_child_depth=max_child_depth,
         )
-        self._state = ExecutionState()
-        self._results: dict[str, Any] = {}
+        self._loop = ExecutionLoop(engine, self)
         self._executor = executor
         self._resolver = resolver
         self._reporter = reporter
         self._event_log = event_log
         self._key_prefix = key_prefix
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._finished: FinishExecution | None = None
 
     @property
     def state(self) -> ExecutionState:
-        return self._state
+        return self._loop.state
 
     def cancel(self, reason: str = "cancelled by the user") -> None:
         """Ask for a clean stop: running steps are killed and the run ends Cancelled."""
-        self._events.put_nowait(CancelRequested(at=time.time(), reason=reason))
+        self._loop.post(CancelRequested(at=time.time(), reason=reason))
 
     async def run(self) -> RunOutcome:
         try:
-            self._handle(ExecutionStarted(at=time.time()))
-            while self._finished is None:
-                self._handle(await self._events.get())
+            await self._loop.run([ExecutionStarted(at=time.time())])
         finally:
             await self._stop_everything()
-        return RunOutcome(
-            self.execution_id, self._finished.phase, self._finished.result, self._finished.error
-        )
+        finished = self._loop.finished
+        assert finished is not None
+        return RunOutcome(self.execution_id, finished.phase, finished.result, finished.error)
 
-    def _handle(self, event: Event) -> None:
-        self._log(event)
-        for command in self._engine.handle(self._state, self._results, event):
-            self._log(command)
-            self._carry_out(command)
+    # Effects ----------------------------------------------------------------------------------
 
-    def _log(self, message: Event | Command) -> None:
+    async def start_run(self, run: Run) -> None:
+        self._running[run.key] = asyncio.create_task(self._run_step(run))
+
+    async def cancel_run(self, command: CancelStep) -> None:
+        task = self._running.pop(command.key, None)
+        if task is not None:
+            task.cancel()
+
+    async def announce(self, message: Event | Command, current: bool = True) -> None:
         if self._event_log is not None:
             self._event_log.write(message, execution=self.execution_id)
-
-    def _carry_out(self, command: Command) -> None:
-        match command:
-            case StartStep() | StartChildExecution():
-                self._running[command.key] = asyncio.create_task(self._run_step(command))
+        if self._reporter is None or not current:
+            return
+        match message:
+            case StepSucceeded():
+                self._reporter.succeeded(self._display(message.key))
+            case StepFailed():
+                self._reporter.failed(self._display(message.key), message.error)
             case ScheduleRetry():
-                self._schedule(command.timer, command.due)
-                if self._reporter:
-                    self._reporter.retrying(
-                        self._display(command.key), command.due - time.time(), command.error
-                    )
-            case ScheduleTimer():
-                self._schedule(command.timer, command.due)
-            case CancelStep():
-                task = self._running.pop(command.key, None)
-                if task is not None:
-                    task.cancel()
-            case FinishExecution():
-                self._finished = command
+                wait = message.due - time.time()
+                self._reporter.retrying(self._display(message.key), wait, message.error)
 
-    def _schedule(self, timer: str, due: float) -> None:
-        def fire() -> None:
-            self._timers.pop(timer, None)
-            self._events.put_nowait(TimerFired(timer=timer, at=time.time()))
-
-        delay = max(0.0, due - time.time())
-        self._timers[timer] = asyncio.get_running_loop().call_later(delay, fire)
+    # Runs -------------------------------------------------------------------------------------
 
     def _display(self, key: str) -> str:
         return self._key_prefix + key
 
-    async def _run_step(self, command: StartStep | StartChildExecution) -> None:
-        run = (command.step, command.index, command.attempt)
-        label = command.tool if isinstance(command, StartStep) else f"playbook {command.playbook}"
-        self._events.put_nowait(StepStarted(*run, at=time.time()))
+    async def _run_step(self, run: Run) -> None:
+        step_run = (run.step, run.index, run.attempt)
+        label = run.tool if isinstance(run, StartStep) else f"playbook {run.playbook}"
+        self._loop.post(StepStarted(*step_run, at=time.time()))
         if self._reporter:
-            self._reporter.started(self._display(command.key), label)
+            self._reporter.started(self._display(run.key), label)
         try:
-            if isinstance(command, StartStep):
-                outcome = await self._executor.run(command, self._engine.execution)
+            if isinstance(run, StartStep):
+                outcome = await self._executor.run(_with_backstop(run), self._loop.engine.execution)
                 ok, result, error = outcome.ok, outcome.result, outcome.error or "step failed"
             else:
-                ok, result, error = await self._run_child(command)
+                ok, result, error = await self._run_child(run)
         except Exception as crash:  # the runner's own fault must still end the step, never hang
             ok, result, error = (
                 False,
@@ -170,15 +156,11 @@ class LocalRunner:
                 f"could not run the step: {type(crash).__name__}: {crash}",
             )
         finally:
-            self._running.pop(command.key, None)
+            self._running.pop(run.key, None)
         if ok:
-            self._events.put_nowait(StepSucceeded(*run, at=time.time(), result=result))
-            if self._reporter:
-                self._reporter.succeeded(self._display(command.key))
+            self._loop.post(StepSucceeded(*step_run, at=time.time(), result=result))
         else:
-            self._events.put_nowait(StepFailed(*run, at=time.time(), error=error, result=result))
-            if self._reporter:
-                self._reporter.failed(self._display(command.key), error)
+            self._loop.post(StepFailed(*step_run, at=time.time(), error=error, result=result))
 
     async def _run_child(self, command: StartChildExecution) -> tuple[bool, Any, str]:
         if self._resolver is None:
@@ -195,13 +177,10 @@ class LocalRunner:
             reporter=self._reporter,
             event_log=self._event_log,
             key_prefix=f"{self._display(command.key)}/",
-            depth=self._engine.depth + 1,
-            max_child_depth=self._engine.max_child_depth,
+            depth=self._loop.engine.depth + 1,
+            max_child_depth=self._loop.engine.max_child_depth,
         )
-        try:
-            outcome = await asyncio.wait_for(child.run(), command.timeout)
-        except TimeoutError:
-            return False, None, f"timed out after {command.timeout:g}s"
+        outcome = await child.run()  # its timeout is this run's engine timer, which cancels it
         return (
             outcome.ok,
             outcome.result,
@@ -209,11 +188,15 @@ class LocalRunner:
         )
 
     async def _stop_everything(self) -> None:
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
+
+
+def _with_backstop(command: StartStep) -> StartStep:
+    """The command with a deadline a little past the engine's, for the executor to keep."""
+    if command.timeout is None:
+        return command
+    return dataclasses.replace(command, timeout=command.timeout + BACKSTOP_SECONDS)

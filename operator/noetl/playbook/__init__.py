@@ -3,7 +3,9 @@
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid
 from noetl.playbook.loader import Playbook, load_playbook, parse_playbook
 from noetl.playbook.models import (
+    API_GROUP,
     API_VERSION,
+    GROUP_VERSION,
     ExecutionSpec,
     PlaybookSpec,
     Step,
@@ -11,7 +13,9 @@ from noetl.playbook.models import (
 )
 
 __all__ = [
+    "API_GROUP",
     "API_VERSION",
+    "GROUP_VERSION",
     "ExecutionSpec",
     "Playbook",
     "PlaybookError",

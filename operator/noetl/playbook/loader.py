@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
-from noetl.playbook.models import API_GROUP, PlaybookSpec, Step
+from noetl.playbook.models import API_GROUP, API_VERSION, PlaybookSpec, Step
 from noetl.playbook.reading import parse_spec
 from noetl.playbook.validation import (
     Resolver,
@@ -70,9 +70,7 @@ def parse_playbook(document: Any, source: str = "", resolve: Resolver | None = N
         errors.append(PlaybookError("kind", f"expected Playbook, got {kind!r}"))
     api_version = document.get("apiVersion")
     if api_version is not None and not str(api_version).startswith(f"{API_GROUP}/"):
-        errors.append(
-            PlaybookError("apiVersion", f"expected {API_GROUP}/v1alpha1, got {api_version!r}")
-        )
+        errors.append(PlaybookError("apiVersion", f"expected {API_VERSION}, got {api_version!r}"))
     metadata = document.get("metadata") or {}
     name = metadata.get("name") if isinstance(metadata, dict) else None
     if name:

@@ -22,7 +22,8 @@ from pydantic import (
 )
 
 API_GROUP = "noetl.io"
-API_VERSION = f"{API_GROUP}/v1alpha1"
+GROUP_VERSION = "v1alpha1"  # the one served version of the CRDs
+API_VERSION = f"{API_GROUP}/{GROUP_VERSION}"
 
 STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
@@ -116,11 +117,17 @@ class NextEntry(_Model):
             raise ValueError("`when` and `then` go together")
         return self
 
+    def edges(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """(where in this entry, target) for every step this entry may start: the one place
+        a step's edges are enumerated (the graph, validation and `noetl plan` all read them)."""
+        if self.step is not None:
+            return [(("step",), self.step)]
+        key, targets = ("then", self.then) if self.then is not None else ("else", self.else_)
+        return [((key, k, "step"), target.step) for k, target in enumerate(targets or [])]
+
     def targets(self) -> list[str]:
         """Every step this entry may start."""
-        if self.step is not None:
-            return [self.step]
-        return [target.step for target in (self.then or self.else_ or [])]
+        return [target for _, target in self.edges()]
 
 
 class Loop(_Model):

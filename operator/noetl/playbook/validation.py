@@ -251,11 +251,8 @@ def _check_step_args(tool: str, step: Step, task: Task | None, path: str) -> lis
 
 def _target_paths(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
     for j, entry in enumerate(step.next):
-        if entry.step is not None:
-            yield ("next", j, "step"), entry.step
-        for key, targets in (("then", entry.then), ("else", entry.else_)):
-            for k, target in enumerate(targets or []):
-                yield ("next", j, key, k, "step"), target.step
+        for where, target in entry.edges():
+            yield ("next", j, *where), target
 
 
 def _check_targets(step: Step, i: int, index_of: dict[str, int]) -> list[PlaybookError]:

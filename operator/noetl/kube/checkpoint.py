@@ -1,0 +1,137 @@
+"""Checkpoint and resume: what an Execution's driver saves after each turn, and reads back.
+
+Stored where (docs/architecture.md has the table):
+- the playbook as run: ConfigMap `<execution>-playbook`, written once at the start;
+- results, loop items, and the records of finished steps: ConfigMaps `<execution>-results-<n>`;
+- what is in flight (the engine state, which keeps no finished step) and the summary people read:
+  the Execution's status, written as a merge patch of what changed.
+
+Each turn writes new results first, then the status, then removes the results it no longer needs
+(a finished loop's item results). Jobs (and child Executions) were created before all of them,
+while the turn's commands were carried out. A crash between any two writes loses nothing: the
+status still says the runs are in flight and everything it needs is still stored, the restarted
+driver feeds their ends again, and the engine re-issues the same commands, whose deterministic
+names meet AlreadyExists. (A crash just before the removals leaves those keys behind, unused.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from noetl.engine import ExecutionState, FinishExecution
+from noetl.kube import events, metrics
+from noetl.kube.api import KubeApi
+from noetl.kube.manifests import execution_config_map, owned_by
+from noetl.kube.names import snapshot_config_map
+from noetl.kube.playbooks import run_problems, snapshot_text
+from noetl.kube.results import ResultStore
+from noetl.kube.settings import OperatorSettings
+from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
+from noetl.playbook import Playbook, PlaybookInvalid
+from noetl.playbook.budget import parse_within_budget
+
+OUTPUT_KEY = "__output"
+
+
+async def playbook_of(
+    api: KubeApi, execution: dict[str, Any], settings: OperatorSettings
+) -> Playbook:
+    """The playbook this execution runs, frozen at its start: later edits do not reach it.
+
+    Raises PlaybookInvalid or LookupError when there is none to run, or it may not run here.
+    """
+    metadata = execution["metadata"]
+    namespace, name = metadata["namespace"], snapshot_config_map(metadata["name"])
+    stored = await api.read_config_map(namespace, name)
+    if stored is not None and owned_by(stored, metadata["uid"]):
+        data = json.loads(stored["data"]["playbook.json"])
+        return await parse_within_budget(data, f"execution {metadata['name']}")
+    spec = execution["spec"]
+    if spec.get("playbook") is not None:
+        document = {
+            "kind": "Playbook",
+            "metadata": {"name": metadata["name"]},
+            "spec": spec["playbook"],
+        }
+    else:
+        ref = spec["playbookRef"]["name"]
+        found = await api.get_custom("playbooks", namespace, ref)
+        if found is None:
+            where = f"in namespace {namespace}"
+            raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
+        document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
+    source = f"playbook {document['metadata']['name']}"
+    playbook = await parse_within_budget(document, source)
+    text = snapshot_text(document)
+    problems = run_problems(playbook, text, namespace, settings)
+    if problems:
+        raise PlaybookInvalid(problems, source)
+    await api.create(execution_config_map(execution, name, "playbook", {"playbook.json": text}))
+    return playbook
+
+
+class Checkpoint:
+    """The saved form of one execution: its result store and its status, written in that order."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        execution: dict[str, Any],
+        state: ExecutionState,
+        results: ResultStore,
+    ) -> None:
+        self.api = api
+        self.execution = execution
+        self.state = state
+        self.results = results
+        self.finished_steps = FinishedSteps.from_results(results, state.steps)
+        self._written: dict[str, Any] = dict(execution.get("status") or {})
+
+    @classmethod
+    async def load(cls, api: KubeApi, execution: dict[str, Any]) -> Checkpoint:
+        saved = (execution.get("status") or {}).get("engine")
+        state = ExecutionState.from_dict(json.loads(saved)) if saved else ExecutionState()
+        return cls(api, execution, state, await ResultStore.load(api, execution))
+
+    async def save(self, finish: FinishExecution | None) -> None:
+        """Results first, then the status that refers to them, then removals of spent results."""
+        result, result_ref = None, None
+        if self.state.phase == "Succeeded" and finish is not None:
+            result = finish.result
+            if not fits_inline(result):
+                self.results[OUTPUT_KEY] = result
+        self.finished_steps.add_from(self.results, self.results.unsaved())
+        await self.results.flush(self.api)
+        if self.state.phase == "Succeeded" and not fits_inline(result):
+            result_ref, result = self.results.location(OUTPUT_KEY), None
+        generation = self.execution["metadata"].get("generation")
+        status = execution_status(self.state, generation, self.finished_steps, result, result_ref)
+        await self._write_status(status)
+        await self.results.flush_removals(self.api)
+
+    async def _write_status(self, status: dict[str, Any]) -> None:
+        patch = merge_patch(self._written, status)
+        if not patch:
+            return
+        metadata = self.execution["metadata"]
+        await self.api.patch_status("executions", metadata["namespace"], metadata["name"], patch)
+        self._written = status
+
+
+async def refuse(api: KubeApi, execution: dict[str, Any], error: Exception) -> float:
+    """Fail an execution that has no playbook to run (there is no engine to ask); its end time."""
+    if isinstance(error, PlaybookInvalid):
+        message = "invalid playbook: " + "; ".join(str(e) for e in error.errors[:20])
+    else:
+        message = str(error)
+    now = time.time()
+    state = ExecutionState(phase="Failed", started_at=now, finished_at=now, error=message)
+    status = execution_status(state, execution["metadata"].get("generation"))
+    status["conditions"][0]["reason"] = "InvalidPlaybook"
+    metadata = execution["metadata"]
+    await api.patch_status("executions", metadata["namespace"], metadata["name"], status)
+    await events.record(api, execution, "InvalidPlaybook", message, warning=True)
+    metrics.EXECUTIONS_FINISHED.labels(phase="Failed").inc()
+    return now
