@@ -33,8 +33,9 @@ elseif phase == "Succeeded" then
   hs.status = "Healthy"
 elseif phase == "Failed" then
   hs.status = "Degraded"
-elseif phase == "Cancelled" then
-  -- Stopped on purpose: not a fault to page anyone about, and it will not go on by itself.
+elseif phase == "Cancelled" or phase == "Suspended" then
+  -- Stopped on purpose (cancelled, or suspended until someone resumes it): not a fault to
+  -- page anyone about, and it will not go on by itself.
   hs.status = "Suspended"
 else
   hs.status = "Unknown"

@@ -77,8 +77,8 @@ class Effects:
     async def persist(self, loop: ExecutionLoop) -> None:
         """Save what a restart needs, once per turn, after every command of the turn was done."""
 
-    async def interpret(self, message: Any) -> Event | None:
-        """Turn a message of the shell's own (a changed Job, say) into an engine event, or None."""
+    async def interpret(self, message: Any) -> list[Event]:
+        """Turn a message of the shell's own (a changed Job, say) into engine events (or none)."""
         raise TypeError(f"no engine event for {message!r}")
 
 
@@ -120,8 +120,7 @@ class ExecutionLoop:
                 for message in messages:
                     # Each message is read after the one before was handled, so that a second
                     # word of the same end (a pod seen twice, say) finds its run already over.
-                    event = await self._as_event(message)
-                    if event is not None:
+                    for event in await self._as_events(message):
                         await self._handle(event)
                         handled = True
                 if handled:
@@ -166,9 +165,9 @@ class ExecutionLoop:
             handle.cancel()
         self._timers.clear()
 
-    async def _as_event(self, message: Any) -> Event | None:
+    async def _as_events(self, message: Any) -> list[Event]:
         if isinstance(message, Event):
-            return message
+            return [message]
         return await self.effects.interpret(message)
 
     async def _start(self, run: Run) -> StepFailed | None:

@@ -52,6 +52,8 @@ def describe(playbook: Playbook) -> str:
             if graph.is_join(name)
             else ""
         )
+        if graph.finally_roots and name == graph.finally_roots[0]:  # the first in the order
+            lines.append("  finally (after the workflow, whatever its outcome):")
         lines.append(f"  {name}: {_what_runs(step)}{join}")
         for label, target in _edges(step):
             lines.append(f"      -> {target}" + (f"  ({label})" if label else ""))

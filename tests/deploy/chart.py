@@ -55,6 +55,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "allowedSecrets": ["team-a/pg", "team-*/smtp"],
             "stepServiceAccount": "noetl-steps",
             "stepTimeoutSeconds": 600,
+            "finallyGraceSeconds": 45,
             "jobTTLSeconds": 3600,
             "executionTTLSeconds": 2_000_000,
             "maxRunningJobsPerNamespace": 25,

@@ -114,6 +114,11 @@ def playbook(
             "cancelled by the user",
         ),
         (
+            execution(ExecutionState(phase="Running", started_at=1.0, suspended="spec.suspend")),
+            "Suspended",
+            "suspended (spec.suspend): no new step starts until resumed",
+        ),
+        (
             execution(
                 ExecutionState(phase="Succeeded", started_at=1.0, finished_at=2.0),
                 generation=2,
@@ -123,7 +128,16 @@ def playbook(
             "Waiting for the operator to observe generation 2",
         ),
     ],
-    ids=["no-status", "pending", "running", "succeeded", "failed", "cancelled", "stale-generation"],
+    ids=[
+        "no-status",
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "suspended",
+        "stale-generation",
+    ],
 )
 def test_execution_health(resource: dict[str, Any], expected: str, message: str) -> None:
     assert health(ARGOCD / "health-execution.lua", resource) == (expected, message)

@@ -295,6 +295,7 @@ def test_values_reach_the_operator_settings(renders: dict[str, list[dict[str, An
     assert settings.allowed_secrets == ["team-a/pg", "team-*/smtp"]
     assert settings.step_service_account == "noetl-steps"
     assert settings.step_timeout_seconds == 600
+    assert settings.finally_grace_seconds == 45
     assert settings.step_run_as_user == 65532
     assert settings.job_ttl_seconds == 3600
     assert settings.execution_ttl_seconds == 2_000_000

@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 import noetl
-from noetl.kube.settings import PLUGIN_TOOLS, default_images
+from noetl.kube.settings import default_images
+from noetl.playbook.models import PLUGIN_TOOLS
 from tests.deploy.chart import CHART, ROOT
 from tests.fixtures.http import json_server
 from tests.images import build

@@ -19,7 +19,7 @@ from noetl.kube import driver as driver_module
 from noetl.kube import metrics
 from noetl.kube import registry as registry_module
 from noetl.kube.driver import ExecutionDriver, OperatorContext
-from noetl.kube.inbox import JobChanged, PodEnded
+from noetl.kube.inbox import ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from tests.kube.fake_api import (
@@ -68,6 +68,12 @@ LOOP = {
     "output": "{{ each.results | length }}",
 }
 
+FINALLY = {
+    "workflow": [{"step": "start", "next": [{"step": "a"}]}, shell("a")],
+    "finally": [shell("tidy", ["report"]), shell("report")],
+    "output": "{{ a.stdout }}",
+}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -81,6 +87,7 @@ CASES = [
     Case("chain", CHAIN, "c", 3),
     Case("fan", FAN, ["x", "y", "join"], 3),
     Case("loop", LOOP, 3, 3),
+    Case("finally", FINALLY, "a", 3),
 ]
 
 
@@ -333,6 +340,67 @@ async def test_an_event_that_cannot_be_posted_does_not_stop_the_driver():
     status = await operator.run()
     assert operator.restarts == 0
     assert_ran_once_each(api, CASES[0], status)
+
+
+def set_spec(operator: Operator, **fields: Any) -> None:
+    """Change the Execution's spec as a user would, and deliver the change to the driver."""
+    execution = operator.api.get("Execution", NS, operator.name)
+    assert execution is not None
+    execution["spec"].update(fields)
+    operator.api.put(execution)
+    operator.driver.queue.put_nowait(ExecutionChanged(execution))
+
+
+async def test_a_suspended_execution_starts_no_job_until_resumed_even_across_a_restart():
+    api = FakeKubeApi()
+    submit(api, CHAIN)
+    operator = Operator(api)
+    set_spec(operator, suspend=True)  # created suspended
+    operator.start()
+    await operator.idle()
+    assert (operator.status()["phase"], api.of_kind("Job")) == ("Suspended", [])
+    assert operator.task is not None
+    operator.task.cancel()
+    operator.start()  # a restarted operator keeps it suspended
+    await operator.idle()
+    assert api.of_kind("Job") == []
+    set_spec(operator, suspend=False)
+    await operator.idle()
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-a-a1"]
+    assert (await operator.run())["result"] == "c"
+    assert any(event.startswith("Suspended: spec.suspend is true") for event in operator.events())
+
+
+GATED = {
+    "workflow": [
+        {"step": "start", "next": [{"step": "gate"}]},
+        {"step": "gate", "tool": "approval", "args": {"message": "go?"}, "next": [{"step": "a"}]},
+        shell("a"),
+    ],
+    "output": "{{ gate }}",
+}
+
+
+async def test_an_approval_in_the_spec_completes_the_waiting_step_after_a_restart():
+    api = FakeKubeApi()
+    submit(api, GATED)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    status = operator.status()
+    assert (status["awaitingApproval"], api.of_kind("Job")) == (["gate"], [])
+    assert status["steps"]["gate"]["message"] == "waiting for approval: go?"
+    assert operator.task is not None
+    operator.task.cancel()  # the approval is written while no operator runs
+    execution = api.get("Execution", NS, "run")
+    assert execution is not None
+    execution["spec"]["approvals"] = {"gate": {"by": "ada"}}
+    api.put(execution)
+    operator.start()
+    status = await operator.run()
+    assert (status["phase"], status["result"]) == ("Succeeded", {"by": "ada"})
+    assert status.get("awaitingApproval") is None
+    assert "Approved: step gate approved: {'by': 'ada'}" in operator.events()
 
 
 async def test_a_step_ends_on_its_pod_before_its_job_and_the_jobs_end_changes_nothing():

@@ -231,7 +231,7 @@ def test_workload_file_and_set_merge(tmp_path):
 def test_the_event_log_holds_every_event_and_command(tmp_path):
     result = noetl("run", "--json", str(PLAYBOOKS / "retry.yaml"), cwd=tmp_path)
     kinds = [r["type"] for r in events(tmp_path, json.loads(result.stdout))]
-    assert kinds[0] == "ExecutionStarted"
+    assert kinds[:2] == ["Run", "ExecutionStarted"]  # the header, then the engine's events
     assert kinds.count("StartStep") == 3
     assert kinds.count("ScheduleRetry") == 2
     assert kinds.count("TimerFired") == 2
@@ -261,6 +261,8 @@ def test_plan_shows_the_graph_as_text_and_dot(tmp_path):
     assert dot.startswith('digraph "conditional" {')
     assert '"check" -> "hot" [label="when {{ check.hot }}"];' in dot
     assert '"check" -> "cold" [label="else"];' in dot
+    text = noetl("plan", str(PLAYBOOKS / "finally.yaml"), cwd=tmp_path).stdout
+    assert "  total: shell\n  finally (after the workflow, whatever its outcome):\n  report" in text
 
 
 def test_set_values_are_yaml(tmp_path):

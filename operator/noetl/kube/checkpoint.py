@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 from noetl.engine import ExecutionState, FinishExecution
+from noetl.engine.graph import Graph
+from noetl.engine.retry import kept_results
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.manifests import execution_config_map, owned_by
@@ -120,8 +122,23 @@ class Checkpoint:
         self._written = status
 
 
-async def refuse(api: KubeApi, execution: dict[str, Any], error: Exception) -> float:
-    """Fail an execution that has no playbook to run (there is no engine to ask); its end time."""
+async def retried_results(api: KubeApi, execution: dict[str, Any], graph: Graph) -> dict[str, Any]:
+    """What this execution keeps of the one its spec.retryOf names (read from that one's results).
+
+    Raises LookupError when that Execution is gone (deleted, or collected after its TTL).
+    """
+    namespace, name = execution["metadata"]["namespace"], execution["spec"]["retryOf"]
+    earlier = await api.get_custom("executions", namespace, name)
+    if earlier is None:
+        where = f"in namespace {namespace}"
+        raise LookupError(f"spec.retryOf: no Execution named {name!r} {where} to retry")
+    return kept_results(graph, await ResultStore.load(api, earlier))
+
+
+async def refuse(
+    api: KubeApi, execution: dict[str, Any], error: Exception, reason: str = "InvalidPlaybook"
+) -> float:
+    """Fail an execution that cannot start (no playbook to run, nothing to retry); its end time."""
     if isinstance(error, PlaybookInvalid):
         message = "invalid playbook: " + "; ".join(str(e) for e in error.errors[:20])
     else:
@@ -129,9 +146,9 @@ async def refuse(api: KubeApi, execution: dict[str, Any], error: Exception) -> f
     now = time.time()
     state = ExecutionState(phase="Failed", started_at=now, finished_at=now, error=message)
     status = execution_status(state, execution["metadata"].get("generation"))
-    status["conditions"][0]["reason"] = "InvalidPlaybook"
+    status["conditions"][0]["reason"] = reason
     metadata = execution["metadata"]
     await api.patch_status("executions", metadata["namespace"], metadata["name"], status)
-    await events.record(api, execution, "InvalidPlaybook", message, warning=True)
+    await events.record(api, execution, reason, message, warning=True)
     metrics.EXECUTIONS_FINISHED.labels(phase="Failed").inc()
     return now

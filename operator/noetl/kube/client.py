@@ -1,4 +1,5 @@
-"""The cluster side of the `noetl` command: submit, status, logs and cancel Executions.
+"""The cluster side of the `noetl` command: submit, status, logs, cancel, suspend, resume, retry
+and resubmit Executions.
 
 Plain, blocking calls through the official client, with the user's kubeconfig (or the pod's
 service account). `submit` creates (or updates) the Playbook, then an Execution of it with a
@@ -14,6 +15,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from noetl.engine import merge_workload
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.kubeconfig import load_kube_config
 from noetl.kube.manifests import STEP_LABEL, execution_selector
@@ -66,6 +68,29 @@ class Cluster:
         )
         return str(created["metadata"]["name"])
 
+    def run_again(self, name: str, overrides: dict[str, Any], keep: bool) -> str:
+        """A new Execution of what `name` ran, its workload with `overrides` laid over it; with
+        `keep` (a retry) it names `name` in spec.retryOf, and the operator seeds it from there."""
+        earlier = self.execution(name)["spec"]
+        spec = {
+            key: earlier[key]
+            for key in ("playbookRef", "playbook", "ttlSecondsAfterFinished")
+            if key in earlier
+        }
+        spec["workload"] = merge_workload(earlier.get("workload") or {}, overrides)
+        if keep:
+            spec["retryOf"] = name
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "Execution",
+            "metadata": {"generateName": f"{name}-", "namespace": self.namespace},
+            "spec": spec,
+        }
+        created: Any = self.custom.create_namespaced_custom_object(
+            API_GROUP, GROUP_VERSION, self.namespace, "executions", body
+        )
+        return str(created["metadata"]["name"])
+
     def _not_found(self, name: str) -> NotFound:
         return NotFound(f"no execution {name!r} in namespace {self.namespace!r}")
 
@@ -81,14 +106,22 @@ class Cluster:
         return dict(found)
 
     def cancel(self, name: str) -> None:
+        self._patch_spec(name, {"cancel": True})
+
+    def suspend(self, name: str) -> None:
+        self._patch_spec(name, {"suspend": True})
+
+    def resume(self, name: str, values: dict[str, Any]) -> None:
+        """Resume, and approve with `values` the approval steps waiting now (read from status)."""
+        status = self.execution(name).get("status") or {}
+        waiting = status.get("awaitingApproval") or []
+        approvals = {"approvals": {step: values for step in waiting}} if waiting else {}
+        self._patch_spec(name, {"suspend": False, **approvals})
+
+    def _patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         try:
             self.custom.patch_namespaced_custom_object(
-                API_GROUP,
-                GROUP_VERSION,
-                self.namespace,
-                "executions",
-                name,
-                {"spec": {"cancel": True}},
+                API_GROUP, GROUP_VERSION, self.namespace, "executions", name, {"spec": spec}
             )
         except ApiException as error:
             if error.status == 404:

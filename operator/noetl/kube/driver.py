@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from noetl.engine import CancelRequested, Engine, Event, ExecutionStarted
+from noetl.engine import Engine, Event, ExecutionStarted
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse
+from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse, retried_results
 from noetl.kube.effects import KubeEffects
-from noetl.kube.inbox import Inbox, Message
+from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
@@ -71,8 +71,16 @@ class ExecutionDriver:
             depth=execution_depth(execution),
             max_child_depth=self.context.settings.max_child_depth,
             result_limit=MAX_RESULT_BYTES,
+            finally_grace=self.context.settings.finally_grace_seconds,
         )
         checkpoint = await Checkpoint.load(api, execution)
+        if checkpoint.state.phase == "Pending" and spec.get("retryOf"):
+            # Seeded again after a crash before the start was saved: the same keys, no harm.
+            try:
+                checkpoint.results.update(await retried_results(api, execution, engine.graph))
+            except LookupError as error:
+                self.finished_at = await refuse(api, execution, error, "NothingToRetry")
+                return
         inbox = Inbox(api, execution, checkpoint.state)
         context = self.context
         effects = KubeEffects(
@@ -84,12 +92,13 @@ class ExecutionDriver:
         metrics.EXECUTIONS_ACTIVE.inc()
         try:
             first: list[Event] = []
+            if loop.state.phase != "Pending":
+                await _catch_up(loop, inbox)
+            # What the spec asks (cancel, suspend, approvals) comes before the start: an
+            # Execution created suspended starts no step at all.
+            first += spec_events(spec, loop.state, clock.now())
             if loop.state.phase == "Pending":
                 first.append(ExecutionStarted(at=clock.now()))
-            else:
-                await _catch_up(loop, inbox)
-            if spec.get("cancel"):
-                first.append(CancelRequested(at=clock.now(), reason="spec.cancel is true"))
             await loop.run(first)
         finally:
             metrics.EXECUTIONS_ACTIVE.dec()

@@ -14,15 +14,19 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from noetl.engine import (
+    ApprovalGiven,
+    AwaitApproval,
     CancelStep,
     Command,
     Engine,
     Event,
     FinishExecution,
+    ResumeRequested,
     ScheduleRetry,
     StartStep,
     StepFailed,
     StepSucceeded,
+    SuspendRequested,
 )
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
@@ -60,7 +64,7 @@ class KubeEffects(Effects):
         self.name = str(execution["metadata"]["name"])
         self.finished_at: float | None = None
 
-    async def interpret(self, message: Any) -> Event | None:
+    async def interpret(self, message: Any) -> list[Event]:
         return await self.inbox.interpret(message, self.clock.now())
 
     async def persist(self, loop: ExecutionLoop) -> None:
@@ -128,6 +132,17 @@ class KubeEffects(Effects):
                     f"step {message.key} in {wait:.0f}s after: {message.error}",
                     warning=True,
                 )
+            case AwaitApproval():
+                resume = f"noetl resume {self.name} [--set key=value]"
+                await self._event(
+                    "AwaitingApproval", f"step {message.step}: {message.message} ({resume})"
+                )
+            case ApprovalGiven():
+                await self._event("Approved", f"step {message.step} approved: {message.values}")
+            case SuspendRequested():
+                await self._event("Suspended", f"{message.reason}: no new step starts")
+            case ResumeRequested():
+                await self._event("Resumed", "held steps start")
             case FinishExecution():
                 metrics.EXECUTIONS_FINISHED.labels(phase=message.phase).inc()
                 self.finished_at = self.clock.now()

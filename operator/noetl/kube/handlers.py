@@ -17,7 +17,7 @@ import kopf
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
-from noetl.kube.outcomes import container_terminated, job_finished
+from noetl.kube.outcomes import container_refused, container_terminated, job_finished
 from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
 from noetl.playbook import API_GROUP, GROUP_VERSION
@@ -75,12 +75,14 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         # A step's result is in its pod the moment its container ends, ~1 s before the Job
         # controller marks the Job Complete: acting on the pod starts the next step sooner.
         # A pod being deleted is left to its Job's events, which say why it ended. A pod is
-        # owned by its Job: the Job's pod template names the Execution in an annotation.
+        # owned by its Job: the Job's pod template names the Execution in an annotation. A
+        # container the kubelet refuses to start (CreateContainerConfigError...) ends the step.
         assert namespace is not None
         raw = dict(body)
         deleting = type == "DELETED" or body.metadata.get("deletionTimestamp")
         execution = body.metadata.annotations.get(EXECUTION_NAME_ANNOTATION)
-        if execution and not deleting and container_terminated(raw) is not None:
+        ended = container_terminated(raw) is not None or container_refused(raw) is not None
+        if execution and not deleting and ended:
             drivers.deliver(namespace, execution, PodEnded(raw))
 
     @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)

@@ -128,6 +128,9 @@ def _condition(state: ExecutionState) -> dict[str, Any]:
         status, reason, message = "True", "Succeeded", "all steps finished"
     elif state.phase in ("Failed", "Cancelled"):
         status, reason, message = "False", state.phase, state.error or state.phase.lower()
+    elif state.shown_phase == "Suspended":
+        message = f"suspended ({state.suspended}): no new step starts until resumed"
+        status, reason = "Unknown", "Suspended"
     else:
         status, reason, message = (
             "Unknown",
@@ -156,7 +159,8 @@ def execution_status(
     active = list(state.active)
     counts = finished.counts + Counter(step.phase for step in state.steps.values())
     status: dict[str, Any] = {
-        "phase": state.phase,
+        "phase": state.shown_phase,
+        "awaitingApproval": list(state.approvals) or None,
         "observedGeneration": generation,
         "startedAt": timestamp(state.started_at),
         "finishedAt": timestamp(state.finished_at),

@@ -33,8 +33,12 @@ DNS_SUBDOMAIN_MAX = 253
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(DURATION_PATTERN)
 
-TOOLS = ("shell", "python", "http", "postgres", "duckdb", "playbook")
-"""Tools a step may name: every one but `playbook` is a plugin image; `playbook` starts a child."""
+PLUGIN_TOOLS = ("shell", "python", "http", "postgres", "duckdb")
+"""Tools that run a plugin image (on a cluster) or a plugin process (locally)."""
+TOOLS = (*PLUGIN_TOOLS, "container", "playbook", "approval")
+"""Tools a step may name: the plugins, `container` (any image: `args.image`), `playbook` (a child
+execution) and `approval` (a wait for someone to resume the execution, decided by the engine
+without a process)."""
 
 
 def _duration_from_number(value: Any) -> Any:
@@ -326,6 +330,13 @@ class PlaybookSpec(_Model):
     workflow: list[Step] = Field(
         min_length=1, description="The steps; the graph begins at `start`."
     )
+    finally_: list[Step] = Field(
+        default_factory=list,
+        alias="finally",
+        description="Steps run after the workflow ends, whatever its outcome (success, failure, "
+        "timeout, cancel); they see `execution.phase` and `execution.error`. A graph of its own: "
+        "the steps no other finally step routes to begin it.",
+    )
     output: Any = Field(
         default=None,
         description="The execution's result, a template rendered when it ends; by default the "
@@ -352,6 +363,27 @@ class ExecutionSpec(_Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     cancel: bool = Field(default=False, description="Set to true to cancel the execution.")
+    suspend: bool = Field(
+        default=False,
+        description="While true, no new step starts (running ones finish); false resumes.",
+    )
+    approvals: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Approvals by step name: an approval step waiting completes with these values "
+        "as its result (`noetl resume NAME --set key=value` writes them).",
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
+        },
+    )
+    retry_of: str | None = Field(
+        default=None,
+        alias="retryOf",
+        description="Retry this earlier Execution (same namespace): keep the results of its "
+        "steps that succeeded and run the rest (`noetl retry NAME` sets it).",
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         alias="ttlSecondsAfterFinished",
