@@ -31,6 +31,7 @@ from tests.operator.test_operator import apply_all_examples, workload_of
 pytestmark = [pytest.mark.cluster, pytest.mark.containers]
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "noetl-operator"
+CONTAINER_STEP_IMAGE = "docker.io/library/debian:bookworm-slim"  # playbooks/container.yaml's
 RELEASE = "noetl-operator"  # the chart names its objects after it
 
 
@@ -154,6 +155,12 @@ def test_every_example_gives_its_documented_result(
             {"city": "Paris", "readings": 1, "average": 19.0},
         ],
     )
+    # A container step: a stock Debian image (present: the images are built on it), as uid 65532.
+    runs["ex-container"] = (
+        ("container.yaml",),
+        {},
+        {"greeting": "Hello from debian, Ada", "user": 65532},
+    )
     for name, (args, workload, _) in runs.items():
         resources.execute(name, Path(args[0]).stem, workload)
     images = ensure_images()
@@ -163,7 +170,7 @@ def test_every_example_gives_its_documented_result(
         assert resources.result(status) == result, name
         for job in resources.jobs(name):
             (container,) = job.spec.template.spec.containers
-            assert container.image in images.values()
+            assert container.image in {*images.values(), CONTAINER_STEP_IMAGE}
             assert container.image_pull_policy == "Never"
             assert container.security_context.read_only_root_filesystem
             assert job.spec.template.spec.security_context.run_as_user == 65532
