@@ -458,7 +458,7 @@ def plan(file: Path, dot: bool) -> None:
 )
 @click.option("--check", is_flag=True, help="Only check that the files are up to date.")
 def crds(output: Path, check: bool) -> None:
-    """Write the Playbook and Execution CRDs generated from the DSL models."""
+    """Write the CRDs (Playbook, Execution, CronPlaybook) generated from the DSL models."""
     import yaml
 
     from noetl.kube.crds import all_crds
@@ -605,12 +605,79 @@ def status(name: str, namespace: str) -> None:
 @click.argument("name")
 @namespace_option
 @click.option("--step", help="Only this step's pods.")
-def logs(name: str, namespace: str, step: str | None) -> None:
+@click.option(
+    "--follow", "-f", is_flag=True, help="Stream the logs as they are written, to the end."
+)
+def logs(name: str, namespace: str, step: str | None, follow: bool) -> None:
     """Print the logs of an Execution's step pods."""
+    cluster = _cluster(namespace)
     with _cluster_errors():
-        for pod, text in _cluster(namespace).logs(name, step):
+        if follow:
+            for pod, line in cluster.follow_logs(name, step):
+                click.echo(f"[{pod}] {line}")
+            return
+        for pod, text in cluster.logs(name, step):
             click.echo(f"==> {pod} <==")
             click.echo(text.rstrip("\n"))
+
+
+@app.command(name="list")
+@namespace_option
+@click.option(
+    "--local",
+    is_flag=True,
+    help="The runs of `noetl run` here (read from .noetl/runs), not the cluster's Executions.",
+)
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".noetl") / "runs",
+    show_default=True,
+    help="Where --local looks for event logs.",
+)
+def list_(namespace: str, local: bool, runs_dir: Path) -> None:
+    """List Executions (or, with --local, local runs): phase, playbook, start and duration."""
+    import time
+
+    from noetl.tables import table
+
+    headers = ["NAME", "PLAYBOOK", "PHASE", "STARTED", "DURATION"]
+    now = time.time()
+    if local:
+        from noetl.local.history import local_runs
+        from noetl.tables import duration
+
+        rows: list[list[object]] = []
+        for run in local_runs(runs_dir):
+            end = run.finished_at or (now if run.phase == "Running" else None)
+            started = (
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started_at))
+                if run.started_at
+                else None
+            )
+            took = duration(end - run.started_at) if end and run.started_at else None
+            rows.append([run.execution, run.playbook, run.phase, started, took])
+        click.echo(table(headers, rows))
+        return
+    from noetl.kube.client import execution_rows
+
+    cluster = _cluster(namespace)
+    with _cluster_errors():
+        click.echo(table(headers, execution_rows(cluster.executions(), now)))
+
+
+@app.command()
+@click.argument("name")
+@namespace_option
+def get(name: str, namespace: str) -> None:
+    """Describe an Execution: phase, times, result, conditions and a table of its steps."""
+    import time
+
+    from noetl.kube.client import describe_long
+
+    cluster = _cluster(namespace)
+    with _cluster_errors():
+        click.echo(describe_long(cluster.execution(name), time.time()))
 
 
 @app.command()
@@ -673,6 +740,11 @@ def resume(target: str, namespace: str, set_: tuple[str, ...]) -> None:
 
 def main() -> None:
     app(prog_name="noetl")
+
+
+def kubectl_main() -> None:
+    """`kubectl noetl ...`: kubectl runs the `kubectl-noetl` executable found on PATH."""
+    app(prog_name="kubectl noetl")
 
 
 if __name__ == "__main__":

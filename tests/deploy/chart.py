@@ -118,3 +118,9 @@ def render_chart(
     if include_crds:
         args.append("--include-crds")
     return [doc for doc in yaml.safe_load_all(helm(*args, values=values)) if doc]
+
+
+def aggregated(manifest: dict[str, Any]) -> bool:
+    """A ClusterRole for people, aggregated into Kubernetes' edit/admin/view roles."""
+    labels = manifest["metadata"].get("labels") or {}
+    return any(label.startswith("rbac.authorization.k8s.io/aggregate-to-") for label in labels)

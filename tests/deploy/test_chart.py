@@ -4,6 +4,7 @@ and versions are checked without one."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.deploy.chart import (
     ROOT,
     SCENARIOS,
     HelmError,
+    aggregated,
     find_helm,
     helm,
     render_chart,
@@ -31,10 +33,13 @@ needs_helm = pytest.mark.skipif(
 # What the operator does in a namespace it serves (and nothing more): (apiGroup, resource, verb).
 # Each is a call of noetl/kube/api.py or a kopf watch; test_rbac.py runs the operator with them.
 NAMESPACED_RULES = {
-    *(("noetl.io", "executions", v) for v in ("get", "list", "watch", "create", "delete")),
+    *(("noetl.io", "executions", v) for v in ("get", "list", "watch", "create", "delete", "patch")),
     ("noetl.io", "executions/status", "patch"),
     *(("noetl.io", "playbooks", v) for v in ("get", "list", "watch")),
     ("noetl.io", "playbooks/status", "patch"),
+    *(("noetl.io", "cronplaybooks", v) for v in ("get", "list", "watch")),
+    ("noetl.io", "cronplaybooks/status", "patch"),
+    ("noetl.io", "cronplaybooks/finalizers", "update"),
     *(("batch", "jobs", v) for v in ("list", "watch", "create", "delete")),
     *(("", "pods", v) for v in ("list", "watch")),
     ("", "pods/log", "get"),
@@ -59,7 +64,8 @@ def triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def only(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [m for m in manifests if m["kind"] == kind]
+    """The one object of this kind that the operator itself uses."""
+    found = [m for m in manifests if m["kind"] == kind and not aggregated(m)]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
 
@@ -123,6 +129,7 @@ def test_crds_render_with_the_chart() -> None:
     assert {crd["metadata"]["name"] for crd in crds} == {
         "playbooks.noetl.io",
         "executions.noetl.io",
+        "cronplaybooks.noetl.io",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
@@ -132,7 +139,7 @@ def test_default_is_cluster_wide(renders: dict[str, list[dict[str, Any]]]) -> No
     manifests = renders["default"]
     assert Counter(m["kind"] for m in manifests) == {
         "ServiceAccount": 1,
-        "ClusterRole": 1,
+        "ClusterRole": 3,
         "ClusterRoleBinding": 1,
         "Service": 1,
         "Deployment": 1,
@@ -175,8 +182,13 @@ def test_namespaced_mode_grants_only_in_watched_namespaces(
             "kind": "Role",
             "name": roles["team-a"]["metadata"]["name"],
         }
-    # kopf scans nothing with exact namespaces: no cluster-wide right at all.
-    assert not [m for m in manifests if m["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    # kopf scans nothing with exact namespaces: no cluster-wide right for the operator (the
+    # aggregated roles are for people, granted through the cluster's own edit/view roles).
+    assert not [
+        m
+        for m in manifests
+        if m["kind"] in ("ClusterRole", "ClusterRoleBinding") and not aggregated(m)
+    ]
     assert env_of(manifests)["NOETL_NAMESPACES"] == "team-a,team-b"
     assert "NOETL_EXCLUDED_NAMESPACES" not in env_of(manifests)
     peerings = [m for m in manifests if m["kind"] == "KopfPeering"]
@@ -330,3 +342,50 @@ def test_pod_placement(renders: dict[str, list[dict[str, Any]]]) -> None:
 def test_bad_values_are_refused(values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(HelmError, match=complaint):
         render_chart(values)
+
+
+def _value_paths(values: dict[str, Any], schema: dict[str, Any], node: dict[str, Any]) -> list[str]:
+    """Dotted paths of the chart's options: keys of structured objects are options themselves,
+    the keys inside free-form maps (resources, selectors) are values."""
+    paths = []
+    for key, value in values.items():
+        sub = (node.get("properties") or {}).get(key, {})
+        while "$ref" in sub:
+            sub = schema["definitions"][sub["$ref"].rsplit("/", 1)[1]]
+        if isinstance(value, dict) and sub.get("additionalProperties") is False:
+            paths += [f"{key}.{path}" for path in _value_paths(value, schema, sub)]
+        else:
+            paths.append(key)
+    return paths
+
+
+def test_the_chart_readme_lists_every_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+    paths = _value_paths(values, schema, schema)
+    assert "settings.apiBurst" in paths and "plugins.images.shell" in paths
+    assert [path for path in paths if f"| `{path}` |" not in readme] == []
+
+
+def test_aggregated_roles_give_people_edit_and_view(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    roles = {
+        label.rsplit("-", 1)[1]: m
+        for m in renders["default"]
+        if m["kind"] == "ClusterRole" and aggregated(m)
+        for label in m["metadata"]["labels"]
+        if label.startswith("rbac.authorization.k8s.io/aggregate-to-")
+    }
+    assert set(roles) == {"edit", "admin", "view"}
+    kinds = ("playbooks", "executions", "cronplaybooks")
+    assert triples(roles["edit"]) >= {("noetl.io", kind, "create") for kind in kinds}
+    assert {verb for _, _, verb in triples(roles["view"])} == {"get", "list", "watch"}
+    assert {resource for _, resource, _ in triples(roles["view"])} == {
+        *kinds,
+        *(f"{kind}/status" for kind in kinds),
+    }
+    assert not [
+        m for m in render_chart({"rbac": {"aggregateToDefaultRoles": False}}) if aggregated(m)
+    ]

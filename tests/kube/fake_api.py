@@ -30,7 +30,11 @@ from noetl.plugins.envelope import encode
 from noetl.plugins.messages import Outcome
 
 Key = tuple[str, str, str]  # kind, namespace, name
-PLURAL_KINDS = {"executions": "Execution", "playbooks": "Playbook"}
+PLURAL_KINDS = {
+    "executions": "Execution",
+    "playbooks": "Playbook",
+    "cronplaybooks": "CronPlaybook",
+}
 
 
 class _Call:
@@ -279,6 +283,11 @@ class FakeKubeApi:
     ) -> None:
         self._patch(PLURAL_KINDS[plural], namespace, name, {"status": status})
         self.status_patches.append(len(json.dumps({"status": status})))
+
+    async def patch_custom(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        self._patch(PLURAL_KINDS[plural], namespace, name, patch)
 
     async def patch_config_map_data(
         self, namespace: str, name: str, data: dict[str, str | None]

@@ -282,3 +282,60 @@ def test_set_values_are_yaml(tmp_path):
     )
     result = noetl("run", "--json", str(path), "--set", "v=[1, two, {x: 3}]", cwd=tmp_path)
     assert json.loads(result.stdout)["result"] == [1, "two", {"x": 3}]
+
+
+def test_list_local_shows_each_run_from_its_event_log(tmp_path):
+    ok = write(tmp_path, HELLO_LIKE.format(name="fine", command="echo hi"), "fine.yaml")
+    bad = write(tmp_path, HELLO_LIKE.format(name="broken", command="exit 3"), "broken.yaml")
+    assert noetl("run", "-q", str(ok), cwd=tmp_path).returncode == 0
+    assert noetl("run", "-q", str(bad), cwd=tmp_path).returncode == 1
+    (tmp_path / ".noetl" / "runs" / "notes.jsonl").write_text("not an event log\n")
+    listed = noetl("list", "--local", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "PLAYBOOK", "PHASE", "STARTED", "DURATION"]
+    runs = {row.split()[1]: row.split() for row in rows}
+    assert set(runs) == {"fine", "broken"}
+    assert runs["fine"][0].startswith("fine-") and runs["fine"][2] == "Succeeded"
+    assert runs["broken"][2] == "Failed"
+    assert runs["fine"][4].endswith("s")
+
+
+HELLO_LIKE = """\
+kind: Playbook
+metadata: {{name: {name}}}
+spec:
+  workflow:
+    - step: start
+      next: [{{step: work}}]
+    - step: work
+      tool: shell
+      args: {{command: "{command}"}}
+"""
+
+
+def test_cluster_commands_load_neither_kopf_nor_the_metrics_server(tmp_path):
+    probe = (
+        "import sys; from noetl.cli import app\n"
+        "for command in ('list', 'get', 'logs', 'status', 'submit', 'cancel'):\n"
+        "    try:\n"
+        "        app([command, '--help'], standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "import noetl.kube.client\n"
+        "print(sorted(m for m in ('kopf', 'prometheus_client') if m in sys.modules))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert completed.stdout.strip().splitlines()[-1] == "[]", completed.stderr
+
+
+def test_kubectl_noetl_is_an_entry_point():
+    import tomllib
+
+    project = tomllib.loads((PLAYBOOKS.parent / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["kubectl-noetl"] == "noetl.cli:kubectl_main"
+    from noetl.cli import kubectl_main
+
+    assert callable(kubectl_main)

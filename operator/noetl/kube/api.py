@@ -168,6 +168,22 @@ class KubeApi:
             {"status": status},
         )
 
+    async def patch_custom(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """A merge patch of a custom object (its spec or metadata; the status has its own)."""
+        await self._call(
+            "patch",
+            plural,
+            self.custom.patch_namespaced_custom_object,
+            API_GROUP,
+            GROUP_VERSION,
+            namespace,
+            plural,
+            name,
+            patch,
+        )
+
     async def patch_config_map_data(
         self, namespace: str, name: str, data: dict[str, str | None]
     ) -> None:

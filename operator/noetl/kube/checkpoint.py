@@ -23,6 +23,7 @@ from typing import Any
 from noetl.engine import ExecutionState, FinishExecution
 from noetl.engine.graph import Graph
 from noetl.engine.retry import kept_results
+from noetl.engine.state import ExecutionPhase
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.manifests import execution_config_map, owned_by
@@ -110,6 +111,8 @@ class Checkpoint:
             result_ref, result = self.results.location(OUTPUT_KEY), None
         generation = self.execution["metadata"].get("generation")
         status = execution_status(self.state, generation, self.finished_steps, result, result_ref)
+        if "admission" in self._written:  # the slot it holds under spec.concurrency (admission.py)
+            status["admission"] = self._written["admission"]
         await self._write_status(status)
         await self.results.flush_removals(self.api)
 
@@ -136,19 +139,25 @@ async def retried_results(api: KubeApi, execution: dict[str, Any], graph: Graph)
 
 
 async def refuse(
-    api: KubeApi, execution: dict[str, Any], error: Exception, reason: str = "InvalidPlaybook"
+    api: KubeApi,
+    execution: dict[str, Any],
+    error: Exception | str,
+    reason: str = "InvalidPlaybook",
+    phase: ExecutionPhase = "Failed",
 ) -> float:
-    """Fail an execution that cannot start (no playbook to run, nothing to retry); its end time."""
+    """End an execution that never started (no playbook to run, nothing to retry, or refused
+    admission); its end time. There is no engine to ask, so the status is written here."""
     if isinstance(error, PlaybookInvalid):
         message = "invalid playbook: " + "; ".join(str(e) for e in error.errors[:20])
     else:
         message = str(error)
     now = time.time()
-    state = ExecutionState(phase="Failed", started_at=now, finished_at=now, error=message)
+    state = ExecutionState(phase=phase, started_at=now, finished_at=now, error=message)
     status = execution_status(state, execution["metadata"].get("generation"))
     status["conditions"][0]["reason"] = reason
+    status["message"] = None  # what a queued execution was waiting for
     metadata = execution["metadata"]
     await api.patch_status("executions", metadata["namespace"], metadata["name"], status)
-    await events.record(api, execution, reason, message, warning=True)
-    metrics.EXECUTIONS_FINISHED.labels(phase="Failed").inc()
+    await events.record(api, execution, reason, message, warning=phase == "Failed")
+    metrics.EXECUTIONS_FINISHED.labels(phase=phase).inc()
     return now

@@ -17,6 +17,7 @@ from typing import Any
 from noetl.engine import Engine, Event, ExecutionStarted
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
+from noetl.kube.admission import Admission
 from noetl.kube.api import KubeApi
 from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse, retried_results
 from noetl.kube.effects import KubeEffects
@@ -25,7 +26,7 @@ from noetl.kube.manifests import execution_depth
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
-from noetl.kube.status import epoch_seconds
+from noetl.kube.times import epoch_seconds
 from noetl.loop import Clock, ExecutionLoop
 from noetl.playbook import PlaybookInvalid
 
@@ -36,6 +37,10 @@ class OperatorContext:
     settings: OperatorSettings
     slots: JobSlots = field(default_factory=lambda: JobSlots(200))
     clock: Clock = field(default_factory=Clock)
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.api, self.clock)
 
 
 class ExecutionDriver:
@@ -63,6 +68,13 @@ class ExecutionDriver:
         except (PlaybookInvalid, LookupError) as error:
             self.finished_at = await refuse(api, execution, error)
             return
+        if not status.get("engine"):  # not started: it may have to wait its turn
+            refused = await self.context.admission.admit(execution, playbook)
+            if refused is not None:
+                self.finished_at = await refuse(
+                    api, execution, refused.message, refused.reason, refused.phase
+                )
+                return
         spec, uid = execution["spec"], execution["metadata"]["uid"]
         engine = Engine(
             playbook,

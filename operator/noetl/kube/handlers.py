@@ -15,6 +15,9 @@ from typing import Any
 import kopf
 
 from noetl.engine.state import FINISHED_PHASES
+from noetl.kube.admission import QUEUED
+from noetl.kube.cron import CRON_LABEL
+from noetl.kube.cronplaybooks import CronController
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
 from noetl.kube.outcomes import container_refused, container_terminated, job_finished
@@ -25,6 +28,7 @@ from noetl.playbook import API_GROUP, GROUP_VERSION
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     playbooks = PlaybookController(drivers.context.api)
+    crons = CronController(drivers.context.api, drivers.context.clock)
     excluded = drivers.context.settings.excluded_namespaces
 
     def served(namespace: str | None, **_: Any) -> bool:
@@ -36,11 +40,18 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     ) -> None:
         assert namespace is not None
         raw = dict(body)
+        phase = (body.get("status") or {}).get("phase")
+        cron = body.metadata.labels.get(CRON_LABEL)
+        if cron and (type == "DELETED" or phase in FINISHED_PHASES):
+            crons.poke(namespace, cron)
+        cancelled_in_queue = phase == QUEUED and (body.get("spec") or {}).get("cancel")
+        if type == "DELETED" or phase in FINISHED_PHASES or cancelled_in_queue:
+            # A slot freed, or a queued one was cancelled: the queue looks again.
+            drivers.context.admission.released(namespace)
         if type == "DELETED":
             drivers.forget(namespace, name)
             return
         parent = owner_name(raw)  # a child's parent: labels hold names only hashed
-        phase = (body.get("status") or {}).get("phase")
         if parent and phase in FINISHED_PHASES:
             drivers.deliver(namespace, parent, ChildChanged(raw))
         if phase in FINISHED_PHASES:
@@ -85,15 +96,23 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         if execution and not deleting and ended:
             drivers.deliver(namespace, execution, PodEnded(raw))
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)
-    async def playbook_event(
-        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
-    ) -> None:
-        assert namespace is not None
-        if type == "DELETED":
-            playbooks.deleted(namespace, name)
-        else:
-            playbooks.changed(dict(body))
+    def follow(plural: str, controller: PlaybookController | CronController) -> None:
+        """Hand each change of these objects to a controller that keeps its own task each."""
+
+        @kopf.on.event(
+            API_GROUP, GROUP_VERSION, plural, id=f"{plural}_event", when=served, registry=registry
+        )
+        async def object_event(
+            type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+        ) -> None:
+            assert namespace is not None
+            if type == "DELETED":
+                controller.deleted(namespace, name)
+            else:
+                controller.changed(dict(body))
+
+    follow("playbooks", playbooks)
+    follow("cronplaybooks", crons)
 
     @kopf.on.probe(id="executions", registry=registry)
     def active_executions(**_: Any) -> int:

@@ -43,7 +43,7 @@ from noetl.kube.outcomes import (
     job_outcome,
     pod_outcome,
 )
-from noetl.kube.status import epoch_seconds
+from noetl.kube.times import epoch_seconds
 from noetl.plugins.messages import Outcome
 
 Run = tuple[str, int | None, int]
