@@ -98,9 +98,14 @@ def ldflags() -> str:
     return " ".join(["-s", "-w", *(f"-X {name}={value}" for name, value in stamps.items())])
 
 
+def cache_root() -> Path:
+    """The cache folder, outside the repository, for binaries and images."""
+    return Path(os.environ.get("NOETL_CLUSTER_CACHE", Path.home() / ".cache" / "noetl-cluster"))
+
+
 def bin_dir() -> Path:
     """Where this version's binaries live (whether or not they are built yet)."""
-    root = Path(os.environ.get("NOETL_CLUSTER_CACHE", Path.home() / ".cache" / "noetl-cluster"))
+    root = cache_root()
     digest = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         digest.update((GO_MODULE / name).read_bytes())

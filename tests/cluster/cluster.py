@@ -1,5 +1,5 @@
-"""The whole test cluster: the control plane, one node agent that runs pods as local processes,
-and, on request, kwok for simulated nodes.
+"""The whole test cluster: the control plane, one node agent that runs pods' containers from
+their images, and, on request, kwok for simulated nodes.
 
 `Cluster` is what the pytest fixture yields and what `python -m tests.cluster up` runs.
 """
@@ -13,7 +13,6 @@ from pathlib import Path
 from kubernetes import client
 
 from tests.cluster.control_plane import ControlPlane
-from tests.cluster.images import CommandFor, default_command
 from tests.cluster.kwok import Kwok
 from tests.cluster.node_agent import NodeAgent
 
@@ -24,14 +23,12 @@ class Cluster:
         bin_dir: Path,
         *,
         kubernetes_version: str = "v0.0.0",
-        command_for: CommandFor = default_command,
-        node_name: str = "noetl-node",
+        node_name: str = "node-agent",
         log: Callable[[str], None] = print,
         controller_manager_qps: tuple[float, int] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
         self.kubernetes_version = kubernetes_version
-        self.command_for = command_for
         self.node_name = node_name
         self.log = log
         self.control_plane = ControlPlane(
@@ -53,7 +50,6 @@ class Cluster:
                 plane.api_port,
                 name=self.node_name,
                 kubelet_version=self.kubernetes_version,
-                command_for=self.command_for,
                 log=self.log,
             ).start()
         except BaseException:

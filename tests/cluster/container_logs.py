@@ -1,41 +1,19 @@
-"""Container logs in the CRI file format, written from a process's output and read back the way
-`kubectl logs` asks for them (tailLines, limitBytes, sinceSeconds, sinceTime, timestamps, follow).
+"""Container logs in the CRI file format, as the container runtime writes them, read back the
+way `kubectl logs` asks for them (tailLines, limitBytes, sinceSeconds, sinceTime, timestamps,
+follow).
 
-Each line of the file is `<RFC 3339 nano timestamp> stdout <F|P> <content>`: F ends a line, P is
-a piece of a line that the process had not finished when its output ended.
+Each line of the file is `<RFC 3339 nano timestamp> <stdout|stderr> <F|P> <content>`: F ends a
+line, P is a piece of a line that the process had not finished when its output ended.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
-
-
-def _timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def pump(source: IO[bytes], path: Path) -> threading.Thread:
-    """Copy `source` (a pipe) into the log file at `path`, line by line, in a thread."""
-
-    def run() -> None:
-        with path.open("ab", buffering=0) as log:
-            for line in iter(source.readline, b""):
-                complete = line.endswith(b"\n")
-                content = line[:-1] if complete else line
-                tag = b"F" if complete else b"P"
-                log.write(_timestamp().encode() + b" stdout " + tag + b" " + content + b"\n")
-        source.close()
-
-    thread = threading.Thread(target=run, name=f"log {path.name}", daemon=True)
-    thread.start()
-    return thread
 
 
 @dataclass(frozen=True)

@@ -98,17 +98,19 @@ class ControlPlane:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def restart(self, *components: str) -> None:
-        """Stop the named components (`etcd`, `kube-apiserver`, ...) and start them again with
+        """Kill the named components (`etcd`, `kube-apiserver`, ...) and start them again with
         the same ports, data and flags, as after a crash; return once each is healthy again."""
         unknown = set(components) - set(self._arguments)
         if unknown:
             raise ValueError(f"no such component: {sorted(unknown)}")
         for component, process in self._processes:
             if component in components:
-                stop(process)
+                stop(process, grace=0)
         for index, (component, _) in enumerate(self._processes):
             if component in components:
                 self._processes[index] = (component, self._launch(component))
+        for component, _ in self._processes:
+            if component in components:
                 self._health[component]()
         self.log(f"restarted {', '.join(components)}")
 

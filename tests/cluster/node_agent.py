@@ -1,24 +1,29 @@
-"""A test node that really runs pods: a Node in the API and, for each pod bound to it, local
-processes (see pod_worker.py), in threads of the process that starts it.
+"""A test node that really runs pods: a Node in the API and, for each pod bound to it, its
+containers from their images (see pod_worker.py and runtime.py), driven from threads of the
+process that starts it.
 
 `NodeAgent.start()` registers the Node (Ready, schedulable, with capacity, InternalIP 127.0.0.1
 and the kubelet port of its log server), keeps its Lease in kube-node-lease renewed and its
-Ready condition fresh so the node controller never marks it NotReady, and watches the pods whose
-`spec.nodeName` is this node. `stop()` kills every pod process, deletes the Node and removes the
-agent's folder.
+Ready condition fresh so the node controller never marks it NotReady (retrying with back-off
+while the API server is away, and posting its status again once it is back), and watches the
+pods whose `spec.nodeName` is this node. A pod's thread ends when the pod has finished; the
+final delete of a finished pod runs on a small shared pool. `stop()` removes every container,
+deletes the Node and removes the agent's folder; if the agent's process dies instead, its
+reaper (runtime.py) removes the containers.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import json
-import os
 import platform
 import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,17 +31,18 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.images import CommandFor, default_command
+from tests.cluster import runtime
+from tests.cluster.images import LocalImages
 from tests.cluster.kubelet_server import KubeletServer
 from tests.cluster.pki import CertFiles
-from tests.cluster.pod_worker import MOUNT_POINTS, POD_IP, PodWorker, now
+from tests.cluster.pod_worker import POD_IP, PodWorker, now
 
 LEASE_SECONDS = 40
 RENEW_SECONDS = 10
 STATUS_SECONDS = 60
-# Host variables a pod's process keeps, so that the test's Python and `sh` work in it.
-PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
-ROOT_PREFIX = "noetl-node-"
+RETRY_SECONDS = 0.5  # the first retry after a failed heartbeat; doubles up to RENEW_SECONDS
+FINAL_DELETES = 4  # threads for the final deletes of finished pods
+ROOT_PREFIX = "node-agent-"
 CAPACITY = {"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 
 
@@ -48,9 +54,8 @@ class NodeAgent:
         client_ca: Path,
         api_port: int,
         *,
-        name: str = "noetl-node",
+        name: str = "node-agent",
         kubelet_version: str = "v0.0.0",
-        command_for: CommandFor = default_command,
         extra_env: Mapping[str, str] | None = None,
         capacity: Mapping[str, str] | None = None,
         log: Callable[[str], None] = print,
@@ -58,7 +63,8 @@ class NodeAgent:
         self.name = name
         self.api_port = api_port
         self.kubelet_version = kubelet_version
-        self.command_for = command_for
+        self.id = uuid.uuid4().hex[:12]  # labels this agent's containers
+        self.images = LocalImages(runtime.PODMAN)
         self.extra_env = dict(extra_env or {})
         self.capacity = dict(capacity or CAPACITY)
         self.log = log
@@ -71,6 +77,10 @@ class NodeAgent:
         self._stopping = threading.Event()
         self._watch: watch.Watch | None = None
         self.server = KubeletServer(serving, client_ca, self._find_log)
+        self._reaper: runtime.Reaper | None = None
+        self._final_deletes = concurrent.futures.ThreadPoolExecutor(
+            FINAL_DELETES, thread_name_prefix="node-agent final delete"
+        )
         self._threads = [
             threading.Thread(target=self._watch_pods, name="node-agent watch", daemon=True),
             threading.Thread(target=self._heartbeat, name="node-agent heartbeat", daemon=True),
@@ -79,6 +89,7 @@ class NodeAgent:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> NodeAgent:
+        self._reaper = runtime.Reaper(self.id)
         self.server.start()
         self._register()
         for thread in self._threads:
@@ -95,9 +106,14 @@ class NodeAgent:
             self._workers.clear()
         for worker in workers:
             worker.forget()
+        if self._reaper is not None:
+            self._reaper.close()  # removes every container of this agent at once
+        for worker in workers:
             worker.kill_now()
         for worker in workers:
-            worker.join(5)
+            if worker.is_alive():
+                worker.join(5)
+        self._final_deletes.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(ApiException, OSError):  # the API server may be gone already
             self.core.delete_node(self.name)
         self.server.stop()
@@ -105,22 +121,7 @@ class NodeAgent:
             thread.join(5)
         self._api.close()
         self._watch_api.close()
-        self._remove_mount_points()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def _remove_mount_points(self) -> None:
-        """Remove the empty folders and files that pods' mounts made on the host, deepest first."""
-        record = self.root / MOUNT_POINTS
-        others = set(self.root.parent.glob(f"{ROOT_PREFIX}*")) - {self.root}
-        if not record.exists() or others:
-            # Another agent's pods may use them: removing a folder detaches their mounts on it.
-            return
-        for path in sorted(set(record.read_text().split("\n")) - {""}, reverse=True):
-            with contextlib.suppress(OSError):
-                if os.path.isdir(path):
-                    os.rmdir(path)
-                elif os.path.getsize(path) == 0:
-                    os.remove(path)
 
     # -- the Node and its Lease ------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class NodeAgent:
                     "kubernetes.io/hostname": self.name,
                     "kubernetes.io/os": "linux",
                     "kubernetes.io/arch": _arch(),
-                    "noetl.io/node-agent": "true",
+                    "test-cluster.local/node-agent": "true",
                 },
             )
         )
@@ -171,12 +172,12 @@ class NodeAgent:
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.server.port}},
             "nodeInfo": {
-                "machineID": "noetl-node-agent",
-                "systemUUID": "noetl-node-agent",
-                "bootID": "noetl-node-agent",
+                "machineID": self.id,
+                "systemUUID": self.id,
+                "bootID": self.id,
                 "kernelVersion": platform.release(),
-                "osImage": "NoETL test node agent (local processes)",
-                "containerRuntimeVersion": "noetl-node://1",
+                "osImage": "test node agent",
+                "containerRuntimeVersion": "podman://",
                 "kubeletVersion": self.kubelet_version,
                 "kubeProxyVersion": "",
                 "operatingSystem": "linux",
@@ -186,15 +187,27 @@ class NodeAgent:
 
     def _heartbeat(self) -> None:
         last_status = time.monotonic()
+        retry = RETRY_SECONDS
+        failing = False
         while not self._stopping.is_set():
             try:
+                if failing:
+                    self._register()  # the node controller may have marked it NotReady
+                    last_status = time.monotonic()
                 self._renew_lease()
                 if time.monotonic() - last_status >= STATUS_SECONDS:
                     self.core.patch_node_status(self.name, {"status": self._node_status()})
                     last_status = time.monotonic()
-            except (ApiException, OSError) as error:
-                if not self._stopping.is_set():
-                    self.log(f"node agent: heartbeat failed: {error}")
+            except Exception as error:  # connection refused, timeouts, 5xx: the API comes back
+                if self._stopping.is_set():
+                    return
+                if not failing:
+                    self.log(f"node agent: heartbeat failed, retrying: {error!r}")
+                failing = True
+                self._stopping.wait(retry)
+                retry = min(RENEW_SECONDS, retry * 2)
+                continue
+            failing, retry = False, RETRY_SECONDS
             self._stopping.wait(RENEW_SECONDS)
 
     def _renew_lease(self) -> None:
@@ -285,8 +298,10 @@ class NodeAgent:
             worker.forget()
             worker.kill_now()
             shutil.rmtree(worker.pod_dir, ignore_errors=True)
-        else:
-            worker.observe(pod)
+            return
+        if worker.observe(pod):
+            # The pod had finished, so its thread has ended: the final delete needs no thread.
+            self._final_deletes.submit(worker.final_delete)
 
     def _wanted(self, pod: dict[str, Any]) -> bool:
         """A pod to run, or a finished one being deleted that only needs its final delete."""
@@ -297,23 +312,18 @@ class NodeAgent:
         metadata = pod["metadata"]
         pod_dir = self.root / f"{metadata['namespace']}_{metadata['name']}_{metadata['uid']}"
         pod_dir.mkdir(parents=True, exist_ok=True)
-        return PodWorker(pod, self.core, pod_dir, self.command_for, self._base_env, self.log)
+        return PodWorker(pod, self.core, pod_dir, self.images, self.id, self._base_env, self.log)
 
     def _base_env(self, pod: Mapping[str, Any]) -> dict[str, str]:
-        env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
         port = str(self.api_port)
-        env.update(
-            {
-                "HOSTNAME": pod["metadata"]["name"],
-                # In-cluster clients find the API server here (its certificate names 127.0.0.1).
-                "KUBERNETES_SERVICE_HOST": POD_IP,
-                "KUBERNETES_SERVICE_PORT": port,
-                "KUBERNETES_SERVICE_PORT_HTTPS": port,
-                "KUBERNETES_PORT": f"tcp://{POD_IP}:{port}",
-            }
-        )
-        env.update(self.extra_env)
-        return env
+        return {
+            # In-cluster clients find the API server here (its certificate names 127.0.0.1).
+            "KUBERNETES_SERVICE_HOST": POD_IP,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{POD_IP}:{port}",
+            **self.extra_env,
+        }
 
     def _find_log(
         self, namespace: str, pod: str, container: str, previous: bool

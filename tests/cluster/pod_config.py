@@ -162,7 +162,7 @@ def materialise_volumes(pod: Pod, reader: ObjectReader, pod_dir: Path) -> dict[s
         target = pod_dir / "volumes" / name
         target.mkdir(parents=True, exist_ok=True)
         if "emptyDir" in volume:
-            pass
+            target.chmod(0o777)  # as a kubelet makes it: writable by the pod's user
         elif "secret" in volume or "configMap" in volume or "downwardAPI" in volume:
             _write_files(target, _source_files(pod, volume, reader))
         elif "projected" in volume:

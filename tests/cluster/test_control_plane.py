@@ -21,15 +21,15 @@ from tests.cluster.kwok import MESSAGE_ANNOTATION, POD_PLACEMENT
 pytestmark = pytest.mark.cluster
 
 T = TypeVar("T")
-GROUP, PLURAL = "test.noetl.io", "widgets"
+GROUP, PLURAL = "test-cluster.local", "widgets"
 
 WIDGET_CRD = yaml.safe_load(
     """
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: widgets.test.noetl.io}
+metadata: {name: widgets.test-cluster.local}
 spec:
-  group: test.noetl.io
+  group: test-cluster.local
   scope: Namespaced
   names: {plural: widgets, singular: widget, kind: Widget}
   versions:
@@ -82,7 +82,7 @@ def widget_crd(kube_cluster: Cluster) -> None:
                 raise
 
         def established() -> bool:
-            crd = extensions.read_custom_resource_definition("widgets.test.noetl.io")
+            crd = extensions.read_custom_resource_definition("widgets.test-cluster.local")
             return any(
                 c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
             )
@@ -91,6 +91,7 @@ def widget_crd(kube_cluster: Cluster) -> None:
 
 
 def job(
+    image: str,
     name: str,
     script: str,
     *,
@@ -100,7 +101,7 @@ def job(
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "main",
-        "image": "busybox:1.36",
+        "image": image,
         "command": ["sh", "-c", script],
     }
     if env:
@@ -161,7 +162,7 @@ def test_api_calls_work(api: client.ApiClient, kube_namespace: str) -> None:
     core.patch_namespaced_config_map("settings", kube_namespace, {"data": {"b": "2"}})
     assert core.read_namespaced_config_map("settings", kube_namespace).data == {"a": "1", "b": "2"}
     nodes = core.list_node().items
-    assert any(node.metadata.name == "noetl-node" for node in nodes)
+    assert any(node.metadata.name == "node-agent" for node in nodes)
 
 
 def test_crd_is_served_and_its_schema_enforced(
@@ -201,13 +202,13 @@ def test_crd_is_served_and_its_schema_enforced(
 
 
 def test_job_runs_to_completion_on_the_node_agent(
-    api: client.ApiClient, kube_namespace: str
+    api: client.ApiClient, kube_namespace: str, sample_image: str
 ) -> None:
-    script = 'echo first line; echo to stderr >&2; printf "the result" > "$NOETL_TERMINATION_LOG"'
-    finished, pods = run_job(api, kube_namespace, job("hello", script))
+    script = 'echo first line; echo to stderr >&2; printf "the result" > /dev/termination-log'
+    finished, pods = run_job(api, kube_namespace, job(sample_image, "hello", script))
     assert job_condition(finished)[0] == "Complete"
     (pod,) = pods
-    assert pod.spec.node_name == "noetl-node"
+    assert pod.spec.node_name == "node-agent"
     assert pod.status.phase == "Succeeded"
     assert pod.status.pod_ip == "127.0.0.1"
     terminated = pod.status.container_statuses[0].state.terminated
@@ -223,9 +224,10 @@ def test_job_runs_to_completion_on_the_node_agent(
 
 
 def test_failing_job_ends_failed_with_exit_code_and_log_message(
-    api: client.ApiClient, kube_namespace: str
+    api: client.ApiClient, kube_namespace: str, sample_image: str
 ) -> None:
     body = job(
+        sample_image,
         "broken",
         "echo something went wrong; exit 3",
         container={"terminationMessagePolicy": "FallbackToLogsOnError"},
@@ -240,7 +242,7 @@ def test_failing_job_ends_failed_with_exit_code_and_log_message(
 
 
 def test_deleting_the_owner_collects_its_jobs(
-    api: client.ApiClient, kube_namespace: str, widget_crd: None
+    api: client.ApiClient, kube_namespace: str, widget_crd: None, sample_image: str
 ) -> None:
     custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
     owner = custom.create_namespaced_custom_object(
@@ -264,7 +266,10 @@ def test_deleting_the_owner_collects_its_jobs(
         "blockOwnerDeletion": True,
     }
     for name in ("child-a", "child-b"):
-        batch.create_namespaced_job(kube_namespace, job(name, "sleep 30", owner=reference))
+        batch.create_namespaced_job(
+            kube_namespace,
+            job(sample_image, name, "sleep 30", owner=reference, terminationGracePeriodSeconds=1),
+        )
     custom.delete_namespaced_custom_object(
         GROUP, "v1", kube_namespace, PLURAL, "owner", propagation_policy="Foreground"
     )
@@ -326,10 +331,20 @@ def _allowed(call: Callable[[], object]) -> bool:
         raise
 
 
-def test_pod_active_deadline_is_enforced(api: client.ApiClient, kube_namespace: str) -> None:
+def test_pod_active_deadline_is_enforced(
+    api: client.ApiClient, kube_namespace: str, sample_image: str
+) -> None:
     started = time.monotonic()
     finished, pods = run_job(
-        api, kube_namespace, job("slow-pod", "sleep 60", activeDeadlineSeconds=2)
+        api,
+        kube_namespace,
+        job(
+            sample_image,
+            "slow-pod",
+            "sleep 60",
+            activeDeadlineSeconds=2,
+            terminationGracePeriodSeconds=1,  # sh as PID 1 ignores SIGTERM
+        ),
     )
     assert time.monotonic() - started < 30
     assert job_condition(finished)[0] == "Failed"
@@ -341,11 +356,15 @@ def test_pod_active_deadline_is_enforced(api: client.ApiClient, kube_namespace: 
     assert terminated.exit_code in (137, 143)
 
 
-def test_job_active_deadline_stops_the_pod(api: client.ApiClient, kube_namespace: str) -> None:
+def test_job_active_deadline_stops_the_pod(
+    api: client.ApiClient, kube_namespace: str, sample_image: str
+) -> None:
     """The operator's Jobs carry the deadline on the Job: the Job controller deletes the pod and
     the node agent stops the process (SIGTERM) and removes the pod."""
-    marker = f"noetl-deadline-{uuid.uuid4().hex[:8]}"
-    body = job("slow-job", f"sleep 60; echo {marker}", job_spec={"activeDeadlineSeconds": 2})
+    marker = f"deadline-{uuid.uuid4().hex[:8]}"
+    body = job(
+        sample_image, "slow-job", f"sleep 60; echo {marker}", job_spec={"activeDeadlineSeconds": 2}
+    )
     body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 2
     finished, _ = run_job(api, kube_namespace, body)
     assert job_condition(finished) == ("Failed", "DeadlineExceeded")
@@ -361,7 +380,7 @@ def _processes() -> str:
 
 
 def test_env_and_files_from_secrets_and_config_maps(
-    api: client.ApiClient, kube_namespace: str
+    api: client.ApiClient, kube_namespace: str, sample_image: str
 ) -> None:
     core = client.CoreV1Api(api)
     core.create_namespaced_secret(
@@ -380,18 +399,19 @@ def test_env_and_files_from_secrets_and_config_maps(
     ]
     script = (
         'echo "$DB_PASSWORD $user $MODE $GREETING"; echo "$POD_NAMESPACE ${POD_NAME%-*}"; '
-        "cat /etc/noetl-test/secret/password; echo; cat /etc/noetl-test/config/conf.ini; echo; "
+        "cat /etc/test-cluster/secret/password; echo; cat /etc/test-cluster/config/conf.ini; echo; "
         "echo scratch > /tmp/scratch && cat /tmp/scratch"
     )
     body = job(
+        sample_image,
         "env",
         script,
         env=env,
         container={
             "envFrom": [{"secretRef": {"name": "db"}}, {"configMapRef": {"name": "settings"}}],
             "volumeMounts": [
-                {"name": "secret", "mountPath": "/etc/noetl-test/secret", "readOnly": True},
-                {"name": "config", "mountPath": "/etc/noetl-test/config"},
+                {"name": "secret", "mountPath": "/etc/test-cluster/secret", "readOnly": True},
+                {"name": "config", "mountPath": "/etc/test-cluster/config"},
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
         },
@@ -414,7 +434,7 @@ def test_env_and_files_from_secrets_and_config_maps(
 
 
 def test_in_cluster_client_uses_its_service_account_token(
-    api: client.ApiClient, kube_namespace: str
+    api: client.ApiClient, kube_namespace: str, sample_image: str
 ) -> None:
     """A pod's process reaches the API server with the mounted ServiceAccount token, as the
     operator's own Deployment does, and has only the RBAC of its ServiceAccount."""
@@ -444,7 +464,12 @@ def test_in_cluster_client_uses_its_service_account_token(
         "except client.ApiException as error:\n"
         "    print(error.status)\n"
     )
-    body = job("incluster", "", container={"image": "python", "command": ["python3", "-c", script]})
+    body = job(
+        sample_image,
+        "incluster",
+        "",
+        container={"image": sample_image, "command": ["python3", "-c", script]},
+    )
     finished, (pod,) = run_job(api, kube_namespace, body)
     log = client.CoreV1Api(api).read_namespaced_pod_log(pod.metadata.name, kube_namespace)
     assert job_condition(finished)[0] == "Complete", log
@@ -452,10 +477,10 @@ def test_in_cluster_client_uses_its_service_account_token(
 
 
 def test_deleting_a_running_pod_stops_its_process(
-    api: client.ApiClient, kube_namespace: str
+    api: client.ApiClient, kube_namespace: str, sample_image: str
 ) -> None:
     core = client.CoreV1Api(api)
-    marker = f"noetl-running-{uuid.uuid4().hex[:8]}"
+    marker = f"running-{uuid.uuid4().hex[:8]}"
     script = f'trap "echo stopping; exit 0" TERM; while true; do sleep 0.1; done # {marker}'
     core.create_namespaced_pod(
         kube_namespace,
@@ -463,7 +488,7 @@ def test_deleting_a_running_pod_stops_its_process(
             "metadata": {"name": "server"},
             "spec": {
                 "containers": [
-                    {"name": "main", "image": "busybox", "command": ["sh", "-c", script]}
+                    {"name": "main", "image": sample_image, "command": ["sh", "-c", script]}
                 ],
                 "terminationGracePeriodSeconds": 10,
             },
@@ -484,10 +509,11 @@ def test_deleting_a_running_pod_stops_its_process(
 
 
 def test_jobs_complete_on_simulated_kwok_nodes(
-    kube_cluster: Cluster, api: client.ApiClient, kube_namespace: str
+    kube_cluster: Cluster, api: client.ApiClient, kube_namespace: str, sample_image: str
 ) -> None:
     nodes = kube_cluster.kwok().add_nodes(2)
     body = job(
+        sample_image,
         "many",
         "exit 1",  # never runs: kwok only pretends the pods completed
         job_spec={"completions": 20, "parallelism": 10},

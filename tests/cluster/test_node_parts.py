@@ -1,54 +1,108 @@
-"""The node agent's pure parts, without a cluster: image mapping, `$(VAR)` expansion, downward
-API fields and the log queries of the kubelet port."""
+"""The node agent's pure parts, without a cluster: command and args over an image, pull
+failures, the securityContext, `$(VAR)` expansion, downward API fields and the log queries of the
+kubelet port."""
 
 from __future__ import annotations
 
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster import container_logs
+from tests.cluster import container_logs, security_context
 from tests.cluster.container_logs import LogQuery
-from tests.cluster.images import NoCommand, default_command, image_commands, image_name
+from tests.cluster.images import ImageConfig, NoCommand, process_argv, pull_failure
 from tests.cluster.pod_config import expand, field_value
+
+IMAGE = ImageConfig(
+    image_id="sha256:x", entrypoint=("/entry",), cmd=("default",), user="", working_dir=""
+)
 
 
 @pytest.mark.parametrize(
-    ("image", "name"),
+    ("container", "argv"),
     [
-        ("busybox", "busybox"),
-        ("busybox:1.36", "busybox"),
-        ("ghcr.io/noetl/noetl-plugin-http:0.1.0", "noetl-plugin-http"),
-        ("registry:5000/a/b/noetl-operator@sha256:abc", "noetl-operator"),
+        ({}, ["/entry", "default"]),
+        ({"args": ["a", "$(X)"]}, ["/entry", "a", "1"]),
+        ({"command": ["sh", "-c"]}, ["sh", "-c"]),  # command drops the image's cmd too
+        ({"command": ["sh"], "args": ["-c", "echo $(X)"]}, ["sh", "-c", "echo 1"]),
     ],
 )
-def test_image_name_drops_registry_tag_and_digest(image: str, name: str) -> None:
-    assert image_name(image) == name
+def test_command_and_args_over_the_image_entrypoint_and_cmd(
+    container: dict[str, Any], argv: list[str]
+) -> None:
+    assert process_argv({"name": "main", **container}, IMAGE, {"X": "1"}) == argv
 
 
-def test_noetl_images_run_modules_of_the_test_python() -> None:
-    plugin = {"image": "ghcr.io/noetl/noetl-plugin-duck-db:1", "command": ["x"], "args": ["--a"]}
-    assert default_command(plugin) == [sys.executable, "-m", "noetl.plugins.duck_db", "--a"]
-    operator = {"image": "noetl-operator:latest", "args": ["operator"]}
-    assert default_command(operator) == [sys.executable, "-m", "noetl", "operator"]
-
-
-def test_other_images_run_their_command_and_args() -> None:
-    assert default_command({"image": "busybox", "command": ["sh", "-c"], "args": ["exit 3"]}) == [
-        "sh",
-        "-c",
-        "exit 3",
-    ]
+def test_nothing_to_run_is_an_error() -> None:
     with pytest.raises(NoCommand):
-        default_command({"image": "nginx"})
+        process_argv({"name": "main"}, ImageConfig("sha256:x", (), (), "", ""), {})
 
 
-def test_a_mapping_of_ones_own_appends_args() -> None:
-    command_for = image_commands({"tool": ["/bin/echo", "tool"]})
-    assert command_for({"image": "example.com/tool:2", "args": ["x"]}) == ["/bin/echo", "tool", "x"]
-    assert command_for({"image": "busybox", "command": ["true"]}) == ["true"]
+def test_pull_failures_read_like_a_kubelets() -> None:
+    never = pull_failure({"image": "x:1", "imagePullPolicy": "Never"}, 1)
+    assert never == {
+        "reason": "ErrImageNeverPull",
+        "message": 'Container image "x:1" is not present with pull policy of Never',
+    }
+    assert pull_failure({"image": "x:1", "imagePullPolicy": "IfNotPresent"}, 1)["reason"] == (
+        "ErrImagePull"
+    )
+    assert pull_failure({"image": "x:1", "imagePullPolicy": "IfNotPresent"}, 2) == {
+        "reason": "ImagePullBackOff",
+        "message": 'Back-off pulling image "x:1"',
+    }
+
+
+@pytest.mark.parametrize(
+    ("context", "image_user", "message"),
+    [
+        ({"runAsNonRoot": True}, "", "container has runAsNonRoot and image will run as root"),
+        ({"runAsNonRoot": True}, "0:0", "container has runAsNonRoot and image will run as root"),
+        ({"runAsNonRoot": True}, "app", "image has non-numeric user (app), cannot verify"),
+        ({"runAsNonRoot": True, "runAsUser": 0}, "65532", "runAsUser breaks non-root policy"),
+    ],
+)
+def test_run_as_non_root_refuses_root(
+    context: dict[str, Any], image_user: str, message: str
+) -> None:
+    with pytest.raises(security_context.NonRootError, match=re.escape(message)) as refused:
+        security_context.verify_run_as_non_root(context, image_user, "p_ns(u)", "main")
+    assert str(refused.value).endswith('(pod: "p_ns(u)", container: main)')
+
+
+@pytest.mark.parametrize(
+    ("context", "image_user"),
+    [({"runAsNonRoot": True}, "65532"), ({"runAsNonRoot": True, "runAsUser": 1}, ""), ({}, "")],
+)
+def test_run_as_non_root_accepts_a_non_root_user(context: dict[str, Any], image_user: str) -> None:
+    security_context.verify_run_as_non_root(context, image_user, "p_ns(u)", "main")
+
+
+def test_security_context_becomes_runtime_options() -> None:
+    pod_spec = {"securityContext": {"runAsUser": 65532, "runAsNonRoot": True, "fsGroup": 2000}}
+    container = {
+        "securityContext": {
+            "runAsGroup": 65532,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["net_bind_service"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    }
+    context = security_context.effective(pod_spec, container)
+    assert security_context.runtime_options(pod_spec, context, "") == [
+        "--user=65532:65532",
+        "--group-add=2000",
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--cap-drop=ALL",
+        "--cap-add=CAP_NET_BIND_SERVICE",
+        "--security-opt=no-new-privileges",
+    ]
+    # Without a profile Kubernetes runs unconfined; the image's user stays when none is given.
+    assert security_context.runtime_options({}, {}, "app") == ["--security-opt=seccomp=unconfined"]
 
 
 def test_variable_references_expand_like_kubernetes() -> None:

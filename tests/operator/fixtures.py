@@ -3,7 +3,9 @@ real control plane of tests/cluster (`kube_cluster`), one namespace per test.
 
 The shared operator watches the namespaces named `nt-*` only, so that tests which run operators
 of their own (crash, RBAC) do it in namespaces no other operator touches. Its steps may use the
-Secrets named `pg`, `token` and `step-*` there, and no other (see kube/tenancy.py).
+Secrets named `pg`, `token` and `step-*` there, and no other (see kube/tenancy.py). Steps run
+as Jobs in this checkout's plugin images (see `harness.step_image_settings`), so these tests
+get the `containers` marker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from kubernetes import client
 from tests.operator.harness import OperatorProcess, Resources, install_crds
 
 SHARED_PREFIX = "nt-"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "noetl_operator" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.containers)
 
 
 @pytest.fixture(scope="session")

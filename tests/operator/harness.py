@@ -18,8 +18,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.manifests import execution_selector
+from noetl.kube.settings import PLUGIN_TOOLS
 from noetl.playbook import API_GROUP, GROUP_VERSION
 from tests.cluster.control_plane import free_port
+from tests.images import ensure_images
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = API_GROUP, GROUP_VERSION
@@ -47,8 +49,17 @@ def install_crds(api_client: client.ApiClient) -> None:
             time.sleep(0.2)
 
 
+def step_image_settings() -> dict[str, str]:
+    """Operator settings that run steps in this checkout's plugin images (pinned tags, built by
+    tests/images.py into local image storage), never pulled."""
+    pinned = ensure_images()
+    images = {tool: pinned[tool] for tool in PLUGIN_TOOLS}
+    return {"NOETL_IMAGES": json.dumps(images), "NOETL_IMAGE_PULL_POLICY": "Never"}
+
+
 class OperatorProcess:
-    """`noetl operator` in a child process, as it runs in its pod."""
+    """`noetl operator` in a child process, as it runs in its pod, its steps in this checkout's
+    plugin images."""
 
     def __init__(
         self, kubeconfig: str | Path, log_path: Path, extra_env: dict[str, str] | None = None
@@ -65,6 +76,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
             "PYTHONWARNINGS": "ignore",
+            **step_image_settings(),
             **self.extra_env,
         }
         log = self.log_path.open("ab")
