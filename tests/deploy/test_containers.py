@@ -73,6 +73,39 @@ def test_shell_step(images: dict[str, str], tmp_path: Path) -> None:
     assert "hello from /tmp" in finished.stdout  # the pod log has the step's output too
 
 
+def test_a_step_stops_on_sigterm_as_its_containers_first_process(
+    images: dict[str, str], tmp_path: Path
+) -> None:
+    """A deleted or cancelled step's pod gets SIGTERM; PID 1 must act on it, not wait for KILL."""
+    run = [argument for argument in podman_command() if argument != "--rm"]
+    podman = run[: run.index("run")]
+    name = f"noetl-sigterm-{tmp_path.name}"
+    request = json.dumps(shell("echo started; sleep 600"))
+    detached = [*run, *STEP_POD, "--detach", "--name", name]
+    subprocess.run(
+        [*detached, "--env", f"NOETL_INPUT_JSON={request}", images["shell"]],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        for _ in range(600):  # the shell is running once it has printed
+            logs = subprocess.run([*podman, "logs", name], capture_output=True, text=True)
+            if "started" in logs.stdout:
+                break
+        # A stop that had to fall back to SIGKILL would end with 137 (128 + 9).
+        subprocess.run([*podman, "stop", "--time", "120", name], check=True, timeout=180)
+        state = subprocess.run(
+            [*podman, "inspect", "--format", "{{.State.ExitCode}}", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert state.stdout.strip() == "143"
+    finally:
+        subprocess.run([*podman, "rm", "--force", name], capture_output=True, check=False)
+
+
 def test_failed_shell_step_reports_its_failure(images: dict[str, str], tmp_path: Path) -> None:
     finished = run_step(images["shell"], shell("echo broken >&2; exit 3"), tmp_path)
     assert finished.exit_code == 1

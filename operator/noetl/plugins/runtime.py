@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -105,6 +106,11 @@ def read_secrets(env: Mapping[str, str]) -> dict[str, str]:
 
 def main(run: Plugin) -> int:
     """Container entry point: read, execute, report; the exit code is 0 exactly on success."""
+    if os.getpid() == 1:
+        # As a container's first process, the kernel ignores signals it has no handler for: a
+        # cancelled or deleted step would sit out the pod's whole grace period. Stop at once;
+        # ending PID 1 ends every process the step started in the container with it.
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
     try:
         secrets = read_secrets(os.environ)
         os.environ.update(secrets)  # the step and its subprocesses see them as env vars
