@@ -17,7 +17,6 @@ from kubernetes.client.exceptions import ApiException
 
 from noetl.kube import driver as driver_module
 from noetl.kube import metrics
-from noetl.kube import registry as registry_module
 from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.inbox import JobChanged, PodEnded
 from noetl.kube.registry import DriverRegistry
@@ -233,12 +232,12 @@ async def test_a_crash_after_any_write_loses_nothing_and_starts_nothing_twice(
     ],
     ids=lambda value: str(getattr(value, "status", value)),
 )
-async def test_api_failures_are_survived(monkeypatch, verb: str, kind: str, error: BaseException):
-    monkeypatch.setattr(registry_module, "RESTART_DELAY", 0)
+async def test_api_failures_are_survived(verb: str, kind: str, error: BaseException):
     api = FakeKubeApi()
     submit(api, CHAIN)
     api.fail(verb, kind, error, error)
-    drivers = DriverRegistry(OperatorContext(api, OperatorSettings()))  # type: ignore[arg-type]
+    settings = OperatorSettings(reconcile_backoff_seconds=0)
+    drivers = DriverRegistry(OperatorContext(api, settings))  # type: ignore[arg-type]
     drivers.deliver(NS, "run")
     for _ in range(200):
         await Operator(api).idle()

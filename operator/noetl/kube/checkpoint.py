@@ -87,6 +87,7 @@ class Checkpoint:
         self.results = results
         self.finished_steps = FinishedSteps.from_results(results, state.steps)
         self._written: dict[str, Any] = dict(execution.get("status") or {})
+        self.saves = 0
 
     @classmethod
     async def load(cls, api: KubeApi, execution: dict[str, Any]) -> Checkpoint:
@@ -109,6 +110,7 @@ class Checkpoint:
         status = execution_status(self.state, generation, self.finished_steps, result, result_ref)
         await self._write_status(status)
         await self.results.flush_removals(self.api)
+        self.saves += 1
 
     async def _write_status(self, status: dict[str, Any]) -> None:
         patch = merge_patch(self._written, status)

@@ -46,6 +46,12 @@ class ExecutionDriver:
         self.queue: asyncio.Queue[Message | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
+        self.checkpoint: Checkpoint | None = None
+
+    @property
+    def progressed(self) -> bool:
+        """Whether this driver saved a turn: the trouble before it is then behind the run."""
+        return self.checkpoint is not None and self.checkpoint.saves > 0
 
     async def run(self) -> None:
         api, clock = self.context.api, self.context.clock
@@ -72,7 +78,7 @@ class ExecutionDriver:
             max_child_depth=self.context.settings.max_child_depth,
             result_limit=MAX_RESULT_BYTES,
         )
-        checkpoint = await Checkpoint.load(api, execution)
+        checkpoint = self.checkpoint = await Checkpoint.load(api, execution)
         inbox = Inbox(api, execution, checkpoint.state)
         context = self.context
         effects = KubeEffects(
