@@ -1,7 +1,8 @@
 """Checkpoint and resume: what an Execution's driver saves after each turn, and reads back.
 
 Stored where (docs/architecture.md has the table):
-- the playbook as run: ConfigMap `<execution>-playbook`, written once at the start;
+- what the run runs, fixed at its start: ConfigMap `<execution>-playbook`, written once, with the
+  playbook, the workload and the generation of the Execution they were read from (`Snapshot`);
 - results, loop items, and the records of finished steps: ConfigMaps `<execution>-results-<n>`;
 - what is in flight (the engine state, which keeps no finished step) and the summary people read:
   the Execution's status, written as a merge patch of what changed.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from noetl.engine import ExecutionState, FinishExecution
@@ -34,20 +36,32 @@ from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
 OUTPUT_KEY = "__output"
 
 
-async def playbook_of(
+@dataclass(frozen=True)
+class Snapshot:
+    """What an execution runs, as it was at its start: later edits of either do not reach it."""
+
+    playbook: Playbook
+    workload: dict[str, Any]
+    generation: int | None
+
+
+async def snapshot_of(
     api: KubeApi, execution: dict[str, Any], settings: OperatorSettings
-) -> Playbook:
-    """The playbook this execution runs, frozen at its start: later edits do not reach it.
+) -> Snapshot:
+    """The playbook and workload this execution runs, frozen at its start (written then).
 
     Raises PlaybookInvalid or LookupError when there is none to run, or it may not run here.
     """
     metadata = execution["metadata"]
     namespace, name = metadata["namespace"], snapshot_config_map(metadata["name"])
     stored = await api.read_config_map(namespace, name)
-    if stored is not None and owned_by(stored, metadata["uid"]):
-        data = json.loads(stored["data"]["playbook.json"])
-        return parse_playbook(data, f"execution {metadata['name']}")
     spec = execution["spec"]
+    if stored is not None and owned_by(stored, metadata["uid"]):
+        data = stored["data"]
+        playbook = parse_playbook(json.loads(data["playbook.json"]), f"execution {metadata['name']}")
+        if "workload.json" not in data:  # a snapshot written before workloads were kept in it
+            return Snapshot(playbook, spec.get("workload") or {}, metadata.get("generation"))
+        return Snapshot(playbook, json.loads(data["workload.json"]), json.loads(data["generation"]))
     if spec.get("playbook") is not None:
         document = {
             "kind": "Playbook",
@@ -67,8 +81,14 @@ async def playbook_of(
     problems = run_problems(playbook, text, namespace, settings)
     if problems:
         raise PlaybookInvalid(problems, source)
-    await api.create(execution_config_map(execution, name, "playbook", {"playbook.json": text}))
-    return playbook
+    snapshot = Snapshot(playbook, spec.get("workload") or {}, metadata.get("generation"))
+    data = {
+        "playbook.json": text,
+        "workload.json": json.dumps(snapshot.workload, separators=(",", ":")),
+        "generation": json.dumps(snapshot.generation),
+    }
+    await api.create(execution_config_map(execution, name, "playbook", data))
+    return snapshot
 
 
 class Checkpoint:

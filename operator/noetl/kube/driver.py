@@ -1,6 +1,6 @@
 """Drives one Execution: the shared execution loop, wired to the cluster.
 
-The driver reads the Execution, the playbook it runs (`checkpoint.playbook_of`) and what was
+The driver reads the Execution, the playbook and workload it runs (`checkpoint.snapshot_of`) and what was
 saved of it (`Checkpoint`), then hands the engine to an `ExecutionLoop` whose effects are
 Kubernetes objects (`KubeEffects`). Watch events reach it on its queue as messages (`inbox`).
 On a restart it first feeds what happened while nobody watched, round after round until the
@@ -18,7 +18,7 @@ from noetl.engine import CancelRequested, Engine, Event, ExecutionStarted
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse
+from noetl.kube.checkpoint import Checkpoint, refuse, snapshot_of
 from noetl.kube.effects import KubeEffects
 from noetl.kube.inbox import Inbox, Message
 from noetl.kube.manifests import execution_depth
@@ -65,14 +65,18 @@ class ExecutionDriver:
             self.finished_at = epoch_seconds(finished) if finished else clock.now()
             return
         try:
-            playbook = await playbook_of(api, execution, self.context.settings)
+            snapshot = await snapshot_of(api, execution, self.context.settings)
         except (PlaybookInvalid, LookupError) as error:
             self.finished_at = await refuse(api, execution, error)
             return
         spec, uid = execution["spec"], execution["metadata"]["uid"]
+        # The status reports the generation the run follows (`observedGeneration`): the one it
+        # started from, whatever was edited since; a cancel acted on moves it on (inbox).
+        if not spec.get("cancel"):
+            execution["metadata"]["generation"] = snapshot.generation
         engine = Engine(
-            playbook,
-            spec.get("workload") or {},
+            snapshot.playbook,
+            snapshot.workload,
             {"id": uid, "name": self.name},
             depth=execution_depth(execution),
             max_child_depth=self.context.settings.max_child_depth,

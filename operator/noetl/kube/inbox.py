@@ -83,6 +83,9 @@ class Inbox:
             case ChildChanged():
                 return await self._child_event(message.child, at)
             case ExecutionChanged() if message.body["spec"].get("cancel"):
+                # The status then reports the generation whose cancel it acted on.
+                generation = message.body["metadata"].get("generation")
+                self.execution["metadata"]["generation"] = generation
                 return CancelRequested(at=at, reason="spec.cancel is true")
         return None
 
