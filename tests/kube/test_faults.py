@@ -55,7 +55,9 @@ def test_errors_are_told_apart(error: BaseException, trouble: str):
 def test_backoff_grows_to_its_cap_with_jitter():
     backoff = Backoff(1.0, 30.0, random.Random(7))
     delays = [backoff.delay(n) for n in range(1, 9)]
-    assert all(0.5 * min(30, 2 ** (n - 1)) <= d <= min(30, 2 ** (n - 1)) for n, d in enumerate(delays, 1))
+    assert all(
+        0.5 * min(30, 2 ** (n - 1)) <= d <= min(30, 2 ** (n - 1)) for n, d in enumerate(delays, 1)
+    )
     assert delays[-1] > delays[0] and max(delays) <= 30
 
 
@@ -127,8 +129,7 @@ async def test_transient_trouble_is_retried_after_a_growing_wait_then_fails_the_
     status = await cluster.run(finish_jobs=False)
     assert status["phase"] == "Failed"
     assert status["error"] == (
-        "the operator cannot drive this execution (3 attempts):"
-        " Refused (503): etcd leader changed"
+        "the operator cannot drive this execution (3 attempts): Refused (503): etcd leader changed"
     )
 
 

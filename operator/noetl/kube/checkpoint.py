@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,9 @@ async def snapshot_of(
     spec = execution["spec"]
     if stored is not None and owned_by(stored, metadata["uid"]):
         data = stored["data"]
-        playbook = parse_playbook(json.loads(data["playbook.json"]), f"execution {metadata['name']}")
+        playbook = parse_playbook(
+            json.loads(data["playbook.json"]), f"execution {metadata['name']}"
+        )
         if "workload.json" not in data:  # a snapshot written before workloads were kept in it
             return Snapshot(playbook, spec.get("workload") or {}, metadata.get("generation"))
         return Snapshot(playbook, json.loads(data["workload.json"]), json.loads(data["generation"]))
@@ -115,7 +118,9 @@ class Checkpoint:
         state = ExecutionState.from_dict(json.loads(saved)) if saved else ExecutionState()
         return cls(api, execution, state, await ResultStore.load(api, execution))
 
-    async def save(self, finish: FinishExecution | None) -> None:
+    async def save(
+        self, finish: FinishExecution | None, waiting: Mapping[str, str] | None = None
+    ) -> None:
         """Results first, then the status that refers to them, then removals of spent results."""
         result, result_ref = None, None
         if self.state.phase == "Succeeded" and finish is not None:
@@ -128,6 +133,9 @@ class Checkpoint:
             result_ref, result = self.results.location(OUTPUT_KEY), None
         generation = self.execution["metadata"].get("generation")
         status = execution_status(self.state, generation, self.finished_steps, result, result_ref)
+        for step, cause in (waiting or {}).items():
+            if step in status["steps"]:
+                status["steps"][step] = {**status["steps"][step], "waiting": cause}
         await self._write_status(status)
         await self.results.flush_removals(self.api)
         self.saves += 1

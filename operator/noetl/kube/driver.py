@@ -1,8 +1,9 @@
 """Drives one Execution: the shared execution loop, wired to the cluster.
 
-The driver reads the Execution, the playbook and workload it runs (`checkpoint.snapshot_of`) and what was
-saved of it (`Checkpoint`), then hands the engine to an `ExecutionLoop` whose effects are
-Kubernetes objects (`KubeEffects`). Watch events reach it on its queue as messages (`inbox`).
+The driver reads the Execution, the playbook and workload it runs, fixed at its start
+(`checkpoint.snapshot_of`), and what was saved of it (`Checkpoint`), then hands the engine to
+an `ExecutionLoop` whose effects are Kubernetes objects (`KubeEffects`). Watch events reach it
+on its queue as messages (`inbox`; `pending` for pods that cannot start).
 On a restart it first feeds what happened while nobody watched, round after round until the
 state is still (a finished run becomes current only once the run before it is fed).
 """
@@ -22,6 +23,7 @@ from noetl.kube.checkpoint import Checkpoint, refuse, snapshot_of
 from noetl.kube.effects import KubeEffects
 from noetl.kube.inbox import Inbox, Message
 from noetl.kube.manifests import execution_depth
+from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
@@ -43,7 +45,7 @@ class ExecutionDriver:
         self.context = context
         self.namespace = namespace
         self.name = name
-        self.queue: asyncio.Queue[Message | Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[Message | PodWaiting | PendingExpired | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
         self.checkpoint: Checkpoint | None = None
@@ -85,8 +87,24 @@ class ExecutionDriver:
         checkpoint = self.checkpoint = await Checkpoint.load(api, execution)
         inbox = Inbox(api, execution, checkpoint.state)
         context = self.context
+        pending = PendingPods(
+            api,
+            execution,
+            checkpoint.state,
+            clock,
+            context.settings.step_pending_timeout,
+            self.queue.put_nowait,
+        )
         effects = KubeEffects(
-            api, context.settings, context.slots, engine, execution, checkpoint, inbox, clock
+            api,
+            context.settings,
+            context.slots,
+            engine,
+            execution,
+            checkpoint,
+            inbox,
+            clock,
+            pending,
         )
         loop = ExecutionLoop(
             engine, effects, checkpoint.state, checkpoint.results, self.queue, clock
@@ -102,6 +120,7 @@ class ExecutionDriver:
                 first.append(CancelRequested(at=clock.now(), reason="spec.cancel is true"))
             await loop.run(first)
         finally:
+            pending.stop()
             metrics.EXECUTIONS_ACTIVE.dec()
             self.finished_at = effects.finished_at
 

@@ -30,6 +30,7 @@ from noetl.kube.checkpoint import Checkpoint
 from noetl.kube.inbox import Inbox
 from noetl.kube.manifests import child_execution, step_job
 from noetl.kube.names import run_name
+from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
 from noetl.kube.refusals import error_text
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
@@ -47,6 +48,7 @@ class KubeEffects(Effects):
         checkpoint: Checkpoint,
         inbox: Inbox,
         clock: Clock,
+        pending: PendingPods,
     ) -> None:
         self.api = api
         self.settings = settings
@@ -56,15 +58,23 @@ class KubeEffects(Effects):
         self.checkpoint = checkpoint
         self.inbox = inbox
         self.clock = clock
+        self.pending = pending
         self.namespace = str(execution["metadata"]["namespace"])
         self.name = str(execution["metadata"]["name"])
         self.finished_at: float | None = None
 
     async def interpret(self, message: Any) -> Event | None:
+        if isinstance(message, PodWaiting | PendingExpired):
+            told = dict(self.pending.by_step())
+            event = await self.pending.interpret(message)
+            if event is None and self.pending.by_step() != told:
+                # Shown in the step's status at once, not at the next turn that saves.
+                await self.checkpoint.save(None, self.pending.by_step())
+            return event
         return await self.inbox.interpret(message, self.clock.now())
 
     async def persist(self, loop: ExecutionLoop) -> None:
-        await self.checkpoint.save(loop.finished)
+        await self.checkpoint.save(loop.finished, self.pending.by_step())
 
     # Starting and stopping runs ---------------------------------------------------------------
 

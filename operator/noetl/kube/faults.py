@@ -70,7 +70,7 @@ class Backoff:
     random: random.Random
 
     def delay(self, failures: int) -> float:
-        step = min(self.cap, self.base * 2 ** max(0, failures - 1))
+        step = min(self.cap, self.base * 2.0 ** max(0, failures - 1))
         return step * (0.5 + self.random.random() / 2)
 
 

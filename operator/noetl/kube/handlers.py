@@ -18,6 +18,7 @@ from noetl.engine.state import FINISHED_PHASES
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
 from noetl.kube.outcomes import container_terminated, job_finished
+from noetl.kube.pending import PodWaiting, container_started, stuck_cause
 from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
 from noetl.playbook import API_GROUP, GROUP_VERSION
@@ -82,6 +83,9 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         execution = body.metadata.annotations.get(EXECUTION_NAME_ANNOTATION)
         if execution and not deleting and container_terminated(raw) is not None:
             drivers.deliver(namespace, execution, PodEnded(raw))
+        elif execution and not deleting and (stuck_cause(raw) or container_started(raw)):
+            # A pod that cannot start is told at once; one that starts clears what was told.
+            drivers.deliver(namespace, execution, PodWaiting(raw))
 
     @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)
     async def playbook_event(

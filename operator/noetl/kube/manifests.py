@@ -129,6 +129,8 @@ def step_job(
         "name": "step",
         "image": settings.images[command.tool],
         "imagePullPolicy": settings.image_pull_policy,
+        # A plugin that dies before writing its outcome leaves the tail of its log instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "env": [literal_env("NOETL_INPUT_JSON", payload)],
         "resources": (
             pod.resources.model_dump(by_alias=True, exclude_none=True)

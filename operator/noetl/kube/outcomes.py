@@ -7,6 +7,7 @@ memory, evicted, deleted. Each becomes a clear failure of the step, never a sile
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -14,6 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from noetl.kube.api import KubeApi
 from noetl.kube.refusals import error_text
 from noetl.plugins.runtime import Outcome, read_outcome
+
+TAIL_CHARS = 1000  # of a step's log, in its error when it ended without an outcome
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -46,6 +49,8 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
     pods = await api.list_pods(metadata["namespace"], f"job-name={metadata['name']}")
     finished = [(pod, container_terminated(pod)) for pod in pods]
     finished = [(pod, terminated) for pod, terminated in finished if terminated is not None]
+    if not pods:
+        return Outcome(ok=False, error="the step's pod was deleted before it finished")
     if not finished:
         reason = (failed or {}).get("message") or (failed or {}).get("reason")
         pod_reason = next(
@@ -73,6 +78,9 @@ async def pod_outcome(
             error="the step ran out of memory (OOMKilled); raise its memory limit in pod.resources",
         )
     message = terminated.get("message") or ""
+    exit_code = terminated.get("exitCode")
+    if exit_code not in (0, None) and not _is_outcome(message):
+        return Outcome(ok=False, error=_hard_exit(exit_code, message))
     log = None
     if '"resultInLog"' in message:
         try:
@@ -83,7 +91,6 @@ async def pod_outcome(
                 error=f"cannot read the step's result from its pod log: {error_text(error)}",
             )
     outcome = read_outcome(message, log)
-    exit_code = terminated.get("exitCode")
     if outcome.ok and (job_failed or exit_code not in (0, None)):
         return Outcome(
             ok=False,
@@ -91,3 +98,22 @@ async def pod_outcome(
             error=f"the step's container exited with code {exit_code}",
         )
     return outcome
+
+
+def _is_outcome(message: str) -> bool:
+    """Whether a termination message is the plugin runtime's envelope (not a log's tail)."""
+    try:
+        envelope = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(envelope, dict) and isinstance(envelope.get("ok"), bool)
+
+
+def _hard_exit(exit_code: int, tail: str) -> str:
+    """A container that ended without an outcome: its exit code and the end of its log (which
+    the kubelet puts in the termination message, as the pod asks: FallbackToLogsOnError)."""
+    ended = f"the step's container exited with code {exit_code} without reporting an outcome"
+    tail = tail.strip()
+    if not tail:
+        return ended + " and wrote nothing to its log"
+    return f"{ended}; the end of its log:\n{tail[-TAIL_CHARS:]}"

@@ -4,8 +4,9 @@ Events about an Execution, its Jobs or its child Executions are delivered here b
 that fails is started again (it resumes from the API server): at once after a conflict, after an
 exponential backoff after transient trouble; a permanent error, or too many transient ones in a
 row, ends the execution Failed with reason ReconcileError (`faults`), and a `spec.cancel` set
-meanwhile ends it Cancelled, even when it cannot resume. A finished execution is remembered so that late Job events do not wake it; a finished execution is deleted after its
-TTL (`spec.ttlSecondsAfterFinished`, else the operator's default), its Jobs with it.
+meanwhile ends it Cancelled, even when it cannot resume. A finished execution is remembered so
+that late Job events do not wake it; a finished execution is deleted after its TTL
+(`spec.ttlSecondsAfterFinished`, else the operator's default), its Jobs with it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from noetl.kube import metrics
 from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.faults import RECONCILE_ERROR, Backoff, classify, describe, end_run
 from noetl.kube.inbox import ExecutionChanged, Message
+from noetl.kube.pending import PodWaiting
 from noetl.kube.status import epoch_seconds
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,9 @@ class DriverRegistry:
     def __len__(self) -> int:
         return len(self._drivers)
 
-    def deliver(self, namespace: str, name: str, message: Message | None = None) -> None:
+    def deliver(
+        self, namespace: str, name: str, message: Message | PodWaiting | None = None
+    ) -> None:
         """Hand a message to the execution's driver, starting one if it has none."""
         key = (namespace, name)
         if key in self._finished:

@@ -77,7 +77,7 @@ class OperatorSettings(BaseModel):
     reconcile_retry_limit: int = Field(
         default=8,
         ge=1,
-        description="Transient API errors in a row after which an execution fails (ReconcileError).",
+        description="Transient API errors in a row that fail an execution (ReconcileError).",
     )
     reconcile_backoff_seconds: float = Field(
         default=1.0, ge=0, description="First wait before a driver that failed is resumed."
