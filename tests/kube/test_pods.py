@@ -128,3 +128,50 @@ async def test_a_deleted_pod_is_called_deleted():
     assert "the step's pod was deleted before it finished" in error
     assert "backoff limit" not in error
     assert api.get("Job", NS, job["metadata"]["name"]) is not None
+
+
+def big_loop(items: int, **loop: Any) -> dict[str, Any]:
+    each = {"in": list(range(items)), "iterator": "i", "mode": "parallel", "maxInFlight": 50}
+    return {
+        "workflow": [
+            {"step": "start", "next": [{"step": "each"}]},
+            {
+                "step": "each",
+                "tool": "shell",
+                "args": {"command": "echo"},
+                "loop": {**each, **loop},
+            },
+        ]
+    }
+
+
+async def test_a_loop_is_told_as_a_whole_not_two_events_per_item():
+    operator = await started(big_loop(200))
+    for _ in range(20):
+        await operator.advance(3)  # the items end over a minute: progress is not rate-held
+        for job in operator.unfinished_jobs()[:10]:
+            operator.finish(job)
+    status = await operator.run()
+    assert status["phase"] == "Succeeded"
+    told = [(e["reason"], e["message"]) for e in operator.api.of_kind("Event")]
+    reasons = [reason for reason, _ in told]
+    assert (
+        reasons.count("StepStarted") == 1
+        and ("StepStarted", "step each started a loop of 200 items") in told
+    )
+    assert "StepSucceeded" not in reasons
+    assert 3 <= reasons.count("StepProgress") <= 10
+    assert ("StepFinished", "step each: loop succeeded (200/200 items succeeded)") in told
+    assert len(told) <= 14
+
+
+async def test_item_failures_are_told_a_few_then_counted():
+    operator = await started(big_loop(40, maxFailures=100, maxInFlight=10))
+    while operator.unfinished_jobs():
+        await operator.advance(11)
+        for job in operator.unfinished_jobs():
+            operator.finish(job, ok=False)
+        await operator.idle()
+    told = [(e["reason"], e["message"]) for e in operator.api.of_kind("Event")]
+    assert [reason for reason, _ in told].count("StepFailed") == 3
+    assert any(reason == "StepProgress" and "failed" in message for reason, message in told)

@@ -2,9 +2,10 @@
 
 A run starts as a Job (a plugin image) or a child Execution (`tool: playbook`), with a
 deterministic name so that issuing it again meets AlreadyExists; a cancel deletes it. What
-happened is announced as Kubernetes Events (best effort: a lost Event is logged, never fatal)
-and metrics. A run the API server refuses, or whose Job cannot be built, is refused back to the
-loop, which makes it the run's failure for the engine to decide on.
+happened is announced as Kubernetes Events (best effort: a lost Event is logged, never fatal;
+a loop told as a whole, `loop_events`; step Events within a per-execution budget) and metrics.
+A run the API server refuses, or whose Job cannot be built, is refused back to the loop, which
+makes it the run's failure for the engine to decide on. A pod that cannot start is `pending`'s.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.checkpoint import Checkpoint
 from noetl.kube.inbox import Inbox
+from noetl.kube.loop_events import LoopEvents
 from noetl.kube.manifests import child_execution, step_job
 from noetl.kube.names import run_name
 from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
@@ -62,6 +64,8 @@ class KubeEffects(Effects):
         self.namespace = str(execution["metadata"]["namespace"])
         self.name = str(execution["metadata"]["name"])
         self.finished_at: float | None = None
+        self.loops = LoopEvents(clock.now)
+        self.budget = events.EventBudget(clock.now)
 
     async def interpret(self, message: Any) -> Event | None:
         if isinstance(message, PodWaiting | PendingExpired):
@@ -75,6 +79,9 @@ class KubeEffects(Effects):
 
     async def persist(self, loop: ExecutionLoop) -> None:
         await self.checkpoint.save(loop.finished, self.pending.by_step())
+        recent = self.checkpoint.finished_steps.recent
+        for reason, message, warning in self.loops.progress(loop.state, recent.get):
+            await self._event(reason, message, warning)
 
     # Starting and stopping runs ---------------------------------------------------------------
 
@@ -99,8 +106,12 @@ class KubeEffects(Effects):
         except RunRefused:
             self.slots.release(self.namespace, job)
             raise
-        if created:
+        if not created:
+            return
+        if command.index is None:
             await self._event("StepStarted", f"step {command.key} started as Job {job}")
+        elif told := self.loops.started(command.step, self.checkpoint.state):
+            await self._event(*told)
 
     async def _create(self, manifest: dict[str, Any]) -> bool:
         try:
@@ -125,13 +136,13 @@ class KubeEffects(Effects):
         if not current:
             return
         match message:
-            case StepSucceeded():
+            case StepSucceeded() if message.index is None:
                 await self._event("StepSucceeded", f"step {message.key} succeeded")
-            case StepFailed():
+            case StepFailed() if message.index is None or self.loops.tell_trouble(message.step):
                 await self._event(
                     "StepFailed", f"step {message.key} failed: {message.error}", warning=True
                 )
-            case ScheduleRetry():
+            case ScheduleRetry() if message.index is None or self.loops.tell_trouble(message.step):
                 wait = max(0.0, message.due - self.clock.now())
                 await self._event(
                     "StepRetrying",
@@ -144,9 +155,17 @@ class KubeEffects(Effects):
                 ended = f"execution {message.phase.lower()}" + (
                     f": {message.error}" if message.error else ""
                 )
-                await self._event(
-                    f"Execution{message.phase}", ended, warning=message.phase != "Succeeded"
+                await events.record(
+                    self.api,
+                    self.execution,
+                    f"Execution{message.phase}",
+                    ended,
+                    warning=message.phase != "Succeeded",
                 )
 
     async def _event(self, reason: str, message: str, warning: bool = False) -> None:
+        """A step's Event, within the execution's budget (its end is told apart, always)."""
+        if not self.budget.take():
+            metrics.EVENTS_HELD_BACK.labels(reason=reason).inc()
+            return
         await events.record(self.api, self.execution, reason, message, warning=warning)
