@@ -99,7 +99,7 @@ def measure(
 
 async def drive_in_memory(spec: dict[str, Any]) -> tuple[list[int], int, float, str]:
     """Run one execution on the fake API: status patch sizes, largest status, CPU s, phase."""
-    from tests.kube.fake_api import FakeKubeApi
+    from tests.kube.fake_api import FakeKubeApi, WatchedQueue, until_idle
 
     from noetl.kube.driver import ExecutionDriver, OperatorContext
     from noetl.kube.inbox import JobChanged
@@ -119,11 +119,11 @@ async def drive_in_memory(spec: dict[str, Any]) -> tuple[list[int], int, float, 
     driver = ExecutionDriver(OperatorContext(api, settings), namespace, "run")  # type: ignore[arg-type]
     started = time.process_time()
     cluster_cpu = 0.0
+    driver.queue = queue = WatchedQueue()
     task = asyncio.create_task(driver.run())
     seen, largest = 0, 0
     while not task.done():
-        for _ in range(3):  # the fake API never blocks: a few passes let the driver go idle
-            await asyncio.sleep(0)
+        await until_idle(task, queue, timeout=600)
         ending = time.process_time()
         new = api.writes[seen:]
         seen = len(api.writes)

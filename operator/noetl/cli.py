@@ -34,7 +34,14 @@ set_option = click.option(
     "set_",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a workload value (YAML value; dotted keys nest). Repeatable.",
+    help="Override a workload value (a YAML 1.2 value; dotted keys nest). Repeatable.",
+)
+set_string_option = click.option(
+    "--set-string",
+    "set_string",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a workload value with VALUE as a string, verbatim. Repeatable.",
 )
 
 
@@ -52,36 +59,50 @@ def _load(path: Path) -> Any:
         _fail(str(invalid))
 
 
-def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
-    """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']} (values read as YAML)."""
-    import yaml
+def parse_assignments(assignments: Iterable[str], as_string: bool = False) -> dict[str, Any]:
+    """`--set a.b=1 --set c=[x, y]` -> {'a': {'b': 1}, 'c': ['x', 'y']}.
 
+    Values are read as YAML 1.2 (`NO` and `2024-05-01` stay strings; text that is not YAML
+    stays text), or taken verbatim with `as_string` (`--set-string`).
+    """
+    from noetl.playbook.yaml_core import YamlError, load_yaml
+
+    option = "--set-string" if as_string else "--set"
     workload: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key:
-            _fail(f"--set expects KEY=VALUE, got {assignment!r}")
+            _fail(f"{option} expects KEY=VALUE, got {assignment!r}")
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+            value = raw if as_string or not raw else load_yaml(raw)
+        except YamlError:
             value = raw
         *parents, leaf = key.split(".")
         target = workload
         for parent in parents:
             target = target.setdefault(parent, {})
             if not isinstance(target, dict):
-                _fail(f"--set {key}: {parent} is not a mapping")
+                _fail(f"{option} {key}: {parent} is not a mapping")
         target[leaf] = value
     return workload
 
 
+def workload_overrides(set_: Iterable[str], set_string: Iterable[str]) -> dict[str, Any]:
+    """The workload of `--set` and `--set-string` (the latter wins, as in Helm)."""
+    from noetl.engine import merge_workload
+
+    return merge_workload(parse_assignments(set_), parse_assignments(set_string, as_string=True))
+
+
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
-    import yaml
+    from noetl.playbook.yaml_core import YamlError, load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        _fail(f"{what} {path}: {error}")
+        data = load_yaml(path.read_text())
+    except OSError as error:
+        _fail(f"{what} {path}: {error.strerror}")
+    except YamlError as error:
+        _fail(f"{what} {path}: not valid YAML: {error}")
     if not isinstance(data, dict):
         _fail(f"{what} {path}: expected a mapping")
     return data
@@ -118,6 +139,7 @@ def _use_pidfd_child_watcher() -> None:
 @app.command()
 @playbook_file
 @set_option
+@set_string_option
 @click.option(
     "--workload-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -150,6 +172,7 @@ def _use_pidfd_child_watcher() -> None:
 def run(
     file: Path,
     set_: tuple[str, ...],
+    set_string: tuple[str, ...],
     workload_file: Path | None,
     secret: tuple[str, ...],
     event_log: Path | None,
@@ -172,7 +195,7 @@ def run(
     # What is loaded now lives until exit: spare the collector walking it again at every pass.
     gc.freeze()
     workload = _read_mapping(workload_file, "workload file") if workload_file else {}
-    workload = merge_workload(workload, parse_assignments(set_))
+    workload = merge_workload(workload, workload_overrides(set_, set_string))
     secrets = dict(_read_secret(spec) for spec in secret)
     executor = StepExecutor(secrets=secrets)
     reporter = make_reporter(quiet or as_json)
@@ -374,8 +397,11 @@ def _cluster_errors() -> Iterator[None]:
 @playbook_file
 @namespace_option
 @set_option
+@set_string_option
 @click.option("--wait", is_flag=True, help="Follow the execution to its end.")
-def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> None:
+def submit(
+    file: Path, namespace: str, set_: tuple[str, ...], set_string: tuple[str, ...], wait: bool
+) -> None:
     """Apply the playbook to the cluster and start an Execution of it."""
     from noetl.kube.client import describe
 
@@ -383,7 +409,7 @@ def submit(file: Path, namespace: str, set_: tuple[str, ...], wait: bool) -> Non
     cluster = _cluster(namespace)
     with _cluster_errors():
         cluster.apply_playbook(playbook)
-        name = cluster.create_execution(playbook.name, parse_assignments(set_))
+        name = cluster.create_execution(playbook.name, workload_overrides(set_, set_string))
     click.echo(f"execution {name} created in namespace {namespace}", err=True)
     if not wait:
         click.echo(name)

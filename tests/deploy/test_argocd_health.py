@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from noetl.engine import ExecutionState
-from noetl.kube.playbooks import playbook_status
+from noetl.kube.playbooks import playbook_document, playbook_status
 from noetl.kube.status import execution_status
+from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
 from tests.deploy.chart import ROOT
 
 lupa = pytest.importorskip("lupa")
@@ -56,15 +57,19 @@ def playbook(
         "spec": spec,
     }
     if with_status:
-        status = playbook_status(
-            {
-                **resource,
-                "metadata": {
-                    **resource["metadata"],
-                    "generation": generation if observed is None else observed,
-                },
-            }
-        )
+        seen = {
+            **resource,
+            "metadata": {
+                **resource["metadata"],
+                "generation": generation if observed is None else observed,
+            },
+        }
+        checked: Playbook | PlaybookInvalid
+        try:
+            checked = parse_playbook(playbook_document(seen))
+        except PlaybookInvalid as invalid:
+            checked = invalid
+        status = playbook_status(seen, checked)
         resource["status"] = status
     return resource
 

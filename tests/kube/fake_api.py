@@ -14,6 +14,7 @@ is a `FakeClock` that moves only when the test advances it.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import heapq
 import itertools
@@ -62,6 +63,36 @@ class FakeClock(Clock):
             _, _, call = heapq.heappop(self._calls)
             if call.callback is not None:
                 call.callback()
+
+
+class WatchedQueue(asyncio.Queue[Any]):
+    """A driver's queue that tells when the driver waits on it with nothing left to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = asyncio.Event()
+
+    async def get(self) -> Any:
+        if self.empty():
+            self.waiting.set()
+        try:
+            return await super().get()
+        finally:
+            self.waiting.clear()
+
+
+async def until_idle(task: asyncio.Task[Any], queue: WatchedQueue, timeout: float = 60) -> None:
+    """Until the driver has ended, or waits for a message with none queued (its work is done:
+    nothing else wakes it, since the fake clock moves only when a test advances it)."""
+    while not task.done() and not (queue.waiting.is_set() and queue.empty()):
+        waiting = asyncio.ensure_future(queue.waiting.wait())
+        done, _ = await asyncio.wait(
+            {task, waiting}, timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+        waiting.cancel()
+        if not done:
+            raise AssertionError(f"the driver neither waited nor ended within {timeout}s")
+        await asyncio.sleep(0)  # a message put meanwhile is in the queue by now
 
 
 class OperatorCrashed(BaseException):

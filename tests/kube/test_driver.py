@@ -21,7 +21,13 @@ from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.inbox import JobChanged, PodEnded
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
-from tests.kube.fake_api import FakeClock, FakeKubeApi, OperatorCrashed
+from tests.kube.fake_api import (
+    FakeClock,
+    FakeKubeApi,
+    OperatorCrashed,
+    WatchedQueue,
+    until_idle,
+)
 
 NS = "team"
 
@@ -112,17 +118,15 @@ class Operator:
         """A new driver, as after an operator start: kopf delivers every Job it lists."""
         self.api.revive()
         self.driver = ExecutionDriver(self.context, NS, self.name)
+        self.queue = self.driver.queue = WatchedQueue()
         self.task = asyncio.create_task(self.driver.run())
         for job in self.api.of_kind("Job"):
             self.driver.queue.put_nowait(JobChanged(job))
 
     async def idle(self) -> None:
-        """Let the driver work until it waits for a message (the fake API never blocks)."""
-        quiet = 0
-        while quiet < 5:
-            before = len(self.api.writes)
-            await asyncio.sleep(0)
-            quiet = quiet + 1 if len(self.api.writes) == before else 0
+        """Let the driver work until it waits for a message, or has ended."""
+        assert self.task is not None
+        await until_idle(self.task, self.queue)
 
     def unfinished_jobs(self) -> list[dict[str, Any]]:
         return [job for job in self.api.of_kind("Job") if not job.get("status")]
@@ -239,8 +243,8 @@ async def test_api_failures_are_survived(verb: str, kind: str, error: BaseExcept
     settings = OperatorSettings(reconcile_backoff_seconds=0)
     drivers = DriverRegistry(OperatorContext(api, settings))  # type: ignore[arg-type]
     drivers.deliver(NS, "run")
-    for _ in range(200):
-        await Operator(api).idle()
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:  # polls the fake API for a condition
         for job in api.of_kind("Job"):
             if not job.get("status"):
                 api.finish_job(
@@ -252,7 +256,7 @@ async def test_api_failures_are_survived(verb: str, kind: str, error: BaseExcept
         status = api.get("Execution", NS, "run").get("status") or {}
         if status.get("phase") == "Succeeded":
             break
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
     assert_ran_once_each(api, CASES[0], status)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -21,7 +21,7 @@ from noetl.kube.faults import Backoff, classify
 from noetl.kube.inbox import ExecutionChanged, JobChanged
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
-from tests.kube.fake_api import FakeClock, FakeKubeApi
+from tests.kube.fake_api import FakeClock, FakeKubeApi, WatchedQueue
 from tests.kube.test_driver import CHAIN, NS, submit
 
 
@@ -64,23 +64,37 @@ def test_backoff_grows_to_its_cap_with_jitter():
 class Cluster:
     """The registry of drivers on the fake API; the test finishes Jobs and moves the clock."""
 
+    made: ClassVar[list[Cluster]] = []
+
     def __init__(self, spec: dict[str, Any] = CHAIN, **settings: Any) -> None:
         self.api = FakeKubeApi()
         submit(self.api, spec)
         self.clock = FakeClock()
         context = OperatorContext(self.api, OperatorSettings(**settings), clock=self.clock)  # type: ignore[arg-type]
         self.drivers = DriverRegistry(context)
+        Cluster.made.append(self)
+
+    def start(self) -> None:
+        self.drivers.deliver(NS, "run")
+        self.queue = WatchedQueue()  # kept by every driver the registry starts for the run
+        self.drivers._drivers[(NS, "run")].queue = self.queue
 
     async def idle(self) -> None:
-        quiet = 0
-        while quiet < 5:
-            before = len(self.api.writes)
-            await asyncio.sleep(0)
-            quiet = quiet + 1 if len(self.api.writes) == before else 0
+        """Until the run's driver ended, waits for a message, or waits out a backoff."""
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:  # polls the registry for a state
+            task = self.drivers._tasks.get((NS, "run"))
+            if task is None or self.drivers.backing_off(NS, "run"):
+                return
+            if self.queue.waiting.is_set() and self.queue.empty():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the driver neither waited nor ended within 60s")
 
     async def run(self, finish_jobs: bool = True, rounds: int = 50) -> dict[str, Any]:
-        """Deliver, finish Jobs as they appear, let waits pass, until the execution ends."""
-        self.drivers.deliver(NS, "run")
+        """Finish Jobs as they appear, let waits pass, until the execution ends."""
+        if (NS, "run") not in self.drivers._drivers:
+            self.start()
         for _ in range(rounds):
             await self.idle()
             if self.status().get("phase") in ("Succeeded", "Failed", "Cancelled"):
@@ -103,6 +117,14 @@ class Cluster:
         return [(e["type"], e["reason"], e["message"]) for e in self.api.of_kind("Event")]
 
 
+@pytest.fixture(autouse=True)
+async def no_driver_outlives_its_test():
+    yield
+    while Cluster.made:
+        cluster = Cluster.made.pop()
+        cluster.drivers.forget(NS, "run")
+
+
 async def test_a_permanent_refusal_fails_the_execution_with_the_api_servers_words():
     cluster = Cluster()
     quota = refusal(403, 'configmaps \\"run-playbook\\" is forbidden: exceeded quota: cm')
@@ -122,10 +144,10 @@ async def test_a_permanent_refusal_fails_the_execution_with_the_api_servers_word
 async def test_transient_trouble_is_retried_after_a_growing_wait_then_fails_the_execution():
     cluster = Cluster(reconcile_retry_limit=3)
     cluster.api.fail("create", "Job", *[refusal(503, "etcd leader changed")] * 3)
-    cluster.drivers.deliver(NS, "run")
+    cluster.start()
     await cluster.idle()
     assert cluster.status().get("phase") is None  # waiting out the first backoff
-    assert cluster.drivers._wakes  # it waits, it does not spin
+    assert cluster.drivers.backing_off(NS, "run")  # it waits, it does not spin
     status = await cluster.run(finish_jobs=False)
     assert status["phase"] == "Failed"
     assert status["error"] == (
@@ -151,7 +173,7 @@ async def test_a_status_too_large_for_etcd_ends_the_execution_with_a_minimal_sta
 
 async def test_a_cancel_ends_an_execution_whose_driver_cannot_resume():
     cluster = Cluster(reconcile_retry_limit=100, reconcile_backoff_max_seconds=3600)
-    cluster.drivers.deliver(NS, "run")
+    cluster.start()
     await cluster.idle()
     [job] = cluster.api.of_kind("Job")
     cluster.api.fail("patch", "ConfigMap", *[refusal(503)] * 100)
@@ -159,7 +181,7 @@ async def test_a_cancel_ends_an_execution_whose_driver_cannot_resume():
     cluster.api.finish_job(NS, job["metadata"]["name"], result={"stdout": "a"})
     cluster.drivers.deliver(NS, "run", JobChanged(job))
     await cluster.idle()
-    assert cluster.drivers._wakes  # in a backoff of up to an hour
+    assert cluster.drivers.backing_off(NS, "run")  # in a backoff of up to an hour
     cluster.api._faults.clear()  # the API server answers again; the driver still waits
     execution = cluster.api.get("Execution", NS, "run")
     assert execution is not None
@@ -174,7 +196,7 @@ async def test_a_cancel_ends_an_execution_whose_driver_cannot_resume():
 
 async def test_a_deleted_results_config_map_fails_the_execution_clearly():
     cluster = Cluster()
-    cluster.drivers.deliver(NS, "run")
+    cluster.start()
     await cluster.idle()
     [job] = cluster.api.of_kind("Job")
     cluster.api.finish_job(NS, job["metadata"]["name"], result={"stdout": "a"})

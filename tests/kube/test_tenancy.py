@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl.kube.playbooks import MAX_SNAPSHOT_BYTES, playbook_status, run_problems, snapshot_text
+from noetl.kube.playbooks import (
+    MAX_SNAPSHOT_BYTES,
+    playbook_document,
+    playbook_status,
+    run_problems,
+    snapshot_text,
+)
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.tenancy import secret_refusal
 from noetl.playbook import parse_playbook
@@ -85,6 +91,7 @@ def test_a_playbook_too_large_to_snapshot_is_invalid():
     (problem,) = problems(body, OperatorSettings())
     assert problem.path == "spec"
     assert f"over the {MAX_SNAPSHOT_BYTES} bytes" in problem.message
-    status = playbook_status({"metadata": {"name": "p", "generation": 1}, "spec": body["spec"]})
+    resource = {"metadata": {"name": "p", "generation": 1}, "spec": body["spec"]}
+    status = playbook_status(resource, parse_playbook(playbook_document(resource)))
     assert status["conditions"][0]["reason"] == "Invalid"
     assert status["errors"][0]["path"] == "spec"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from noetl.templating import RenderError, check_syntax, render, truthy
+from noetl.templating import RenderError, check_template, render, render_workload, truthy
 
 CONTEXT = {
     "workload": {"cities": ["Paris", "Oslo"], "n": 3},
@@ -92,9 +92,9 @@ def test_known_sandbox_escapes_are_refused(payload):
 
 
 def test_syntax_errors_are_found_before_running():
-    assert check_syntax("{{ a }}") is None
-    assert "syntax error" in check_syntax("{{ a ")
-    assert "syntax error" in check_syntax("{{ }}")
+    assert check_template("{{ a }}") is None
+    assert "syntax error" in check_template("{{ a ")
+    assert "syntax error" in check_template("{{ }}")
 
 
 @pytest.mark.parametrize(
@@ -113,3 +113,68 @@ def test_syntax_errors_are_found_before_running():
 )
 def test_truthy(value, expected):
     assert truthy(value) is expected
+
+
+LOOKUP_CONTEXT = {
+    "workload": {"items": [1, 2], "keys": "k", "values": "v", "get": "g", "copy": "c"},
+    "fetch": {"items": [{"id": 1}], "update": "u", "pop": "p"},
+    "plain": {"a": 1},
+}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ workload.items }}", [1, 2]),
+        ("{{ workload.keys }}", "k"),
+        ("{{ workload.values }}", "v"),
+        ("{{ workload.get }}", "g"),
+        ("{{ workload.copy }}", "c"),
+        ("{{ fetch.items[0].id }}", 1),
+        ("{{ fetch.update }}", "u"),
+        ("{{ fetch.pop }}", "p"),
+        ("{% for row in fetch.items %}{{ row.id }}{% endfor %}", "1"),
+        ("{{ workload['items'] }}", [1, 2]),
+        # Without such a key the method is still there, and filters work as ever.
+        ("{{ plain.get('a') }}", 1),
+        ("{{ plain.get('b', 0) }}", 0),
+        ("{{ plain.items() | list }}", [("a", 1)]),
+        ("{{ plain | dictsort }}", [("a", 1)]),
+        ("{{ workload | length }}", 5),
+    ],
+)
+def test_a_mapping_key_comes_before_a_method_of_the_same_name(template, expected):
+    assert render(template, LOOKUP_CONTEXT) == expected
+
+
+def test_mutating_methods_stay_refused_when_no_key_hides_them():
+    with pytest.raises(RenderError, match="unsafe"):
+        render("{{ plain.update({'a': 2}) }}", LOOKUP_CONTEXT)
+    assert LOOKUP_CONTEXT["plain"] == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('n=${#arr[@]}; echo "{{ workload.n }} $n"', 'n=${#arr[@]}; echo "3 $n"'),
+        ("{# not a comment #}{{ workload.n }}", "{# not a comment #}3"),
+        ("echo ${#x} {{ workload.n }} ${#y}", "echo ${#x} 3 ${#y}"),
+    ],
+)
+def test_hash_brace_is_text_not_a_comment(template, expected):
+    assert render(template, CONTEXT) == expected
+
+
+def test_workload_templates_render_once_with_the_execution():
+    workload = {"run": "run-{{ execution.id }}", "nested": [{"at": "{{ execution.name }}"}], "n": 1}
+    assert render_workload(workload, {"id": "42", "name": "ex"}) == {
+        "run": "run-42",
+        "nested": [{"at": "ex"}],
+        "n": 1,
+    }
+
+
+def test_a_workload_template_that_fails_names_its_key():
+    with pytest.raises(RenderError) as caught:
+        render_workload({"a": {"b": ["ok", "{{ nope }}"]}}, {"id": "42"})
+    assert str(caught.value) == ("workload.a.b[1]: template '{{ nope }}': 'nope' is undefined")

@@ -57,7 +57,7 @@ from noetl.engine.state import (
 from noetl.playbook import Playbook, duration_seconds
 from noetl.playbook.tools import check_args
 from noetl.playbook.validation import START
-from noetl.templating import RenderError, render, render_string, truthy
+from noetl.templating import RenderError, render, render_string, render_workload, truthy
 
 EXECUTION_TIMEOUT = "execution-timeout"
 DEFAULT_MAX_CHILD_DEPTH = 10
@@ -114,8 +114,17 @@ class Engine:
         self.playbook = playbook
         self.result_limit = result_limit
         self.graph = Graph(playbook)
-        self.workload = merge_workload(playbook.spec.workload, workload or {})
         self.execution = dict(execution or {})
+        # The playbook's own workload templates (`"{{ execution.id }}"`) are rendered once, here:
+        # the same inputs give the same workload, so a restarted shell gets it back unstored.
+        # Values given for the run are data, used as given: data never becomes a template.
+        defaults = playbook.spec.workload
+        self.workload_error: str | None = None
+        try:
+            defaults = render_workload(defaults, self.execution)
+        except RenderError as error:
+            self.workload_error = str(error)
+        self.workload = merge_workload(defaults, workload or {})
         self.depth = depth
         self.max_child_depth = max_child_depth
 
@@ -134,24 +143,25 @@ class RenderContext(Mapping[str, Any]):
     """What templates see, looked up on demand so rendering costs the same however far along.
 
     Names, first match wins: the per-render extras (loop iterator, `error`...), `workload`,
-    `execution`, then the result of each finished step under the step's name.
+    `execution`, then the result of each finished step under the step's name (with `_` for `-`).
     """
 
     def __init__(self, engine: Engine, results: Mapping[str, Any], extras: Mapping[str, Any]):
         self._fixed = {**extras, "workload": engine.workload, "execution": engine.execution}
-        self._steps = engine.playbook.steps
+        self._steps = engine.playbook.template_names  # fetch_data -> fetch-data
         self._results = results
 
     def __getitem__(self, name: str) -> Any:
         if name in self._fixed:
             return self._fixed[name]
-        if name in self._steps and name in self._results:
-            return self._results[name]
+        step = self._steps.get(name)
+        if step is not None and step in self._results:
+            return self._results[step]
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._fixed
-        yield from (name for name in self._steps if name in self._results)
+        yield from (name for name, step in self._steps.items() if step in self._results)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -203,6 +213,9 @@ class _Transition:
             return
         self.state.phase = "Running"
         self.state.started_at = self.at
+        if self.engine.workload_error is not None:
+            self._abort("Failed", self.engine.workload_error)
+            return
         timeout = self.playbook.spec.timeout
         if timeout is not None:
             due = self.at + duration_seconds(timeout)

@@ -32,7 +32,8 @@ from noetl.kube.playbooks import run_problems, snapshot_text
 from noetl.kube.results import ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
-from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
+from noetl.playbook import Playbook, PlaybookInvalid
+from noetl.playbook.budget import parse_within_budget
 
 OUTPUT_KEY = "__output"
 
@@ -59,9 +60,8 @@ async def snapshot_of(
     spec = execution["spec"]
     if stored is not None and owned_by(stored, metadata["uid"]):
         data = stored["data"]
-        playbook = parse_playbook(
-            json.loads(data["playbook.json"]), f"execution {metadata['name']}"
-        )
+        source = f"execution {metadata['name']}"
+        playbook = await parse_within_budget(json.loads(data["playbook.json"]), source)
         if "workload.json" not in data:  # a snapshot written before workloads were kept in it
             return Snapshot(playbook, spec.get("workload") or {}, metadata.get("generation"))
         return Snapshot(playbook, json.loads(data["workload.json"]), json.loads(data["generation"]))
@@ -79,7 +79,7 @@ async def snapshot_of(
             raise LookupError(f"spec.playbookRef.name: no Playbook named {ref!r} {where}")
         document = {"kind": "Playbook", "metadata": {"name": ref}, "spec": found["spec"]}
     source = f"playbook {document['metadata']['name']}"
-    playbook = parse_playbook(document, source)
+    playbook = await parse_within_budget(document, source)
     text = snapshot_text(document)
     problems = run_problems(playbook, text, namespace, settings)
     if problems:

@@ -10,6 +10,9 @@ handlers are never retried by kopf itself.
 A playbook too large to snapshot is invalid here too: every Execution keeps the playbook it runs
 in one ConfigMap, which the API server refuses past 1 MiB of data. `run_problems` adds what an
 Execution's namespace and the operator's settings forbid (see tenancy.py).
+
+Validation runs in a worker process within a time and memory budget (`noetl.playbook.budget`),
+never in the event loop that drives the Executions.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from noetl.kube.api import KubeApi
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import timestamp
 from noetl.kube.tenancy import pod_violations, secret_violations
-from noetl.playbook import Playbook, PlaybookError, PlaybookInvalid, parse_playbook
+from noetl.playbook import Playbook, PlaybookError, PlaybookInvalid
+from noetl.playbook.budget import parse_within_budget
 
 MAX_ERRORS = 50
 MAX_SNAPSHOT_BYTES = 1_000_000
@@ -62,20 +66,24 @@ def run_problems(
     )
 
 
-def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
-    metadata = body["metadata"]
-    document = {
+def playbook_document(body: dict[str, Any]) -> dict[str, Any]:
+    """The Playbook resource as the document `parse_playbook` reads."""
+    return {
         "kind": "Playbook",
-        "metadata": {"name": metadata["name"]},
+        "metadata": {"name": body["metadata"]["name"]},
         "spec": body.get("spec"),
     }
-    try:
-        playbook = parse_playbook(document)
-        too_large = size_problems(snapshot_text(document))
+
+
+def playbook_status(body: dict[str, Any], checked: Playbook | PlaybookInvalid) -> dict[str, Any]:
+    """The status of a Playbook, given what validating it gave."""
+    metadata = body["metadata"]
+    if isinstance(checked, Playbook):
+        too_large = size_problems(snapshot_text(playbook_document(body)))
         if too_large:
-            raise PlaybookInvalid(too_large)
-    except PlaybookInvalid as invalid:
-        errors = [{"path": e.path, "message": e.message} for e in invalid.errors[:MAX_ERRORS]]
+            checked = PlaybookInvalid(too_large)
+    if isinstance(checked, PlaybookInvalid):
+        errors = [{"path": e.path, "message": e.message} for e in checked.errors[:MAX_ERRORS]]
         steps = len((body.get("spec") or {}).get("workflow") or [])
         condition = {
             "status": "False",
@@ -83,7 +91,7 @@ def playbook_status(body: dict[str, Any]) -> dict[str, Any]:
             "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
         }
     else:
-        errors, steps = [], len(playbook.steps)
+        errors, steps = [], len(checked.steps)
         condition = {"status": "True", "reason": "Valid", "message": f"{steps} steps"}
     return {
         "observedGeneration": metadata.get("generation"),
@@ -99,7 +107,12 @@ async def reconcile_playbook(api: KubeApi, body: dict[str, Any]) -> None:
     metadata = body["metadata"]
     if (body.get("status") or {}).get("observedGeneration") == metadata.get("generation"):
         return
-    status = playbook_status(body)
+    checked: Playbook | PlaybookInvalid
+    try:
+        checked = await parse_within_budget(playbook_document(body))
+    except PlaybookInvalid as invalid:
+        checked = invalid
+    status = playbook_status(body, checked)
     await api.patch_status("playbooks", metadata["namespace"], metadata["name"], status)
     if status["errors"]:
         subject = {**body, "kind": "Playbook"}

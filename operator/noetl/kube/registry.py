@@ -70,6 +70,11 @@ class DriverRegistry:
                 if wake is not None:
                     wake.set()  # a cancel does not wait for the backoff to pass
 
+    def backing_off(self, namespace: str, name: str) -> bool:
+        """Whether the execution's driver waits out a backoff before it resumes."""
+        wake = self._wakes.get((namespace, name))
+        return wake is not None and not wake.is_set()
+
     def forget(self, namespace: str, name: str) -> None:
         """The Execution is gone: stop its driver and its clean-up timer."""
         key = (namespace, name)

@@ -3,16 +3,16 @@
 A playbook file is either a bare NoETL document (`kind: Playbook` with the spec at the top level)
 or the Kubernetes resource (`apiVersion: noetl.io/v1alpha1`, spec under `spec`). Error paths are
 given as they stand in the file the user wrote: `spec.workflow[2].tool` for the resource,
-`workflow[2].tool` for the bare document.
+`workflow[2].tool` for the bare document. The YAML is read with the 1.2 core schema
+(`noetl.playbook.yaml_core`): `2024-05-01` and `NO` stay strings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from noetl.playbook.errors import PlaybookError, PlaybookInvalid, join_path
 from noetl.playbook.models import API_GROUP, API_VERSION, PlaybookSpec, Step
@@ -24,9 +24,10 @@ from noetl.playbook.validation import (
     drop_shadowed,
     validate_spec,
 )
+from noetl.playbook.yaml_core import YamlError, load_yaml
+from noetl.templating import template_name
 
 _ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: faster
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class Playbook:
     name: str
     spec: PlaybookSpec
     steps: dict[str, Step] = field(repr=False)
+
+    @cached_property
+    def template_names(self) -> dict[str, str]:
+        """Step by the name templates use for it (`fetch_data` for the step `fetch-data`)."""
+        return {template_name(name): name for name in self.steps}
 
 
 def _resolve_task(spec: PlaybookSpec, step: Step) -> Step:
@@ -110,12 +116,7 @@ def load_playbook(path: str | Path, resolve: Resolver | None = None) -> Playbook
             [PlaybookError("", f"cannot read file: {error.strerror}")], str(path)
         ) from None
     try:
-        document = yaml.load(text, Loader=_YAML_LOADER)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise PlaybookInvalid(
-            [PlaybookError("", f"not valid YAML: {where}{problem}")], str(path)
-        ) from None
+        document = load_yaml(text)
+    except YamlError as error:
+        raise PlaybookInvalid([PlaybookError("", f"not valid YAML: {error}")], str(path)) from None
     return parse_playbook(document, str(path), resolve)

@@ -2,10 +2,12 @@
 
 `validate_spec` returns every problem at once, each with the path of the field (relative to the
 spec) and why. It runs on what `noetl.playbook.reading.parse_spec` could read, so the models'
-errors do not hide these. The rules: unique step and task names; a `start` step; every `next`
-target exists; no cycles (every step runs at most once per execution); every step reachable from
-`start`; workbook references resolve; tools are known, fit the fields given and get the args
-they need (`noetl.playbook.tools`); Python code compiles; templates compile; names are ones a
+errors do not hide these. The rules: unique step and task names; step names and loop iterators
+not reserved in templates, and no two steps with the same name in templates (`a-b` and `a_b`);
+a `start` step; every `next` target exists; no cycles (every step runs at most once per
+execution); every step reachable from `start`; workbook references resolve; tools are known, fit
+the fields given and get the args they need (`noetl.playbook.tools`); Python code compiles;
+templates compile (and those that read no data render within the limits); names are ones a
 cluster accepts. `check_children` follows `tool: playbook` steps through a resolver: children
 that cannot be found, and playbooks that call themselves.
 """
@@ -26,7 +28,13 @@ from noetl.playbook.models import (
     Task,
 )
 from noetl.playbook.tools import check_args
-from noetl.templating import check_syntax, is_template, template_strings
+from noetl.templating import (
+    RESERVED_NAMES,
+    check_template,
+    is_template,
+    template_name,
+    template_strings,
+)
 
 if TYPE_CHECKING:
     from noetl.playbook.loader import Playbook
@@ -63,6 +71,7 @@ def drop_shadowed(
 def validate_spec(spec: PlaybookSpec) -> list[PlaybookError]:
     errors: list[PlaybookError] = []
     index_of = _step_indexes(spec, errors)
+    errors += _check_template_names(spec)
     errors += _check_workbook(spec)
     tasks = {task.name: task for task in spec.workbook}
     for i, step in enumerate(spec.workflow):
@@ -91,6 +100,37 @@ def _step_indexes(spec: PlaybookSpec, errors: list[PlaybookError]) -> dict[str, 
         else:
             index_of[step.step] = i
     return index_of
+
+
+def _check_template_names(spec: PlaybookSpec) -> list[PlaybookError]:
+    """Step names and loop iterators templates can reach: none reserved, no two alike."""
+    errors = []
+    reserved = ", ".join(sorted(RESERVED_NAMES, key=str.lower))
+    taken: dict[str, str] = {}
+    for i, step in enumerate(spec.workflow):
+        name = template_name(step.step)
+        if name in RESERVED_NAMES:
+            errors.append(
+                PlaybookError(
+                    join_path("workflow", i, "step"),
+                    f"{step.step!r} is reserved in templates (reserved: {reserved})",
+                )
+            )
+        elif taken.setdefault(name, step.step) != step.step:
+            errors.append(
+                PlaybookError(
+                    join_path("workflow", i, "step"),
+                    f"{step.step!r} and {taken[name]!r} are both {name!r} in templates",
+                )
+            )
+        if step.loop is not None and step.loop.iterator in RESERVED_NAMES:
+            errors.append(
+                PlaybookError(
+                    join_path("workflow", i, "loop", "iterator"),
+                    f"{step.loop.iterator!r} is reserved in templates (reserved: {reserved})",
+                )
+            )
+    return errors
 
 
 def _check_workbook(spec: PlaybookSpec) -> list[PlaybookError]:
@@ -268,7 +308,7 @@ def _check_graph(spec: PlaybookSpec, index_of: dict[str, int]) -> list[PlaybookE
 def _check_templates(value: Any, path: str) -> list[PlaybookError]:
     errors = []
     for where, text in template_strings(value):
-        problem = check_syntax(text)
+        problem = check_template(text)
         if problem:
             errors.append(PlaybookError(join_path(path, *where), f"{problem} in {text!r}"))
     return errors
