@@ -19,21 +19,7 @@ PULL = "ErrImagePull: failed to pull ghcr.io/noetl/noetl-plugin-shell:typo: not 
 
 
 def pod_of(api: FakeKubeApi, job: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-    """The Job's pod, with its container in `state` (as the kubelet reports it)."""
-    name = job["metadata"]["name"]
-    template = job["spec"]["template"]["metadata"]
-    return api.put(
-        {
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{name}-pod",
-                "namespace": NS,
-                "labels": {**template.get("labels", {}), "job-name": name},
-                "annotations": dict(template.get("annotations", {})),
-            },
-            "status": {"containerStatuses": [{"name": "step", "state": state}]},
-        }
-    )
+    return api.pod(NS, job["metadata"]["name"], state)
 
 
 def waiting(reason: str, message: str) -> dict[str, Any]:
