@@ -1,25 +1,35 @@
 # Developer entry points. `make test` is the one command that runs every test from scratch.
+# PYTHON is the interpreter whose environment gets the package and runs the tests (.ci/run gives
+# it a virtual environment of its own).
 PYTHON ?= python3
+ACTIONLINT ?= $(HOME)/.cache/noetl-tools/actionlint-v1.7.12/actionlint
+LINTED := operator tests benchmarks plugin-images
 
 .PHONY: test setup lint
 
 setup:
-	bash .ci/setup
+	PYTHON=$(PYTHON) bash .ci/setup
 
 test: setup lint
 	$(PYTHON) -m pytest
 
 lint: setup
-	$(PYTHON) -m ruff check operator tests benchmarks
-	$(PYTHON) -m ruff format --check operator tests benchmarks
+	$(PYTHON) -m ruff check $(LINTED)
+	$(PYTHON) -m ruff format --check $(LINTED)
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy plugin-images/build.py
 	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
+	@if [ -x $(ACTIONLINT) ]; then $(ACTIONLINT) -no-color; \
+	else echo "lint: no actionlint at $(ACTIONLINT), workflows not checked"; fi
 
-# --- A local cluster for users with Docker: kind, the images, the chart, a demo run. ---
+# --- Images, and a local cluster for users with Docker: kind, the images, the chart, a demo run. ---
 # `make kind-up images deploy demo` gives a cluster running the hello example; `make kind-down`
 # removes it. The images get the tags the chart's values and the operator use by default, so
-# `kind load` makes them present on the nodes; deploy names those tags and forbids pulling them.
+# loading them into kind makes them present on the nodes; deploy names those tags and forbids
+# pulling them. BUILDER may be docker (the default), podman or buildah: plugin-images/build.py
+# builds only what changed (see docs/install.md).
 REGISTRY ?= ghcr.io/noetl
+BUILDER ?= docker
 ifndef VERSION
 VERSION := $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 endif
@@ -27,11 +37,10 @@ PLUGINS := shell python http postgres duckdb
 KIND_CLUSTER ?= noetl
 NAMESPACE ?= noetl-system
 DEMO_NAMESPACE ?= default
-BASE_IMAGE := $(REGISTRY)/noetl-base:$(VERSION)
 OPERATOR_IMAGE := $(REGISTRY)/noetl-operator:$(VERSION)
 PLUGIN_IMAGES := $(foreach p,$(PLUGINS),$(REGISTRY)/noetl-plugin-$(p):$(VERSION))
 
-.PHONY: kind-up kind-down images image-base image-operator $(addprefix image-,$(PLUGINS)) deploy demo chart-crds
+.PHONY: kind-up kind-down images kind-load deploy demo chart-crds
 
 kind-up:
 	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
@@ -39,18 +48,21 @@ kind-up:
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
 
-images: image-operator $(addprefix image-,$(PLUGINS))
+# The images go into kind only when a kind cluster of that name is there.
+images:
+	$(PYTHON) plugin-images/build.py --builder $(BUILDER) --registry $(REGISTRY) --version $(VERSION)
+	@if command -v kind > /dev/null && kind get clusters 2> /dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+		$(MAKE) --no-print-directory kind-load; \
+	else echo "images: no kind cluster $(KIND_CLUSTER), so nothing loaded into one"; fi
+
+# kind reads Docker's images directly; podman's and buildah's (containers-storage) as an archive.
+kind-load:
+ifeq ($(BUILDER),docker)
 	kind load docker-image --name $(KIND_CLUSTER) $(OPERATOR_IMAGE) $(PLUGIN_IMAGES)
-
-image-base:
-	docker build -f plugin-images/base.Dockerfile -t $(BASE_IMAGE) .
-
-# Every other image is built FROM the base.
-image-operator: image-base
-	docker build -f plugin-images/operator.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(OPERATOR_IMAGE) .
-
-$(addprefix image-,$(PLUGINS)): image-%: image-base
-	docker build -f plugin-images/$*.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(REGISTRY)/noetl-plugin-$*:$(VERSION) .
+else
+	podman save --multi-image-archive --output .noetl-images.tar $(OPERATOR_IMAGE) $(PLUGIN_IMAGES)
+	kind load image-archive --name $(KIND_CLUSTER) .noetl-images.tar; status=$$?; rm -f .noetl-images.tar; exit $$status
+endif
 
 deploy:
 	helm upgrade --install noetl-operator charts/noetl-operator --namespace $(NAMESPACE) --create-namespace \

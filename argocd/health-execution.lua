@@ -18,7 +18,7 @@ if (status.observedGeneration or 0) < generation then
 end
 
 local phase = status.phase
-local message = status.error or phase
+local message = status.error or status.message or phase
 if status.conditions ~= nil then
   for _, condition in ipairs(status.conditions) do
     if condition.type == "Succeeded" and condition.message ~= nil then
@@ -27,14 +27,15 @@ if status.conditions ~= nil then
   end
 end
 
-if phase == "Pending" or phase == "Running" then
+if phase == "Pending" or phase == "Queued" or phase == "Running" then
   hs.status = "Progressing"
 elseif phase == "Succeeded" then
   hs.status = "Healthy"
 elseif phase == "Failed" then
   hs.status = "Degraded"
-elseif phase == "Cancelled" then
-  -- Stopped on purpose: not a fault to page anyone about, and it will not go on by itself.
+elseif phase == "Cancelled" or phase == "Suspended" then
+  -- Stopped on purpose (cancelled, or suspended until someone resumes it): not a fault to
+  -- page anyone about, and it will not go on by itself.
   hs.status = "Suspended"
 else
   hs.status = "Unknown"

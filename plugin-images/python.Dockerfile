@@ -1,6 +1,12 @@
-# The python plugin: runs the step's code. Reads its request from NOETL_INPUT_JSON
-# and writes its result to /dev/termination-log (see operator/noetl/plugins/runtime.py).
+# The python plugin: runs the step's code (the standard library is there, nothing else). The
+# request comes in NOETL_INPUT_JSON, the outcome goes to /dev/termination-log (see
+# operator/noetl/plugins/runtime.py).
+# Build context: the directory plugin-images/build.py prepares (`make images`).
 ARG BASE_IMAGE=ghcr.io/noetl/noetl-base:0.1.0
 FROM ${BASE_IMAGE}
+USER 0
+COPY noetl/ /usr/local/lib/python3.11/dist-packages/noetl/
+RUN python3 -m compileall -q --invalidation-mode unchecked-hash \
+    /usr/local/lib/python3.11/dist-packages/noetl
 USER 65532
-ENTRYPOINT ["python", "-m", "noetl.plugins.python"]
+ENTRYPOINT ["python3", "-m", "noetl.plugins.python"]

@@ -6,9 +6,10 @@ client and `noetl operator` does not pay for the local runner.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -57,6 +58,21 @@ def _load(path: Path) -> Any:
         return load_playbook(path)
     except PlaybookInvalid as invalid:
         _fail(str(invalid))
+    except UnicodeDecodeError as error:
+        _fail(f"{path}: invalid playbook\n  not UTF-8 text: {error.reason} at byte {error.start}")
+
+
+def _cancellable(command: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C before the run has its own handlers: exit as cancelled, without a traceback."""
+
+    @functools.wraps(command)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            _fail("cancelled", EXIT_CANCELLED)
+
+    return guarded
 
 
 def parse_assignments(assignments: Iterable[str], as_string: bool = False) -> dict[str, Any]:
@@ -85,6 +101,16 @@ def parse_assignments(assignments: Iterable[str], as_string: bool = False) -> di
                 _fail(f"{option} {key}: {parent} is not a mapping")
         target[leaf] = value
     return workload
+
+
+def _seconds(text: str, option: str) -> float:
+    """A duration given on the command line (`30s`, `2m`, `45`), in seconds."""
+    from noetl.playbook import duration_seconds
+
+    try:
+        return duration_seconds(text if not text.replace(".", "").isdigit() else f"{text}s")
+    except ValueError:
+        _fail(f"{option}: {text!r} is not a duration (write e.g. 500ms, 30s, 5m or 1h)")
 
 
 def workload_overrides(set_: Iterable[str], set_string: Iterable[str]) -> dict[str, Any]:
@@ -136,6 +162,52 @@ def _use_pidfd_child_watcher() -> None:
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
+def _local_run_options(command: Any) -> Any:
+    """The options of every command that runs a playbook here (run, retry, resubmit)."""
+    options = [
+        click.option(
+            "--secret",
+            multiple=True,
+            metavar="NAME=FILE",
+            help="A dotenv file standing for the Secret NAME that steps name in args.secretRef.",
+        ),
+        click.option(
+            "--event-log",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Where to write the JSON-lines event log.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print a JSON summary (execution, phase, result, error).",
+        ),
+        click.option(
+            "--finally-grace",
+            default="30s",
+            show_default=True,
+            metavar="DURATION",
+            help="How long finally steps may run after Ctrl-C or the execution timeout.",
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+        click.option(
+            "--max-depth",
+            type=click.IntRange(min=0),
+            default=None,
+            help="How deep child playbooks (tool: playbook) may nest  [default: 10].",
+        ),
+        click.option(
+            "--max-parallel",
+            type=click.IntRange(min=1),
+            help="At most this many steps at once, whatever the playbook allows"
+            " (default: the open-file limit / 8).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @app.command()
 @playbook_file
 @set_option
@@ -145,63 +217,74 @@ def _use_pidfd_child_watcher() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="A YAML/JSON file of workload values.",
 )
-@click.option(
-    "--secret",
-    multiple=True,
-    metavar="NAME=FILE",
-    help="A dotenv file standing for the Secret NAME that steps name in args.secretRef.",
-)
-@click.option(
-    "--event-log",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the JSON-lines event log.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print a JSON summary (execution, phase, result, error).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-@click.option(
-    "--max-depth",
-    type=click.IntRange(min=0),
-    default=None,
-    help="How deep child playbooks (tool: playbook) may nest  [default: 10].",
-)
+@_local_run_options
+@_cancellable
 def run(
     file: Path,
     set_: tuple[str, ...],
     set_string: tuple[str, ...],
     workload_file: Path | None,
+    **options: Any,
+) -> None:
+    """Run a playbook on this machine, each step in a process of its own.
+
+    Ctrl-C cancels it; SIGUSR1 suspends it and SIGUSR2 resumes it (`noetl suspend`/`resume`)."""
+    from noetl.engine import merge_workload
+
+    playbook = _load(file)
+    workload = _read_mapping(workload_file, "workload file") if workload_file else {}
+    workload = merge_workload(workload, workload_overrides(set_, set_string))
+    _run_locally(file, playbook, workload, **options)
+
+
+def _run_locally(
+    file: Path,
+    playbook: Any,
+    workload: dict[str, Any],
+    *,
     secret: tuple[str, ...],
     event_log: Path | None,
     as_json: bool,
+    finally_grace: str,
     quiet: bool,
     max_depth: int | None,
+    max_parallel: int | None,
+    seed: dict[str, Any] | None = None,
+    retry_of: str | None = None,
 ) -> None:
-    """Run a playbook on this machine, each step in a process of its own."""
+    """Run `playbook` here to its end and exit as `noetl run` does; `seed`: what a retry keeps."""
     import asyncio
     import gc
+    import os
 
-    from noetl.engine import DEFAULT_MAX_CHILD_DEPTH, merge_workload
+    from noetl.engine import DEFAULT_MAX_CHILD_DEPTH
+    from noetl.local import control
     from noetl.local.eventlog import EventLog, run_log_path
     from noetl.local.progress import make_reporter
     from noetl.local.resolver import playbook_directory_resolver
     from noetl.local.runner import LocalRunner, new_execution_id
     from noetl.local.steps import StepExecutor
 
-    playbook = _load(file)
     # What is loaded now lives until exit: spare the collector walking it again at every pass.
     gc.freeze()
-    workload = _read_mapping(workload_file, "workload file") if workload_file else {}
-    workload = merge_workload(workload, workload_overrides(set_, set_string))
     secrets = dict(_read_secret(spec) for spec in secret)
-    executor = StepExecutor(secrets=secrets)
-    reporter = make_reporter(quiet or as_json)
+    executor = StepExecutor(secrets=secrets, max_parallel=max_parallel)
     execution_id = new_execution_id(playbook.name)
     log_path = event_log or run_log_path(Path(".noetl") / "runs", execution_id)
-    log = EventLog(log_path)
+    try:
+        log = EventLog(log_path)
+    except OSError as error:
+        _fail(f"cannot write the event log {log_path}: {error.strerror}")
+    log.write_run(
+        pid=os.getpid(),
+        execution=execution_id,
+        playbook=str(file.resolve()),
+        name=playbook.name,
+        spec=playbook.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        workload=workload,
+        **({"retryOf": retry_of} if retry_of else {}),
+    )
+    reporter = make_reporter(quiet or as_json)
     runner = LocalRunner(
         playbook,
         executor,
@@ -210,7 +293,9 @@ def run(
         reporter=reporter,
         event_log=log,
         execution_id=execution_id,
+        finally_grace=_seconds(finally_grace, "--finally-grace"),
         max_child_depth=DEFAULT_MAX_CHILD_DEPTH if max_depth is None else max_depth,
+        results=seed,
     )
 
     async def main() -> Any:
@@ -219,6 +304,11 @@ def run(
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, runner.cancel)
         loop.add_signal_handler(signal.SIGTERM, runner.cancel, "terminated")
+        loop.add_signal_handler(signal.SIGHUP, runner.cancel, "hung up")
+        loop.add_signal_handler(control.SUSPEND_SIGNAL, runner.suspend)
+        loop.add_signal_handler(
+            control.RESUME_SIGNAL, lambda: runner.resume(control.take_approval_values(log_path))
+        )
         try:
             return await runner.run()
         finally:
@@ -250,6 +340,73 @@ def run(
         )
     if not outcome.ok:
         sys.exit(EXIT_CANCELLED if outcome.phase == "Cancelled" else EXIT_FAILED)
+
+
+def _again(
+    target: str,
+    namespace: str,
+    overrides: dict[str, Any],
+    keep: bool,
+    **options: Any,
+) -> None:
+    """`noetl retry` (keep=True) or `noetl resubmit` of a local run's log or of an Execution."""
+    from noetl.engine import Engine, merge_workload
+    from noetl.engine.retry import kept_results
+    from noetl.local.replay import NotReplayable, read_run
+
+    log = _local_log(target)
+    if log is None:
+        name = _cluster(namespace).run_again(target, overrides, keep)
+        click.echo(name)
+        return
+    try:
+        earlier = read_run(log)
+    except NotReplayable as error:
+        _fail(str(error), EXIT_FAILED)
+    # The playbook as it is now (a fix made since is what a retry is for), else as it ran.
+    path = earlier.playbook_path
+    playbook = _load(path) if path.is_file() else earlier.playbook
+    workload = merge_workload(earlier.workload, overrides)
+    seed = kept_results(Engine(playbook).graph, earlier.results) if keep else None
+    retry_of = earlier.execution if keep else None
+    _run_locally(earlier.playbook_path, playbook, workload, seed=seed, retry_of=retry_of, **options)
+
+
+def _again_command(keep: bool) -> Any:
+    """The arguments and options of `noetl retry` (keep) and `noetl resubmit`, around `_again`."""
+
+    def command(
+        target: str,
+        namespace: str,
+        set_: tuple[str, ...],
+        set_string: tuple[str, ...],
+        **options: Any,
+    ) -> None:
+        _again(target, namespace, workload_overrides(set_, set_string), keep=keep, **options)
+
+    for option in (
+        _local_run_options,
+        set_string_option,
+        set_option,
+        namespace_option,
+        click.argument("target", metavar="EXECUTION|EVENT_LOG"),
+    ):
+        command = option(command)
+    return command
+
+
+retry = app.command(
+    "retry",
+    help="Run a failed execution again, keeping what succeeded: only failed steps and items "
+    "(and what follows them) run, with the same workload and any `--set` laid over it.\n\n"
+    "TARGET is an Execution (a new one is created with spec.retryOf, and its name printed), or "
+    "the event log of a local run (.noetl/runs/NAME.jsonl), run again here.",
+)(_again_command(keep=True))
+resubmit = app.command(
+    "resubmit",
+    help="Run an execution again from the start, with the same workload and any `--set` over "
+    "it (TARGET as for retry).",
+)(_again_command(keep=False))
 
 
 @app.command()
@@ -301,7 +458,7 @@ def plan(file: Path, dot: bool) -> None:
 )
 @click.option("--check", is_flag=True, help="Only check that the files are up to date.")
 def crds(output: Path, check: bool) -> None:
-    """Write the Playbook and Execution CRDs generated from the DSL models."""
+    """Write the CRDs (Playbook, Execution, CronPlaybook) generated from the DSL models."""
     import yaml
 
     from noetl.kube.crds import all_crds
@@ -448,12 +605,79 @@ def status(name: str, namespace: str) -> None:
 @click.argument("name")
 @namespace_option
 @click.option("--step", help="Only this step's pods.")
-def logs(name: str, namespace: str, step: str | None) -> None:
+@click.option(
+    "--follow", "-f", is_flag=True, help="Stream the logs as they are written, to the end."
+)
+def logs(name: str, namespace: str, step: str | None, follow: bool) -> None:
     """Print the logs of an Execution's step pods."""
+    cluster = _cluster(namespace)
     with _cluster_errors():
-        for pod, text in _cluster(namespace).logs(name, step):
+        if follow:
+            for pod, line in cluster.follow_logs(name, step):
+                click.echo(f"[{pod}] {line}")
+            return
+        for pod, text in cluster.logs(name, step):
             click.echo(f"==> {pod} <==")
             click.echo(text.rstrip("\n"))
+
+
+@app.command(name="list")
+@namespace_option
+@click.option(
+    "--local",
+    is_flag=True,
+    help="The runs of `noetl run` here (read from .noetl/runs), not the cluster's Executions.",
+)
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".noetl") / "runs",
+    show_default=True,
+    help="Where --local looks for event logs.",
+)
+def list_(namespace: str, local: bool, runs_dir: Path) -> None:
+    """List Executions (or, with --local, local runs): phase, playbook, start and duration."""
+    import time
+
+    from noetl.tables import table
+
+    headers = ["NAME", "PLAYBOOK", "PHASE", "STARTED", "DURATION"]
+    now = time.time()
+    if local:
+        from noetl.local.history import local_runs
+        from noetl.tables import duration
+
+        rows: list[list[object]] = []
+        for run in local_runs(runs_dir):
+            end = run.finished_at or (now if run.phase == "Running" else None)
+            started = (
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started_at))
+                if run.started_at
+                else None
+            )
+            took = duration(end - run.started_at) if end and run.started_at else None
+            rows.append([run.execution, run.playbook, run.phase, started, took])
+        click.echo(table(headers, rows))
+        return
+    from noetl.kube.client import execution_rows
+
+    cluster = _cluster(namespace)
+    with _cluster_errors():
+        click.echo(table(headers, execution_rows(cluster.executions(), now)))
+
+
+@app.command()
+@click.argument("name")
+@namespace_option
+def get(name: str, namespace: str) -> None:
+    """Describe an Execution: phase, times, result, conditions and a table of its steps."""
+    import time
+
+    from noetl.kube.client import describe_long
+
+    cluster = _cluster(namespace)
+    with _cluster_errors():
+        click.echo(describe_long(cluster.execution(name), time.time()))
 
 
 @app.command()
@@ -466,8 +690,98 @@ def cancel(name: str, namespace: str) -> None:
     click.echo(f"execution {name}: cancel requested")
 
 
+def _local_log(target: str) -> Path | None:
+    """The event log of a local run when TARGET names one, else None (an Execution's name)."""
+    path = Path(target)
+    return path if target.endswith(".jsonl") or path.is_file() else None
+
+
+@app.command()
+@click.argument("target", metavar="EXECUTION|EVENT_LOG")
+@namespace_option
+def suspend(target: str, namespace: str) -> None:
+    """Suspend an execution: no new step starts (running ones finish) until `noetl resume`.
+
+    TARGET is an Execution's name, or the event log of a local run (.noetl/runs/NAME.jsonl)."""
+    from noetl.local import control
+
+    log = _local_log(target)
+    try:
+        if log is not None:
+            control.suspend(log)
+        else:
+            _cluster(namespace).suspend(target)
+    except control.RunNotReachable as error:
+        _fail(str(error), EXIT_FAILED)
+    click.echo(f"{target}: suspend requested")
+
+
+@app.command()
+@click.argument("target", metavar="EXECUTION|EVENT_LOG")
+@namespace_option
+@set_option
+def resume(target: str, namespace: str, set_: tuple[str, ...]) -> None:
+    """Resume a suspended execution and approve its waiting approval steps.
+
+    The `--set` values become the result of each approval step waiting (none: `{}`)."""
+    from noetl.local import control
+
+    log = _local_log(target)
+    values = parse_assignments(set_)
+    try:
+        if log is not None:
+            control.resume(log, values)
+        else:
+            _cluster(namespace).resume(target, values)
+    except control.RunNotReachable as error:
+        _fail(str(error), EXIT_FAILED)
+    click.echo(f"{target}: resume requested")
+
+
+@app.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8090, show_default=True, help="Port to listen on.")
+@click.option(
+    "--runs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".noetl/runs"),
+    show_default=True,
+    help="Directory of local event logs.",
+)
+@click.option(
+    "--playbooks",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of playbook files to list and validate (default: ./playbooks if present).",
+)
+@click.option("--namespace", multiple=True, help="Only these cluster namespaces (repeatable).")
+@click.option("--no-cluster", is_flag=True, help="Show local runs only, even with a kubeconfig.")
+@click.option(
+    "--actions/--no-actions", default=True, show_default=True, help="Offer cancel buttons."
+)
+def ui(
+    host: str,
+    port: int,
+    runs: Path,
+    playbooks: Path | None,
+    namespace: tuple[str, ...],
+    no_cluster: bool,
+    actions: bool,
+) -> None:
+    """Serve a web view of playbooks and executions (local runs and the cluster), live."""
+    from noetl.ui import serve
+
+    if playbooks is None and Path("playbooks").is_dir():
+        playbooks = Path("playbooks")
+    serve(host, port, runs, playbooks, list(namespace) or None, actions, not no_cluster)
+
+
 def main() -> None:
     app(prog_name="noetl")
+
+
+def kubectl_main() -> None:
+    """`kubectl noetl ...`: kubectl runs the `kubectl-noetl` executable found on PATH."""
+    app(prog_name="kubectl noetl")
 
 
 if __name__ == "__main__":

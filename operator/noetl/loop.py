@@ -9,7 +9,9 @@ so a restarted shell re-arms them from their due times. A run that cannot even s
 to the engine as that run's failure: only the engine sets a phase.
 
 A turn is every event waiting on the queue, fed in order; the shell persists once at its end, so
-a burst of completions costs one save, not one per event.
+a burst of completions costs one save, not one per event. A shell may also put off a save (the
+operator does, while what it would save can still be read back from the cluster) and post
+`PERSIST_DUE` when it wants the save it put off: a turn of its own, with no event.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from noetl.engine import (
 )
 
 Run = StartStep | StartChildExecution
+PERSIST_DUE = object()  # posted by a shell: persist now, though no event came
 
 
 class RunRefused(Exception):
@@ -75,10 +78,11 @@ class Effects:
         """Tell people and machines what happened; `current` is False for a stale step event."""
 
     async def persist(self, loop: ExecutionLoop) -> None:
-        """Save what a restart needs, once per turn, after every command of the turn was done."""
+        """Save what a restart needs, once per turn, after every command of the turn was done
+        (and on a `PERSIST_DUE` the shell posted)."""
 
-    async def interpret(self, message: Any) -> Event | None:
-        """Turn a message of the shell's own (a changed Job, say) into an engine event, or None."""
+    async def interpret(self, message: Any) -> list[Event]:
+        """Turn a message of the shell's own (a changed Job, say) into engine events (or none)."""
         raise TypeError(f"no engine event for {message!r}")
 
 
@@ -116,15 +120,17 @@ class ExecutionLoop:
                 messages = [await self._queue.get()]
                 while not self._queue.empty():
                     messages.append(self._queue.get_nowait())
-                handled = False
+                handled, due = False, False
                 for message in messages:
+                    if message is PERSIST_DUE:
+                        due = True
+                        continue
                     # Each message is read after the one before was handled, so that a second
                     # word of the same end (a pod seen twice, say) finds its run already over.
-                    event = await self._as_event(message)
-                    if event is not None:
+                    for event in await self._as_events(message):
                         await self._handle(event)
                         handled = True
-                if handled:
+                if handled or due:
                     await self._save()
         finally:
             self.stop_timers()
@@ -166,9 +172,9 @@ class ExecutionLoop:
             handle.cancel()
         self._timers.clear()
 
-    async def _as_event(self, message: Any) -> Event | None:
+    async def _as_events(self, message: Any) -> list[Event]:
         if isinstance(message, Event):
-            return message
+            return [message]
         return await self.effects.interpret(message)
 
     async def _start(self, run: Run) -> StepFailed | None:

@@ -30,7 +30,7 @@ def _what_runs(step: Step) -> str:
     return what
 
 
-def _edges(step: Step) -> list[tuple[str, str]]:
+def edges(step: Step) -> list[tuple[str, str]]:
     """(label, target) for each edge: '' for unconditional ones."""
     edges: list[tuple[str, str]] = []
     for entry in step.next:
@@ -52,8 +52,10 @@ def describe(playbook: Playbook) -> str:
             if graph.is_join(name)
             else ""
         )
+        if graph.finally_roots and name == graph.finally_roots[0]:  # the first in the order
+            lines.append("  finally (after the workflow, whatever its outcome):")
         lines.append(f"  {name}: {_what_runs(step)}{join}")
-        for label, target in _edges(step):
+        for label, target in edges(step):
             lines.append(f"      -> {target}" + (f"  ({label})" if label else ""))
     if playbook.spec.output is not None:
         lines.append(f"  output: {json.dumps(playbook.spec.output)}")
@@ -74,7 +76,7 @@ def to_dot(playbook: Playbook) -> str:
             else f"{name}\\n{step.tool}" + (" (loop)" if step.loop else "")
         )
         lines.append(f'  {json.dumps(name)} [label="{label}"{shape}];')
-        for edge_label, target in _edges(step):
+        for edge_label, target in edges(step):
             attributes = f" [label={json.dumps(edge_label)}]" if edge_label else ""
             lines.append(f"  {json.dumps(name)} -> {json.dumps(target)}{attributes};")
     lines.append("}")

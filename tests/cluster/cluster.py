@@ -27,13 +27,16 @@ class Cluster:
         command_for: CommandFor = default_command,
         node_name: str = "noetl-node",
         log: Callable[[str], None] = print,
+        controller_manager_qps: tuple[float, int] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
         self.kubernetes_version = kubernetes_version
         self.command_for = command_for
         self.node_name = node_name
         self.log = log
-        self.control_plane = ControlPlane(bin_dir, log=log)
+        self.control_plane = ControlPlane(
+            bin_dir, log=log, controller_manager_qps=controller_manager_qps
+        )
         self.node_agent: NodeAgent | None = None
         self._kwok: Kwok | None = None
         self.startup_seconds = 0.0
@@ -87,8 +90,11 @@ class Cluster:
     def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
         return self.control_plane.service_account_kubeconfig(namespace, name)
 
-    def kwok(self) -> Kwok:
-        """kwok, started on first use, for simulated nodes (see kwok.py)."""
+    def kwok(self, termination_message: str | None = None) -> Kwok:
+        """kwok, started on first use, for simulated nodes (see kwok.py); `termination_message`
+        is what its completed containers say unless their pod's annotation says otherwise."""
         if self._kwok is None:
-            self._kwok = Kwok(self.bin_dir, self.control_plane).start()
+            self._kwok = Kwok(self.bin_dir, self.control_plane, termination_message).start()
+        elif termination_message != self._kwok.termination_message:
+            raise ValueError("kwok already runs with another termination message")
         return self._kwok

@@ -6,11 +6,16 @@ kube-scheduler as child processes, with certificates made for this start only.
 healthy. Everything lives in one temporary folder (certificates, kubeconfigs, etcd's data, the
 components' logs) that `stop()` removes after stopping every process. Authorization is RBAC, so a
 ServiceAccount's kubeconfig (`service_account_kubeconfig`) has exactly the permissions that its
-Roles grant.
+Roles grant. `controller_manager_qps=(qps, burst)` raises kube-controller-manager's own client
+limits (`--kube-api-qps`, `--kube-api-burst`; 20 and 30 by default), so that benchmarks of
+what runs on the cluster are not measuring the Job controller's rate limit.
+`restart("etcd", "kube-apiserver")` stops components and starts them again with the
+same ports and data, for tests of what survives an outage.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import ssl
@@ -50,10 +55,15 @@ class ControlPlane:
     """etcd and the three control-plane components, started and stopped together."""
 
     def __init__(
-        self, bin_dir: Path, root: Path | None = None, log: Callable[[str], None] = print
+        self,
+        bin_dir: Path,
+        root: Path | None = None,
+        log: Callable[[str], None] = print,
+        controller_manager_qps: tuple[float, int] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
-        self.root = root or Path(tempfile.mkdtemp(prefix="noetl-cluster-"))
+        self.controller_manager_qps = controller_manager_qps
+        self.root = root or Path(tempfile.mkdtemp(prefix="test-cluster-"))
         self.log = log
         self.pki = self.root / "pki"
         self.logs = self.root / "logs"
@@ -62,6 +72,8 @@ class ControlPlane:
         self.kubeconfig = self.root / "admin.kubeconfig"
         self.startup_seconds = 0.0
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._arguments: dict[str, tuple[str, ...]] = {}
+        self._health: dict[str, Callable[[], None]] = {}  # waits until the component is healthy
         self.ca: CertificateAuthority | None = None
         self.kubelet_client: CertFiles | None = None
 
@@ -84,6 +96,21 @@ class ControlPlane:
             _, process = self._processes.pop()
             stop(process)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def restart(self, *components: str) -> None:
+        """Stop the named components (`etcd`, `kube-apiserver`, ...) and start them again with
+        the same ports, data and flags, as after a crash; return once each is healthy again."""
+        unknown = set(components) - set(self._arguments)
+        if unknown:
+            raise ValueError(f"no such component: {sorted(unknown)}")
+        for component, process in self._processes:
+            if component in components:
+                stop(process)
+        for index, (component, _) in enumerate(self._processes):
+            if component in components:
+                self._processes[index] = (component, self._launch(component))
+                self._health[component]()
+        self.log(f"restarted {', '.join(components)}")
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -195,7 +222,10 @@ class ControlPlane:
             "--profiling=false",
         )
         context = self._tls_context(admin)
-        self._wait_http("kube-apiserver", f"{self.server}/readyz", context)
+        self._health["kube-apiserver"] = functools.partial(
+            self._wait_http, "kube-apiserver", f"{self.server}/readyz", context
+        )
+        self._health["kube-apiserver"]()
 
         common = [
             f"--kubeconfig={self.kubeconfig}",
@@ -215,16 +245,26 @@ class ControlPlane:
             f"--cluster-signing-cert-file={self.ca.files.cert}",
             f"--cluster-signing-key-file={self.ca.files.key}",
             "--use-service-account-credentials=false",
+            *self._controller_manager_limits(),
         )
         self._spawn("kube-scheduler", *common, f"--secure-port={scheduler_port}")
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # their self-signed serving certs; health only
-        self._wait_http(
-            "kube-controller-manager", f"https://127.0.0.1:{kcm_port}/healthz", insecure
-        )
-        self._wait_http("kube-scheduler", f"https://127.0.0.1:{scheduler_port}/healthz", insecure)
+        for component, port in (
+            ("kube-controller-manager", kcm_port),
+            ("kube-scheduler", scheduler_port),
+        ):
+            url = f"https://127.0.0.1:{port}/healthz"
+            self._health[component] = functools.partial(self._wait_http, component, url, insecure)
+            self._health[component]()
         self._wait_for_controllers()
+
+    def _controller_manager_limits(self) -> list[str]:
+        if self.controller_manager_qps is None:
+            return []
+        qps, burst = self.controller_manager_qps
+        return [f"--kube-api-qps={qps:g}", f"--kube-api-burst={burst}"]
 
     def _start_etcd(self) -> str:
         client_port, peer_port = free_port(), free_port()
@@ -242,13 +282,20 @@ class ControlPlane:
             "--log-level=warn",
             "--quota-backend-bytes=4294967296",
         )
-        self._wait_http("etcd", f"{url}/health", None, lambda body: '"health":"true"' in body)
+        self._health["etcd"] = functools.partial(
+            self._wait_http, "etcd", f"{url}/health", None, lambda body: '"health":"true"' in body
+        )
+        self._health["etcd"]()
         return url
 
     def _spawn(self, component: str, *args: str) -> None:
+        self._arguments[component] = args
+        self._processes.append((component, self._launch(component)))
+
+    def _launch(self, component: str) -> subprocess.Popen[bytes]:
         binary = self.bin_dir / component
-        process = spawn([binary, *args], self.logs / f"{component}.log", cwd=self.root)
-        self._processes.append((component, process))
+        arguments = self._arguments[component]
+        return spawn([binary, *arguments], self.logs / f"{component}.log", cwd=self.root)
 
     def _check_running(self) -> None:
         for component, process in self._processes:

@@ -31,7 +31,7 @@ def write_kubeconfig(
         credentials["client-key-data"] = _b64(client.key.read_bytes())
     if token is not None:
         credentials["token"] = token
-    context: dict[str, str] = {"cluster": "noetl-test", "user": user}
+    context: dict[str, str] = {"cluster": "test-cluster", "user": user}
     if namespace is not None:
         context["namespace"] = namespace
     config = {
@@ -39,7 +39,7 @@ def write_kubeconfig(
         "kind": "Config",
         "clusters": [
             {
-                "name": "noetl-test",
+                "name": "test-cluster",
                 "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)},
             }
         ],

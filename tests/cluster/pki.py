@@ -32,7 +32,7 @@ class CertFiles:
 class CertificateAuthority:
     """A throw-away CA whose files live in `directory`."""
 
-    def __init__(self, directory: Path, name: str = "noetl-test-ca") -> None:
+    def __init__(self, directory: Path, name: str = "test-cluster-ca") -> None:
         self.directory = directory
         self._key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])

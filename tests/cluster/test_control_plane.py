@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.build import kubernetes_version
 from tests.cluster.cluster import Cluster
-from tests.cluster.kwok import POD_PLACEMENT
+from tests.cluster.kwok import MESSAGE_ANNOTATION, POD_PLACEMENT
 
 pytestmark = pytest.mark.cluster
 
@@ -493,7 +493,13 @@ def test_jobs_complete_on_simulated_kwok_nodes(
         job_spec={"completions": 20, "parallelism": 10},
         **POD_PLACEMENT,
     )
+    answer = '{"result": 42}'
+    body["spec"]["template"]["metadata"] = {"annotations": {MESSAGE_ANNOTATION: answer}}
     finished, pods = run_job(api, kube_namespace, body, timeout=120)
     assert job_condition(finished)[0] == "Complete"
     assert finished.status.succeeded == 20
     assert {pod.spec.node_name for pod in pods} <= set(nodes)
+    messages = {p.status.container_statuses[0].state.terminated.message for p in pods}
+    assert messages == {answer}
+    leases = client.CoordinationV1Api(api).list_namespaced_lease("kube-node-lease").items
+    assert set(nodes) <= {lease.metadata.name for lease in leases}

@@ -4,7 +4,7 @@ for the server-side dry runs of the cluster tests (tests/cluster), which apply t
 `helm` is taken from PATH, else from the cache that tests/cluster/build.py compiles it into.
 `SCENARIOS` are the values the tests render with: the defaults, and a non-default set that
 turns every switch (namespaced mode with two namespaces, ServiceMonitor, peering, custom images
-and settings).
+and settings, the web view with its actions).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "allowedSecrets": ["team-a/pg", "team-*/smtp"],
             "stepServiceAccount": "noetl-steps",
             "stepTimeoutSeconds": 600,
+            "finallyGraceSeconds": 45,
             "jobTTLSeconds": 3600,
             "executionTTLSeconds": 2_000_000,
             "maxRunningJobsPerNamespace": 25,
@@ -64,6 +65,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "system", "operator": "Exists"}],
         "podAnnotations": {"example.com/team": "data"},
+        "ui": {"enabled": True, "port": 9090, "actions": {"enabled": True}},
     },
 }
 
@@ -117,3 +119,9 @@ def render_chart(
     if include_crds:
         args.append("--include-crds")
     return [doc for doc in yaml.safe_load_all(helm(*args, values=values)) if doc]
+
+
+def aggregated(manifest: dict[str, Any]) -> bool:
+    """A ClusterRole for people, aggregated into Kubernetes' edit/admin/view roles."""
+    labels = manifest["metadata"].get("labels") or {}
+    return any(label.startswith("rbac.authorization.k8s.io/aggregate-to-") for label in labels)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from noetl.engine import ExecutionState
+from noetl.kube.cron import plan_cron
 from noetl.kube.playbooks import playbook_document, playbook_status
 from noetl.kube.status import execution_status
 from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
@@ -114,6 +115,11 @@ def playbook(
             "cancelled by the user",
         ),
         (
+            execution(ExecutionState(phase="Running", started_at=1.0, suspended="spec.suspend")),
+            "Suspended",
+            "suspended (spec.suspend): no new step starts until resumed",
+        ),
+        (
             execution(
                 ExecutionState(phase="Succeeded", started_at=1.0, finished_at=2.0),
                 generation=2,
@@ -123,7 +129,16 @@ def playbook(
             "Waiting for the operator to observe generation 2",
         ),
     ],
-    ids=["no-status", "pending", "running", "succeeded", "failed", "cancelled", "stale-generation"],
+    ids=[
+        "no-status",
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "suspended",
+        "stale-generation",
+    ],
 )
 def test_execution_health(resource: dict[str, Any], expected: str, message: str) -> None:
     assert health(ARGOCD / "health-execution.lua", resource) == (expected, message)
@@ -183,7 +198,7 @@ def test_playbook_without_ready_condition() -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["Playbook", "Execution"])
+@pytest.mark.parametrize("kind", ["Playbook", "Execution", "CronPlaybook"])
 def test_argocd_cm_patch_embeds_the_scripts(kind: str) -> None:
     patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     assert patch["kind"] == "ConfigMap" and patch["metadata"]["name"] == "argocd-cm"
@@ -196,3 +211,60 @@ def test_application_installs_the_chart() -> None:
     assert application["kind"] == "Application"
     assert application["spec"]["source"]["path"] == "charts/noetl-operator"
     assert (ROOT / application["spec"]["source"]["path"] / "Chart.yaml").is_file()
+
+
+def cronplaybook(generation: int = 1, observed: int | None = None, **spec: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "apiVersion": "noetl.io/v1alpha1",
+        "kind": "CronPlaybook",
+        "metadata": {
+            "name": "hourly",
+            "namespace": "default",
+            "uid": "u-1",
+            "generation": generation,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"schedule": "0 * * * *", "playbookRef": {"name": "hello"}, **spec},
+    }
+    status = plan_cron(resource, [], 1767229200.0).status  # 2026-01-01T01:00:00Z
+    status["observedGeneration"] = generation if observed is None else observed
+    return {**resource, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected", "message"),
+    [
+        (cronplaybook(), "Healthy", "next run at 2026-01-01T02:00:00Z"),
+        (cronplaybook(suspend=True), "Suspended", "spec.suspend is true"),
+        (cronplaybook(schedule="every hour"), "Degraded", "InvalidSchedule: spec.schedule"),
+        (
+            cronplaybook(generation=2, observed=1),
+            "Progressing",
+            "Waiting for the operator to observe generation 2",
+        ),
+        (
+            {**cronplaybook(), "status": None},
+            "Progressing",
+            "Waiting for the operator to observe generation 1",
+        ),
+    ],
+    ids=["scheduled", "suspended", "invalid", "stale-generation", "no-status"],
+)
+def test_cronplaybook_health(resource: dict[str, Any], expected: str, message: str) -> None:
+    status, text = health(ARGOCD / "health-cronplaybook.lua", resource)
+    assert status == expected
+    assert text.startswith(message), text
+
+
+def test_a_queued_execution_is_progressing_with_what_it_waits_for() -> None:
+    resource = execution(None)
+    resource["status"] = {
+        "phase": "Queued",
+        "observedGeneration": 1,
+        "message": "waiting for playbook hello: 2 of 2 running, 0 ahead in the queue",
+        "conditions": [{"type": "Admitted", "status": "False", "reason": "Queued"}],
+    }
+    assert health(ARGOCD / "health-execution.lua", resource) == (
+        "Progressing",
+        "waiting for playbook hello: 2 of 2 running, 0 ahead in the queue",
+    )

@@ -4,6 +4,7 @@ and versions are checked without one."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.deploy.chart import (
     ROOT,
     SCENARIOS,
     HelmError,
+    aggregated,
     find_helm,
     helm,
     render_chart,
@@ -31,10 +33,13 @@ needs_helm = pytest.mark.skipif(
 # What the operator does in a namespace it serves (and nothing more): (apiGroup, resource, verb).
 # Each is a call of noetl/kube/api.py or a kopf watch; test_rbac.py runs the operator with them.
 NAMESPACED_RULES = {
-    *(("noetl.io", "executions", v) for v in ("get", "list", "watch", "create", "delete")),
+    *(("noetl.io", "executions", v) for v in ("get", "list", "watch", "create", "delete", "patch")),
     ("noetl.io", "executions/status", "patch"),
     *(("noetl.io", "playbooks", v) for v in ("get", "list", "watch")),
     ("noetl.io", "playbooks/status", "patch"),
+    *(("noetl.io", "cronplaybooks", v) for v in ("get", "list", "watch")),
+    ("noetl.io", "cronplaybooks/status", "patch"),
+    ("noetl.io", "cronplaybooks/finalizers", "update"),
     *(("batch", "jobs", v) for v in ("list", "watch", "create", "delete")),
     *(("", "pods", v) for v in ("list", "watch")),
     ("", "pods/log", "get"),
@@ -58,8 +63,13 @@ def triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
+def is_ui(manifest: dict[str, Any]) -> bool:
+    return manifest["metadata"]["labels"].get("app.kubernetes.io/component") == "ui"
+
+
 def only(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [m for m in manifests if m["kind"] == kind]
+    """The one object of `kind` of the operator itself (not the web view's, nor people's roles)."""
+    found = [m for m in manifests if m["kind"] == kind and not aggregated(m) and not is_ui(m)]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
 
@@ -123,6 +133,7 @@ def test_crds_render_with_the_chart() -> None:
     assert {crd["metadata"]["name"] for crd in crds} == {
         "playbooks.noetl.io",
         "executions.noetl.io",
+        "cronplaybooks.noetl.io",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
@@ -132,7 +143,7 @@ def test_default_is_cluster_wide(renders: dict[str, list[dict[str, Any]]]) -> No
     manifests = renders["default"]
     assert Counter(m["kind"] for m in manifests) == {
         "ServiceAccount": 1,
-        "ClusterRole": 1,
+        "ClusterRole": 3,
         "ClusterRoleBinding": 1,
         "Service": 1,
         "Deployment": 1,
@@ -159,11 +170,17 @@ def test_namespaced_mode_grants_only_in_watched_namespaces(
 ) -> None:
     manifests = renders["namespaced"]
     peering = {("kopf.dev", "kopfpeerings", verb) for verb in PEERING_VERBS}
-    roles = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "Role"}
+    roles = {
+        m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "Role" and not is_ui(m)
+    }
     assert set(roles) == {"team-a", "team-b"}
     for role in roles.values():
         assert triples(role) == NAMESPACED_RULES | peering
-    bindings = {m["metadata"]["namespace"]: m for m in manifests if m["kind"] == "RoleBinding"}
+    bindings = {
+        m["metadata"]["namespace"]: m
+        for m in manifests
+        if m["kind"] == "RoleBinding" and not is_ui(m)
+    }
     assert set(bindings) == {"team-a", "team-b"}
     account = only(manifests, "ServiceAccount")["metadata"]["name"]
     for binding in bindings.values():
@@ -175,8 +192,13 @@ def test_namespaced_mode_grants_only_in_watched_namespaces(
             "kind": "Role",
             "name": roles["team-a"]["metadata"]["name"],
         }
-    # kopf scans nothing with exact namespaces: no cluster-wide right at all.
-    assert not [m for m in manifests if m["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    # kopf scans nothing with exact namespaces: no cluster-wide right for the operator (the
+    # aggregated roles are for people, granted through the cluster's own edit/view roles).
+    assert not [
+        m
+        for m in manifests
+        if m["kind"] in ("ClusterRole", "ClusterRoleBinding") and not aggregated(m)
+    ]
     assert env_of(manifests)["NOETL_NAMESPACES"] == "team-a,team-b"
     assert "NOETL_EXCLUDED_NAMESPACES" not in env_of(manifests)
     peerings = [m for m in manifests if m["kind"] == "KopfPeering"]
@@ -295,6 +317,7 @@ def test_values_reach_the_operator_settings(renders: dict[str, list[dict[str, An
     assert settings.allowed_secrets == ["team-a/pg", "team-*/smtp"]
     assert settings.step_service_account == "noetl-steps"
     assert settings.step_timeout_seconds == 600
+    assert settings.finally_grace_seconds == 45
     assert settings.step_run_as_user == 65532
     assert settings.job_ttl_seconds == 3600
     assert settings.execution_ttl_seconds == 2_000_000
@@ -329,3 +352,123 @@ def test_pod_placement(renders: dict[str, list[dict[str, Any]]]) -> None:
 def test_bad_values_are_refused(values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(HelmError, match=complaint):
         render_chart(values)
+
+
+def _value_paths(values: dict[str, Any], schema: dict[str, Any], node: dict[str, Any]) -> list[str]:
+    """Dotted paths of the chart's options: keys of structured objects are options themselves,
+    the keys inside free-form maps (resources, selectors) are values."""
+    paths = []
+    for key, value in values.items():
+        sub = (node.get("properties") or {}).get(key, {})
+        while "$ref" in sub:
+            sub = schema["definitions"][sub["$ref"].rsplit("/", 1)[1]]
+        if isinstance(value, dict) and sub.get("additionalProperties") is False:
+            paths += [f"{key}.{path}" for path in _value_paths(value, schema, sub)]
+        else:
+            paths.append(key)
+    return paths
+
+
+def test_the_chart_readme_lists_every_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+    paths = _value_paths(values, schema, schema)
+    assert "settings.apiBurst" in paths and "plugins.images.shell" in paths
+    assert [path for path in paths if f"| `{path}` |" not in readme] == []
+
+
+def test_aggregated_roles_give_people_edit_and_view(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    roles = {
+        label.rsplit("-", 1)[1]: m
+        for m in renders["default"]
+        if m["kind"] == "ClusterRole" and aggregated(m)
+        for label in m["metadata"]["labels"]
+        if label.startswith("rbac.authorization.k8s.io/aggregate-to-")
+    }
+    assert set(roles) == {"edit", "admin", "view"}
+    kinds = ("playbooks", "executions", "cronplaybooks")
+    assert triples(roles["edit"]) >= {("noetl.io", kind, "create") for kind in kinds}
+    assert {verb for _, _, verb in triples(roles["view"])} == {"get", "list", "watch"}
+    assert {resource for _, resource, _ in triples(roles["view"])} == {
+        *kinds,
+        *(f"{kind}/status" for kind in kinds),
+    }
+    assert not [
+        m for m in render_chart({"rbac": {"aggregateToDefaultRoles": False}}) if aggregated(m)
+    ]
+
+
+# The web view: (apiGroup, resource, verb) it may use, read-only unless its actions are on.
+READ = ("get", "list", "watch")
+UI_READ_RULES = {
+    *(("noetl.io", resource, v) for resource in ("playbooks", "executions") for v in READ),
+    *(("", resource, v) for resource in ("pods", "configmaps", "events") for v in READ),
+    ("", "pods/log", "get"),
+}
+
+
+def ui_objects(manifests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for manifest in filter(is_ui, manifests):
+        assert manifest["metadata"]["name"] == "noetl-operator-ui"
+        found.setdefault(manifest["kind"], []).append(manifest)
+    return found
+
+
+def test_no_ui_by_default(renders: dict[str, list[dict[str, Any]]]) -> None:
+    assert not ui_objects(renders["default"])
+
+
+@needs_helm
+def test_ui_is_read_only_locked_down_and_reached_by_port_forward() -> None:
+    manifests = render_chart({"ui": {"enabled": True}})
+    helm("lint", "--strict", str(CHART), values={"ui": {"enabled": True}})
+    ui = ui_objects(manifests)
+    assert sorted(ui) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert triples(ui["ClusterRole"][0]) == UI_READ_RULES
+    assert ui["ClusterRoleBinding"][0]["subjects"][0]["name"] == "noetl-operator-ui"
+    deployment = ui["Deployment"][0]
+    pod = deployment["spec"]["template"]["spec"]
+    (ui_container,) = pod["containers"]
+    assert pod["serviceAccountName"] == "noetl-operator-ui"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert ui_container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert ui_container["command"] == ["python", "-m", "noetl", "ui"]
+    command = app.get_command(app.make_context("noetl", ["ui"]), "ui")
+    assert command is not None
+    params = command.make_context("ui", list(ui_container["args"])).params
+    assert params["actions"] is False
+    assert params["host"] == "0.0.0.0"
+    assert ui["Service"][0]["spec"]["type"] == "ClusterIP"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    operator_selector = only(
+        [m for m in manifests if m["metadata"]["name"] == "noetl-operator"], "Deployment"
+    )["spec"]["selector"]["matchLabels"]
+    assert not operator_selector.items() <= labels.items(), "the operator's selector matches the UI"
+
+
+def test_ui_actions_add_only_patching_executions_in_watched_namespaces(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    ui = ui_objects(renders["namespaced"])
+    assert "ClusterRole" not in ui
+    assert sorted(role["metadata"]["namespace"] for role in ui["Role"]) == ["team-a", "team-b"]
+    for role in ui["Role"]:
+        assert triples(role) == UI_READ_RULES | {("noetl.io", "executions", "patch")}
+    (ui_container,) = ui["Deployment"][0]["spec"]["template"]["spec"]["containers"]
+    assert "--actions" in ui_container["args"]
+    assert {"--namespace=team-a", "--namespace=team-b"} <= set(ui_container["args"])
+    assert ui["Service"][0]["spec"]["ports"][0]["port"] == 9090

@@ -38,6 +38,7 @@ def test_the_api_server_accepts_the_rendered_chart(kube_cluster: Any, scenario: 
     assert {crd["metadata"]["name"] for crd in crds} >= {
         "playbooks.noetl.io",
         "executions.noetl.io",
+        "cronplaybooks.noetl.io",
     }
     definitions = api.resources.get(
         api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"

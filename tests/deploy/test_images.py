@@ -1,9 +1,9 @@
-"""The images in plugin-images/: what they run, as whom, and under which names.
+"""The images in plugin-images/, read rather than run: what they run, as whom, under which names.
 
-There is no Docker engine here, so nothing is built. Instead: each Dockerfile is read; each
-entrypoint module is run the way its container runs it (request in NOETL_INPUT_JSON, outcome in
-the termination file); and the image names agree across the Makefile that builds them, the chart
-that deploys them and the operator's defaults.
+Each Dockerfile is read; each entrypoint module is run on the host the way its container runs it
+(request in NOETL_INPUT_JSON, outcome in the termination file); and the image names agree across
+plugin-images/build.py and the Makefile that build them, the chart that deploys them and the
+operator's defaults. test_containers.py runs the built images themselves.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,11 @@ import pytest
 import yaml
 
 import noetl
-from noetl.kube.settings import PLUGIN_TOOLS, default_images
+from noetl.kube.settings import default_images
+from noetl.playbook.models import PLUGIN_TOOLS
 from tests.deploy.chart import CHART, ROOT
+from tests.fixtures.http import json_server
+from tests.images import build
 
 IMAGES = ROOT / "plugin-images"
 BASE_IMAGE = f"ghcr.io/noetl/noetl-base:{noetl.__version__}"
@@ -47,27 +48,10 @@ REQUESTS: dict[str, tuple[dict[str, Any], bool]] = {
 }
 
 
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"hello": "plugin"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
 @pytest.fixture(scope="module")
 def http_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    thread.join()
+    with json_server() as port:
+        yield port
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -96,18 +80,23 @@ def test_one_dockerfile_per_plugin() -> None:
     assert plugins == set(PLUGIN_TOOLS)
 
 
-def test_base_image() -> None:
+def test_base_image_is_debian_with_the_unprivileged_user() -> None:
     base = IMAGES / "base.Dockerfile"
-    assert last(base, "FROM") == "python:3.11-slim"
+    assert instructions(base)[0] == ("ARG", "DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim")
+    assert last(base, "FROM") == "${DEBIAN_IMAGE}"
     assert re.search(r"useradd [^&]*--uid 65532", last(base, "RUN"))
     assert last(base, "USER") == "65532"
+    env = last(base, "ENV")
+    for setting in ("HOME=/tmp", "TMPDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1"):
+        assert setting in env.split()
 
 
 @pytest.mark.parametrize("name", [*PLUGIN_TOOLS, "operator"])
 def test_image_is_built_on_the_base_and_runs_as_non_root(name: str) -> None:
     dockerfile = IMAGES / f"{name}.Dockerfile"
-    assert last(dockerfile, "ARG") == f"BASE_IMAGE={BASE_IMAGE}"
+    assert instructions(dockerfile)[0] == ("ARG", f"BASE_IMAGE={BASE_IMAGE}")
     assert last(dockerfile, "FROM") == "${BASE_IMAGE}"
+    assert "compileall" in last(dockerfile, "RUN")
     user = last(dockerfile, "USER")
     assert user.isdigit() and int(user) != 0, f"{name} runs as {user!r}"
 
@@ -115,7 +104,7 @@ def test_image_is_built_on_the_base_and_runs_as_non_root(name: str) -> None:
 @pytest.mark.parametrize("tool", PLUGIN_TOOLS)
 def test_plugin_entrypoint_runs(tool: str, tmp_path: Path, http_port: int) -> None:
     entrypoint = json.loads(last(IMAGES / f"{tool}.Dockerfile", "ENTRYPOINT"))
-    assert entrypoint == ["python", "-m", f"noetl.plugins.{tool}"]
+    assert entrypoint == ["python3", "-m", f"noetl.plugins.{tool}"]
     fields, succeeds = REQUESTS[tool]
     request = json.loads(
         json.dumps({"step": "probe", "tool": tool, **fields}).replace("{port}", str(http_port))
@@ -147,7 +136,7 @@ def test_plugin_entrypoint_runs(tool: str, tmp_path: Path, http_port: int) -> No
 
 def test_operator_entrypoint_runs() -> None:
     entrypoint = json.loads(last(IMAGES / "operator.Dockerfile", "ENTRYPOINT"))
-    assert entrypoint == ["python", "-m", "noetl", "operator"]
+    assert entrypoint == ["python3", "-m", "noetl", "operator"]
     done = subprocess.run(
         [sys.executable, *entrypoint[1:], "--help"],
         capture_output=True,
@@ -160,35 +149,61 @@ def test_operator_entrypoint_runs() -> None:
         assert option in done.stdout
 
 
-def built_images() -> dict[str, str]:
-    """Dockerfile -> tag, from what `make images` would run."""
-    if shutil.which("make") is None:
-        pytest.skip("no make")
-    plan = subprocess.run(
-        ["make", "-n", "images"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return dict(re.findall(r"docker build -f plugin-images/(\S+)\.Dockerfile .*?-t (\S+) \.", plan))
-
-
-def test_makefile_builds_the_images_the_chart_and_operator_use() -> None:
-    built = built_images()
+def test_one_image_per_dockerfile_with_the_tags_the_chart_and_operator_use() -> None:
+    assert {image.name for image in build.IMAGES} == {
+        path.name.removesuffix(".Dockerfile") for path in IMAGES.glob("*.Dockerfile")
+    }
+    tags = {
+        image.name: image.tag(build.DEFAULT_REGISTRY, noetl.__version__) for image in build.IMAGES
+    }
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    plugins = {tool: built[tool] for tool in PLUGIN_TOOLS}
+    plugins = {tool: tags[tool] for tool in PLUGIN_TOOLS}
     assert plugins == values["plugins"]["images"] == default_images()
-    assert built["base"] == BASE_IMAGE
+    assert tags["base"] == BASE_IMAGE
     operator_image = (
         f"{values['image']['repository']}:{values['image']['tag'] or chart['appVersion']}"
     )
+    assert tags["operator"] == operator_image == f"ghcr.io/noetl/noetl-operator:{noetl.__version__}"
+
+
+def test_each_image_installs_only_dependencies_the_project_declares() -> None:
+    declared = build.project_requirements()
+    for image in build.IMAGES:
+        assert set(image.packages or ()) <= set(declared), image.name
+
+
+def make_plan(*targets: str) -> str:
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    return subprocess.run(
+        ["make", "-n", *targets], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize("builder", build.BUILDERS)
+def test_make_images_builds_with_the_chosen_builder(builder: str) -> None:
+    plan = make_plan("images", f"BUILDER={builder}", "REGISTRY=example.org/x", "VERSION=9.9")
     assert (
-        built["operator"] == operator_image == f"ghcr.io/noetl/noetl-operator:{noetl.__version__}"
+        f"plugin-images/build.py --builder {builder} --registry example.org/x --version 9.9" in plan
     )
 
 
-def test_makefile_loads_every_image_into_kind() -> None:
-    built = built_images()
-    plan = subprocess.run(
-        ["make", "-n", "images"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    (load,) = [line for line in plan.splitlines() if line.startswith("kind load docker-image")]
-    assert set(load.split()[5:]) == {tag for name, tag in built.items() if name != "base"}
+def test_kind_gets_every_image_but_the_base() -> None:
+    expected = {
+        image.tag(build.DEFAULT_REGISTRY, noetl.__version__)
+        for image in build.IMAGES
+        if image.name != "base"
+    }
+    (load,) = [
+        line
+        for line in make_plan("kind-load", "BUILDER=docker").splitlines()
+        if line.startswith("kind load docker-image")
+    ]
+    assert set(load.split()[5:]) == expected
+    (save,) = [
+        line
+        for line in make_plan("kind-load", "BUILDER=podman").splitlines()
+        if line.startswith("podman save")
+    ]
+    assert set(save.split()[5:]) == expected

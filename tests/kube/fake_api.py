@@ -25,12 +25,17 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from noetl.kube.shared_reads import selected
 from noetl.loop import Clock
 from noetl.plugins.envelope import encode
 from noetl.plugins.messages import Outcome
 
 Key = tuple[str, str, str]  # kind, namespace, name
-PLURAL_KINDS = {"executions": "Execution", "playbooks": "Playbook"}
+PLURAL_KINDS = {
+    "executions": "Execution",
+    "playbooks": "Playbook",
+    "cronplaybooks": "CronPlaybook",
+}
 
 
 class _Call:
@@ -109,15 +114,6 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def matches(obj: dict[str, Any], selector: str) -> bool:
-    labels = obj["metadata"].get("labels") or {}
-    for term in filter(None, selector.split(",")):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
-            return False
-    return True
-
-
 class FakeKubeApi:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
@@ -126,6 +122,7 @@ class FakeKubeApi:
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name), in order
         self.created: Counter[Key] = Counter()  # successful creates by object
         self.status_patches: list[int] = []  # bytes of each status patch
+        self.reads: list[tuple[str, str, str]] = []  # (verb, kind, selector or name), in order
         self.crash_after_writes: int | None = None
         self.crashed = False
         self._faults: dict[tuple[str, str], list[BaseException]] = {}
@@ -223,16 +220,27 @@ class FakeKubeApi:
 
     # The KubeApi interface --------------------------------------------------------------------
 
+    async def acquire(self) -> None:
+        await asyncio.sleep(0)  # a token, as the real bucket gives one: after a turn of the loop
+
+    def without_limit(self) -> FakeKubeApi:
+        return self
+
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         self._call("get", PLURAL_KINDS[plural])
+        self.reads.append(("get", PLURAL_KINDS[plural], name))
         return copy.deepcopy(self.get(PLURAL_KINDS[plural], namespace, name))
 
     async def _list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         self._call("list", kind)
-        label, _, value = selector.split(",")[0].partition("=")
-        names = self._labelled.get((kind, namespace, label, value), set())
+        self.reads.append(("list", kind, selector))
+        label, equals, value = selector.split(",")[0].partition("=")
+        if equals:
+            names = self._labelled.get((kind, namespace, label, value), set())
+        else:  # a bare key, or no selector: every object of the kind there
+            names = {n for k, ns, n in self.objects if (k, ns) == (kind, namespace)}
         found = [self.objects[(kind, namespace, name)] for name in sorted(names)]
-        return [copy.deepcopy(obj) for obj in found if matches(obj, selector)]
+        return [copy.deepcopy(obj) for obj in found if selected(obj, selector)]
 
     async def list_custom(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         return await self._list(PLURAL_KINDS[plural], namespace, selector)
@@ -248,6 +256,7 @@ class FakeKubeApi:
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._call("get", "ConfigMap")
+        self.reads.append(("get", "ConfigMap", name))
         return copy.deepcopy(self.get("ConfigMap", namespace, name))
 
     async def pod_log(self, namespace: str, pod: str) -> str:
@@ -281,6 +290,11 @@ class FakeKubeApi:
     ) -> None:
         self._patch(PLURAL_KINDS[plural], namespace, name, {"status": status})
         self.status_patches.append(len(json.dumps({"status": status})))
+
+    async def patch_custom(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        self._patch(PLURAL_KINDS[plural], namespace, name, patch)
 
     async def patch_config_map_data(
         self, namespace: str, name: str, data: dict[str, str | None]

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from noetl.kube import driver as driver_module
 from noetl.kube import metrics
 from noetl.kube.driver import ExecutionDriver, OperatorContext
-from noetl.kube.inbox import JobChanged, PodEnded
+from noetl.kube.inbox import ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from tests.kube.fake_api import (
@@ -67,6 +67,12 @@ LOOP = {
     "output": "{{ each.results | length }}",
 }
 
+FINALLY = {
+    "workflow": [{"step": "start", "next": [{"step": "a"}]}, shell("a")],
+    "finally": [shell("tidy", ["report"]), shell("report")],
+    "output": "{{ a.stdout }}",
+}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -76,10 +82,26 @@ class Case:
     jobs: int
 
 
+WIDE_LOOP = {
+    "workflow": [
+        {"step": "start", "next": [{"step": "each"}]},
+        shell(
+            "each",
+            loop={"in": list(range(7)), "iterator": "i", "mode": "parallel", "maxInFlight": 3},
+            next=[{"step": "after"}],
+        ),
+        shell("after"),
+    ],
+    "output": "{{ [each.results | length, after.stdout] }}",
+}
+
 CASES = [
     Case("chain", CHAIN, "c", 3),
     Case("fan", FAN, ["x", "y", "join"], 3),
     Case("loop", LOOP, 3, 3),
+    # Its saves wait (the fake clock stands still): crashes come while Jobs ran ahead of them.
+    Case("wide-loop", WIDE_LOOP, [7, "after"], 8),
+    Case("finally", FINALLY, "a", 3),
 ]
 
 
@@ -313,7 +335,7 @@ async def test_a_loop_whose_gathered_results_are_too_large_fails_through_the_eng
     for job in operator.unfinished_jobs():
         if job["metadata"]["labels"]["noetl.io/step"] == "each":
             operator.finish(job, result="x" * 100)
-    await operator.idle()
+    await operator.advance(1)  # the save of a turn of successes is due
     assert operator.status()["phase"] == "Running"  # the parallel branch still runs
     [other] = operator.unfinished_jobs()
     operator.finish(other)
@@ -332,6 +354,67 @@ async def test_an_event_that_cannot_be_posted_does_not_stop_the_driver():
     status = await operator.run()
     assert operator.restarts == 0
     assert_ran_once_each(api, CASES[0], status)
+
+
+def set_spec(operator: Operator, **fields: Any) -> None:
+    """Change the Execution's spec as a user would, and deliver the change to the driver."""
+    execution = operator.api.get("Execution", NS, operator.name)
+    assert execution is not None
+    execution["spec"].update(fields)
+    operator.api.put(execution)
+    operator.driver.queue.put_nowait(ExecutionChanged(execution))
+
+
+async def test_a_suspended_execution_starts_no_job_until_resumed_even_across_a_restart():
+    api = FakeKubeApi()
+    submit(api, CHAIN)
+    operator = Operator(api)
+    set_spec(operator, suspend=True)  # created suspended
+    operator.start()
+    await operator.idle()
+    assert (operator.status()["phase"], api.of_kind("Job")) == ("Suspended", [])
+    assert operator.task is not None
+    operator.task.cancel()
+    operator.start()  # a restarted operator keeps it suspended
+    await operator.idle()
+    assert api.of_kind("Job") == []
+    set_spec(operator, suspend=False)
+    await operator.idle()
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-a-a1"]
+    assert (await operator.run())["result"] == "c"
+    assert any(event.startswith("Suspended: spec.suspend is true") for event in operator.events())
+
+
+GATED = {
+    "workflow": [
+        {"step": "start", "next": [{"step": "gate"}]},
+        {"step": "gate", "tool": "approval", "args": {"message": "go?"}, "next": [{"step": "a"}]},
+        shell("a"),
+    ],
+    "output": "{{ gate }}",
+}
+
+
+async def test_an_approval_in_the_spec_completes_the_waiting_step_after_a_restart():
+    api = FakeKubeApi()
+    submit(api, GATED)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    status = operator.status()
+    assert (status["awaitingApproval"], api.of_kind("Job")) == (["gate"], [])
+    assert status["steps"]["gate"]["message"] == "waiting for approval: go?"
+    assert operator.task is not None
+    operator.task.cancel()  # the approval is written while no operator runs
+    execution = api.get("Execution", NS, "run")
+    assert execution is not None
+    execution["spec"]["approvals"] = {"gate": {"by": "ada"}}
+    api.put(execution)
+    operator.start()
+    status = await operator.run()
+    assert (status["phase"], status["result"]) == ("Succeeded", {"by": "ada"})
+    assert status.get("awaitingApproval") is None
+    assert "Approved: step gate approved: {'by': 'ada'}" in operator.events()
 
 
 async def test_a_step_ends_on_its_pod_before_its_job_and_the_jobs_end_changes_nothing():
@@ -357,7 +440,7 @@ async def test_a_pod_of_another_execution_of_the_same_name_is_ignored():
     pod = api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
     pod["metadata"]["annotations"]["noetl.io/execution-uid"] = "an-older-run"
     operator.driver.queue.put_nowait(PodEnded(pod))
-    await operator.idle()
+    await operator.advance(1)  # a save of what it knows is due
     assert operator.unfinished_jobs() == []  # the run still waits for word of its own
     assert operator.status()["steps"]["a"]["phase"] == "Running"
 
@@ -374,3 +457,42 @@ async def test_the_same_end_heard_twice_in_one_turn_is_counted_once():
     await operator.idle()
     assert finished._value.get() == before + 1
     assert len(operator.unfinished_jobs()) == 1
+
+
+async def test_a_turn_of_successes_puts_its_save_off_until_it_is_due():
+    operator = await started(CHAIN)
+    api = operator.api
+    assert operator.status() == {}  # the first turn's save waits too: a restart starts again
+    await operator.advance(1)
+    [first] = operator.unfinished_jobs()
+    operator.finish(first)
+    await operator.idle()
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-b-a1"]
+    assert operator.status()["steps"]["a"]["phase"] == "Running"  # the save waits...
+    assert api.writes[-1] == ("create", "Event", api.writes[-1][2])
+    await operator.advance(1)  # ...until it is due, with no further news
+    status = operator.status()
+    assert (status["steps"]["a"]["phase"], status["steps"]["b"]["phase"]) == (
+        "Succeeded",
+        "Running",
+    )
+
+
+async def test_a_failure_is_saved_in_its_own_turn():
+    operator = await started(CHAIN)
+    [first] = operator.unfinished_jobs()
+    operator.finish(first, ok=False)
+    await operator.idle()
+    status = operator.status()
+    assert status["phase"] == "Failed" and status["steps"]["a"]["phase"] == "Failed"
+
+
+async def test_a_loop_item_makes_no_event_of_its_start_or_success_but_does_of_its_failure():
+    operator = await started(LOOP)
+    for job in operator.unfinished_jobs():
+        operator.finish(job, ok=job["metadata"]["labels"]["noetl.io/index"] != "0")
+    await operator.idle()
+    events = operator.events()
+    # The loop is told as a whole (its start, its end); no item's start or success is.
+    assert not any(e.startswith(("StepStarted: step each[", "StepSucceeded")) for e in events)
+    assert any(e.startswith("StepFailed: step each[0]") for e in events), events

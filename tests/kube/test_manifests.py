@@ -25,6 +25,7 @@ from noetl.kube.results import from_data_key, to_data_key
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import SUMMARY_LIMIT, FinishedSteps, execution_status, merge_patch
 from noetl.playbook import Step
+from noetl.plugins.runtime import SECRET_DIR
 from tests.cluster.pod_config import expand
 
 EXECUTION = {
@@ -75,7 +76,16 @@ def test_a_step_job_is_locked_down_and_labelled():
         "capabilities": {"drop": ["ALL"]},
     }
     assert container["image"] == OperatorSettings().images["http"]
-    assert container["envFrom"] == [{"secretRef": {"name": "api-token"}}]
+    # A plugin that dies before writing its outcome leaves its log's tail there instead.
+    assert (container["terminationMessagePath"], container["terminationMessagePolicy"]) == (
+        "/dev/termination-log",
+        "FallbackToLogsOnError",
+    )
+    assert "envFrom" not in container  # the runtime reads the Secret, to mask its values
+    assert {"name": "secret", "mountPath": SECRET_DIR, "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {"name": "secret", "secret": {"secretName": "api-token"}} in pod["volumes"]
     request = json.loads(container["env"][0]["value"])
     assert request["args"]["url"] == "http://x"
     assert (request["index"], request["attempt"]) == (3, 2)
@@ -160,8 +170,8 @@ def test_a_secret_not_allowed_is_refused_when_the_job_is_built():
         step_job(EXECUTION, command, step, OperatorSettings(allowed_secrets=["other-ns/*"]))
     allowed = OperatorSettings(allowed_secrets=["team-*/admin-token"])
     job = step_job(EXECUTION, command, step, allowed)
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "admin-token"}}]
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "secret", "secret": {"secretName": "admin-token"}} in volumes
 
 
 def test_too_large_args_are_refused():

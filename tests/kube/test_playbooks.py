@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from kubernetes.client.exceptions import ApiException
 
@@ -13,11 +14,14 @@ VALID = {"workflow": [{"step": "start"}]}
 
 
 async def until_done(controller: PlaybookController, api: FakeKubeApi, name: str) -> dict:
-    for _ in range(1000):
+    # Validation runs in a worker process (its first start takes a while on a loaded machine):
+    # wait for the status, bounded by a generous deadline rather than a count of loop turns.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         status = (api.get("Playbook", "team", name) or {}).get("status")
         if status:
             return status
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
     raise AssertionError("the Playbook was never validated")
 
 

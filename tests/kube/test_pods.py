@@ -51,10 +51,10 @@ async def test_a_pod_that_starts_after_all_clears_the_deadline():
     operator = await started(CHAIN)
     api = operator.api
     [job] = operator.unfinished_jobs()
-    missing = waiting("CreateContainerConfigError", 'secret "pg" not found')
+    missing = waiting("ImagePullBackOff", "Back-off pulling image")
     operator.driver.queue.put_nowait(PodWaiting(pod_of(api, job, missing)))
     await operator.idle()
-    assert operator.status()["steps"]["a"]["waiting"].startswith("CreateContainerConfigError")
+    assert operator.status()["steps"]["a"]["waiting"].startswith("ImagePullBackOff")
     running = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
     operator.driver.queue.put_nowait(PodWaiting(pod_of(api, job, running)))
     await operator.idle()

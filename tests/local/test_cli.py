@@ -231,7 +231,7 @@ def test_workload_file_and_set_merge(tmp_path):
 def test_the_event_log_holds_every_event_and_command(tmp_path):
     result = noetl("run", "--json", str(PLAYBOOKS / "retry.yaml"), cwd=tmp_path)
     kinds = [r["type"] for r in events(tmp_path, json.loads(result.stdout))]
-    assert kinds[0] == "ExecutionStarted"
+    assert kinds[:2] == ["Run", "ExecutionStarted"]  # the header, then the engine's events
     assert kinds.count("StartStep") == 3
     assert kinds.count("ScheduleRetry") == 2
     assert kinds.count("TimerFired") == 2
@@ -261,6 +261,8 @@ def test_plan_shows_the_graph_as_text_and_dot(tmp_path):
     assert dot.startswith('digraph "conditional" {')
     assert '"check" -> "hot" [label="when {{ check.hot }}"];' in dot
     assert '"check" -> "cold" [label="else"];' in dot
+    text = noetl("plan", str(PLAYBOOKS / "finally.yaml"), cwd=tmp_path).stdout
+    assert "  total: shell\n  finally (after the workflow, whatever its outcome):\n  report" in text
 
 
 def test_set_values_are_yaml(tmp_path):
@@ -280,3 +282,60 @@ def test_set_values_are_yaml(tmp_path):
     )
     result = noetl("run", "--json", str(path), "--set", "v=[1, two, {x: 3}]", cwd=tmp_path)
     assert json.loads(result.stdout)["result"] == [1, "two", {"x": 3}]
+
+
+def test_list_local_shows_each_run_from_its_event_log(tmp_path):
+    ok = write(tmp_path, HELLO_LIKE.format(name="fine", command="echo hi"), "fine.yaml")
+    bad = write(tmp_path, HELLO_LIKE.format(name="broken", command="exit 3"), "broken.yaml")
+    assert noetl("run", "-q", str(ok), cwd=tmp_path).returncode == 0
+    assert noetl("run", "-q", str(bad), cwd=tmp_path).returncode == 1
+    (tmp_path / ".noetl" / "runs" / "notes.jsonl").write_text("not an event log\n")
+    listed = noetl("list", "--local", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "PLAYBOOK", "PHASE", "STARTED", "DURATION"]
+    runs = {row.split()[1]: row.split() for row in rows}
+    assert set(runs) == {"fine", "broken"}
+    assert runs["fine"][0].startswith("fine-") and runs["fine"][2] == "Succeeded"
+    assert runs["broken"][2] == "Failed"
+    assert runs["fine"][4].endswith("s")
+
+
+HELLO_LIKE = """\
+kind: Playbook
+metadata: {{name: {name}}}
+spec:
+  workflow:
+    - step: start
+      next: [{{step: work}}]
+    - step: work
+      tool: shell
+      args: {{command: "{command}"}}
+"""
+
+
+def test_cluster_commands_load_neither_kopf_nor_the_metrics_server(tmp_path):
+    probe = (
+        "import sys; from noetl.cli import app\n"
+        "for command in ('list', 'get', 'logs', 'status', 'submit', 'cancel'):\n"
+        "    try:\n"
+        "        app([command, '--help'], standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "import noetl.kube.client\n"
+        "print(sorted(m for m in ('kopf', 'prometheus_client') if m in sys.modules))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert completed.stdout.strip().splitlines()[-1] == "[]", completed.stderr
+
+
+def test_kubectl_noetl_is_an_entry_point():
+    import tomllib
+
+    project = tomllib.loads((PLAYBOOKS.parent / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["kubectl-noetl"] == "noetl.cli:kubectl_main"
+    from noetl.cli import kubectl_main
+
+    assert callable(kubectl_main)

@@ -28,15 +28,17 @@ TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 def install_crds(api_client: client.ApiClient) -> None:
     extensions = client.ApiextensionsV1Api(api_client)
+    names = []
     for path in sorted((ROOT / "crds").glob("*.yaml")):
         body = yaml.safe_load(path.read_text())
+        names.append(body["metadata"]["name"])
         try:
             extensions.create_custom_resource_definition(body)
         except ApiException as error:
             if error.status != 409:
                 raise
     deadline = time.monotonic() + 30
-    for name in ("playbooks.noetl.io", "executions.noetl.io"):
+    for name in names:
         while True:
             conditions = extensions.read_custom_resource_definition(name).status.conditions or []
             if any(c.type == "Established" and c.status == "True" for c in conditions):

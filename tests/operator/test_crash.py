@@ -1,5 +1,5 @@
-"""The operator killed (SIGKILL) in the middle of executions: it carries on, loses no step and
-starts none twice.
+"""The operator killed (SIGKILL) in the middle of executions (and of finally steps): it carries on,
+loses no step and starts none twice.
 
 Kills are placed by what the cluster shows, not by the clock: after the operator has started the
 2nd, 3rd, 4th and 5th Job of a chain; each time it is started again only once every Job there is
@@ -93,3 +93,38 @@ def test_killed_operators_lose_nothing_and_start_nothing_twice(
         assert len(jobs) == steps, sorted(jobs)
         assert Counter(jobs).most_common(1)[0][1] == 1  # one Job per step: none started twice
         assert all(job.metadata.name.endswith("-a1") for job in isolated.jobs(name))
+
+
+def test_an_operator_killed_while_finally_steps_run_finishes_them_once(
+    kube_cluster: Any, isolated: Resources, tmp_path: Path
+):
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig, tmp_path / "operator.log", {"NOETL_NAMESPACES": isolated.namespace}
+    )
+    body = chain("tidy", 1, 0.0)
+    body["spec"]["workflow"][1]["args"]["command"] = "echo broken >&2; exit 3"
+    body["spec"]["finally"] = [
+        {"step": "f0", "tool": "shell", "args": {"command": "sleep 1"}, "next": [{"step": "f1"}]},
+        {"step": "f1", "tool": "shell", "args": {"command": "echo {{ execution.phase }}"}},
+    ]
+    isolated.create("playbooks", body)
+    operator.start()
+    isolated.execute("tidy", "tidy")
+    until(
+        lambda: any(job.metadata.labels["noetl.io/step"] == "f0" for job in isolated.jobs("tidy"))
+    )
+    operator.kill()  # the workflow has failed; its finally steps are under way
+    until(lambda: all(ended(job) for job in isolated.jobs("tidy")))
+    operator.start()
+    status = isolated.wait_finished("tidy", timeout=120)
+    operator.stop()
+    assert (status["phase"], status["error"]) == (
+        "Failed",
+        "step 's0' failed: command exited with code 3: broken",
+    )
+    assert (status["steps"]["f0"]["phase"], status["steps"]["f1"]["phase"]) == (
+        "Succeeded",
+        "Succeeded",
+    )
+    steps = Counter(job.metadata.labels["noetl.io/step"] for job in isolated.jobs("tidy"))
+    assert steps == {"s0": 1, "f0": 1, "f1": 1}

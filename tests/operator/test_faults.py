@@ -1,6 +1,6 @@
 """The operator under faults on the real control plane: a refusal it cannot get past ends the
 Execution (ReconcileError, the API server's words) instead of leaving it Running, and a step pod
-that cannot start is told at once, in an Event and in the step's status."""
+the kubelet refuses (a missing Secret) fails its step at once, naming why."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_a_config_map_quota_fails_the_execution_with_reconcile_error(resources: 
     assert warnings and warnings[0].type == "Warning"
 
 
-def test_a_pod_whose_secret_is_missing_is_told_at_once(resources: Resources):
+def test_a_pod_whose_secret_is_missing_fails_its_step_at_once_naming_it(resources: Resources):
     body = {
         "kind": "Playbook",
         "metadata": {"name": "no-secret"},
@@ -44,12 +44,6 @@ def test_a_pod_whose_secret_is_missing_is_told_at_once(resources: Resources):
     }
     resources.create("playbooks", body)
     resources.execute("no-secret", "no-secret")
-    execution = resources.wait(
-        "executions",
-        "no-secret",
-        lambda obj: "waiting" in (((obj.get("status") or {}).get("steps") or {}).get("s") or {}),
-    )
-    waiting = execution["status"]["steps"]["s"]["waiting"]
-    assert waiting.startswith("CreateContainerConfigError") and "step-gone" in waiting
-    told = [e for e in resources.events("no-secret") if e.reason == "StepPending"]
-    assert told and told[0].type == "Warning" and "step-gone" in told[0].message
+    status = resources.wait_finished("no-secret")
+    assert status["phase"] == "Failed"
+    assert "CreateContainerConfigError" in status["error"] and "step-gone" in status["error"]

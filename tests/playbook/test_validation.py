@@ -65,6 +65,51 @@ def broken(change: str) -> dict[str, Any]:
 
 
 CASES = [
+    (
+        "spec.workflow[2] = {step: store, tool: container, args: {command: [sh]}}",
+        "spec.workflow[2].args.image",
+        "container steps need args.image",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: container, args: {image: i, command: x}}",
+        "spec.workflow[2].args.command",
+        "expected a valid list, got 'x'",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: approval, loop: {in: [1]}}",
+        "spec.workflow[2].loop",
+        "an approval waits once: it takes no loop",
+    ),
+    (
+        "spec.workflow[2] = {step: store, tool: approval, args: {message: [1]}}",
+        "spec.workflow[2].args.message",
+        "expected a valid string",
+    ),
+    (
+        "spec.finally = [{step: store, tool: shell, args: {command: x}}]",
+        "spec.finally[0].step",
+        "duplicate step name 'store' (first at workflow[2])",
+    ),
+    (
+        "spec.finally = [{step: notify, next: [{step: end}]}]",
+        "spec.finally[0].next[0].step",
+        "no step named 'end' in finally (finally steps route only to finally steps)",
+    ),
+    (
+        "spec.workflow[4].next = [{step: notify}]",
+        "spec.workflow[4].next[0].step",
+        "no step named 'notify' in workflow",
+    ),
+    (
+        "spec.finally = [{step: a, next: [{step: b}]}, {step: b, next: [{step: a}]}]",
+        "spec.finally[1].next[0].step",
+        "this edge closes a cycle (a -> b -> a)",
+    ),
+    (
+        "spec.finally = [{step: tidy, retry: {maxAttempts: 2}}]",
+        "spec.finally[0].retry",
+        "a routing step (no tool) takes no retry",
+    ),
     ("spec.workflow[1].step = Fetch All", "spec.workflow[1].step", "does not match the pattern"),
     (
         "spec.workflow[2].step = fetch_all",

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from noetl.plugins import http
-from noetl.plugins.runtime import Outcome, execute
+from noetl.plugins.runtime import Outcome, StepRequest, execute
 from tests.plugins import step
 
 
@@ -149,3 +149,28 @@ def test_connection_refused() -> None:
 
 def test_url_is_required() -> None:
     assert call(method="GET").error == "an http step needs args.url, a string"
+
+
+def test_a_header_from_the_secret_is_sent_and_shows_nowhere(server: str) -> None:
+    # The http plugin under the plugin runtime, as in the images and the local runner.
+    secrets = {"API_TOKEN": "tok-0123456789"}
+    args = {
+        "url": f"{server}/echo",
+        "secretRef": "api",
+        "headers": {"Authorization": {"secretKey": "API_TOKEN", "prefix": "Bearer "}},
+        "params": {"key": {"secretKey": "API_TOKEN"}},
+    }
+    outcome = execute(http.run, StepRequest("s", "http", args, env=secrets, secrets=secrets))
+    assert outcome.ok
+    body = outcome.result["body"]
+    assert body["headers"]["authorization"] == "Bearer ***"  # sent whole, masked in the result
+    assert body["query"] == {"key": ["***"]}
+    assert "tok-0123456789" not in json.dumps(outcome.result)
+
+
+def test_a_secret_key_missing_from_the_secret_names_the_field(server: str) -> None:
+    args = {"url": f"{server}/echo", "headers": {"Authorization": {"secretKey": "API_TOKEN"}}}
+    assert call(**args).error == (
+        "args.headers.Authorization.secretKey: the step's Secret has no key 'API_TOKEN'"
+        " (is args.secretRef set?)"
+    )

@@ -63,6 +63,28 @@ def test_a_failures_result_that_is_not_json_is_dropped() -> None:
     assert outcome.error.startswith("no good (its result is dropped: Object of type object")
 
 
+def test_secret_values_are_masked_by_value_whatever_their_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The plugin runtime, in the images and locally alike.
+    secrets = {"DB_PW": "pw-hunter22", "X": "xylophone-77", "API_TOKEN": "tok-0123456789"}
+
+    def leak(request: StepRequest) -> Any:
+        raise PluginError(
+            "login as xylophone-77 with pw-hunter22 failed",
+            result={"stdout": "tok-0123456789", "nested": [{"pw-hunter22": "xylophone-77 ok"}]},
+        )
+
+    outcome = execute(leak, StepRequest("s", "x", {}, env=secrets, secrets=secrets))
+    assert outcome == Outcome(
+        ok=False,
+        error="login as *** with *** failed",
+        result={"stdout": "***", "nested": [{"***": "*** ok"}]},
+    )
+    succeeded = execute(lambda r: ["tok-0123456789"], StepRequest("s", "x", {}, secrets=secrets))
+    assert succeeded.result == ["***"]
+
+
 def test_secret_env_values_never_show_in_errors(capsys: pytest.CaptureFixture[str]) -> None:
     env = {"API_TOKEN": "tok-12345", "PGPASSWORD": "hunter22", "HOME": "/root"}
 
@@ -143,6 +165,7 @@ class Finished:
     exit_code: int
     termination: str
     stdout: str
+    stderr: str
 
 
 def run_container(
@@ -155,7 +178,9 @@ def run_container(
              "NOETL_TERMINATION_LOG": str(termination)},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    return Finished(completed.returncode, termination.read_text(), completed.stdout)
+    return Finished(
+        completed.returncode, termination.read_text(), completed.stdout, completed.stderr
+    )
 
 
 def python_request(code: str, **args: Any) -> dict[str, Any]:
@@ -238,3 +263,43 @@ def test_an_unreadable_request_fails_the_step(tmp_path: Path) -> None:
     assert completed.returncode == 1
     error = read_outcome(termination.read_text()).error
     assert error is not None and error.startswith("cannot read the step request: ")
+
+
+def secret_dir(tmp_path: Path) -> Path:
+    """A Secret mounted as the kubelet does: files linked into a `..data` directory."""
+    mounted = tmp_path / "secret"
+    data = mounted / "..2026_11_29_00_00_00.000000001"
+    data.mkdir(parents=True)
+    values = {"DB_PW": "pw-hunter22", "X": "xylophone-77\n", "API_TOKEN": "tok-0123456789"}
+    for key, value in values.items():
+        (data / key).write_text(value)
+        (mounted / key).symlink_to(Path("..data") / key)
+    (mounted / "..data").symlink_to(data.name)
+    return mounted
+
+
+def test_a_mounted_secret_is_env_for_the_step_and_masked_everywhere(tmp_path: Path) -> None:
+    # The plugin runtime as the images run it, a failing shell step printing its Secret.
+    show = 'echo "$DB_PW $X $API_TOKEN"; echo "$DB_PW $X $API_TOKEN" >&2; exit 3'
+    request = {"step": "s", "tool": "shell", "args": {"command": show}}
+    done = run_container(
+        "shell", request, tmp_path, env={"NOETL_SECRET_DIR": str(secret_dir(tmp_path))}
+    )
+    assert done.exit_code == 1
+    assert json.loads(done.termination) == {
+        "ok": False,
+        "error": "command exited with code 3: ***",  # the last line, after X's newline
+        "result": {"stdout": "*** *** ***", "stderr": "*** *** ***", "exitCode": 3},
+    }
+    for secret in ("pw-hunter22", "xylophone-77", "tok-0123456789"):
+        assert secret not in done.stdout + done.stderr
+    assert "*** *** ***" in done.stdout
+
+
+def test_a_python_step_sees_its_mounted_secret_as_env_vars(tmp_path: Path) -> None:
+    code = "import os\ndef main(n):\n    return [n, os.environ['API_TOKEN'] == 'tok-0123456789']"
+    request = python_request(code, n=1, secretRef="api")
+    done = run_container(
+        "python", request, tmp_path, env={"NOETL_SECRET_DIR": str(secret_dir(tmp_path))}
+    )
+    assert json.loads(done.termination) == {"ok": True, "result": [1, True]}

@@ -7,6 +7,7 @@ import pytest
 from noetl.plugins import shell
 from noetl.plugins.runtime import Outcome, execute
 from tests.plugins import step
+from tests.processes import still_running
 
 
 def run_shell(args: dict[str, object], env: dict[str, str] | None = None) -> Outcome:
@@ -79,3 +80,15 @@ def test_shell_outcome_from_raw_output() -> None:
 
 def test_command_argv() -> None:
     assert shell.command_argv({"command": "echo hi"}) == ["sh", "-c", "echo hi"]
+
+
+def test_the_step_ends_with_its_shell_and_what_it_left_running_is_killed() -> None:
+    # The shell plugin, as the images and the local runner run it.
+    outcome = run_shell({"command": "sleep 400 & echo $!"})
+    assert outcome.ok
+    assert still_running({int(outcome.result["stdout"])}) == set()  # killed, not left to run
+
+
+def test_a_command_that_cannot_start_is_one_line() -> None:
+    outcome = run_shell({"command": "true", "cwd": "/no/such/dir"})
+    assert outcome.error == "cannot start the command: No such file or directory: /no/such/dir"

@@ -44,21 +44,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 What the operator does in a namespace it watches, and no more (every verb is one that
 noetl/kube/api.py or kopf's watches call): drive Executions (child Executions created and
-deleted), read Playbooks, run step Jobs, watch and list their pods to read termination
-messages and logs, keep results in ConfigMaps, post core Events (kopf and the operator both).
-No Secrets: steps get theirs from the kubelet. A ClusterRole in cluster-wide mode, a Role per watched namespace
+deleted), read Playbooks, start the Executions of CronPlaybooks (cancel them by a patch of
+spec.cancel under concurrencyPolicy Replace, delete them past the history limits), run step
+Jobs, watch and list their pods to read termination messages and logs, keep results in
+ConfigMaps, post core Events (kopf and the operator both). No Secrets: steps get theirs from
+the kubelet. A ClusterRole in cluster-wide mode, a Role per watched namespace
 otherwise.
 */}}
 {{- define "noetl.namespacedRules" -}}
 - apiGroups: [noetl.io]
   resources: [executions]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, delete, patch]
 - apiGroups: [noetl.io]
-  resources: [playbooks]
+  resources: [playbooks, cronplaybooks]
   verbs: [get, list, watch]
 - apiGroups: [noetl.io]
-  resources: [executions/status, playbooks/status]
+  resources: [executions/status, playbooks/status, cronplaybooks/status]
   verbs: [patch]
+# The Executions a CronPlaybook starts hold up its deletion (blockOwnerDeletion) until gone.
+- apiGroups: [noetl.io]
+  resources: [cronplaybooks/finalizers]
+  verbs: [update]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, watch, create, delete]

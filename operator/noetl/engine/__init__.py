@@ -3,14 +3,23 @@
 It imports nothing from the shells (local runner, operator) or the plugins.
 """
 
-from noetl.engine.machine import DEFAULT_MAX_CHILD_DEPTH, Engine, RenderContext, merge_workload
+from noetl.engine.machine import (
+    DEFAULT_FINALLY_GRACE,
+    DEFAULT_MAX_CHILD_DEPTH,
+    Engine,
+    RenderContext,
+    merge_workload,
+)
 from noetl.engine.messages import (
+    ApprovalGiven,
+    AwaitApproval,
     CancelRequested,
     CancelStep,
     Command,
     Event,
     ExecutionStarted,
     FinishExecution,
+    ResumeRequested,
     ScheduleRetry,
     ScheduleTimer,
     StartChildExecution,
@@ -18,13 +27,17 @@ from noetl.engine.messages import (
     StepFailed,
     StepStarted,
     StepSucceeded,
+    SuspendRequested,
     TimerFired,
     run_key,
 )
 from noetl.engine.state import ExecutionState, LoopState, StepState, record_key, step_record
 
 __all__ = [
+    "DEFAULT_FINALLY_GRACE",
     "DEFAULT_MAX_CHILD_DEPTH",
+    "ApprovalGiven",
+    "AwaitApproval",
     "CancelRequested",
     "CancelStep",
     "Command",
@@ -35,6 +48,7 @@ __all__ = [
     "FinishExecution",
     "LoopState",
     "RenderContext",
+    "ResumeRequested",
     "ScheduleRetry",
     "ScheduleTimer",
     "StartChildExecution",
@@ -43,6 +57,7 @@ __all__ = [
     "StepStarted",
     "StepState",
     "StepSucceeded",
+    "SuspendRequested",
     "TimerFired",
     "merge_workload",
     "record_key",

@@ -2,7 +2,8 @@
 
 The engine asks two questions of it on every event, so both are cheap: which steps a step has as
 predecessors (to know whether it is a join), and whether a running step can still reach a waiting
-join (answered from a topological order first, and memoised: the graph never changes).
+join (answered from a topological order first, and memoised: the graph never changes). The
+`finally` steps form a second graph beside the workflow's, begun at its roots.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections import deque
 from functools import lru_cache
 
 from noetl.playbook import Playbook
-from noetl.playbook.validation import START
+from noetl.playbook.validation import START, finally_roots
 
 
 class Graph:
@@ -24,6 +25,8 @@ class Graph:
         for name, targets in self.successors.items():
             for target in targets:
                 self.predecessors[target].add(name)
+        self.finally_roots = finally_roots(playbook.spec.finally_)
+        self.finally_steps = frozenset(step.step for step in playbook.spec.finally_)
         self.order = self._topological_order()
         self.reaches = lru_cache(maxsize=65536)(self._reaches)
 
@@ -31,17 +34,20 @@ class Graph:
         return len(self.predecessors[step]) > 1
 
     def _topological_order(self) -> dict[str, int]:
-        # Validation guarantees an acyclic graph where every step is reachable from `start`.
+        # Validation guarantees an acyclic graph where every workflow step is reachable from
+        # `start` and every finally step from a finally root.
+        # The workflow's steps come first, then the finally steps.
         indegree = {name: len(preds) for name, preds in self.predecessors.items()}
-        ready: deque[str] = deque([START])
         order: dict[str, int] = {}
-        while ready:
-            name = ready.popleft()
-            order[name] = len(order)
-            for target in self.successors[name]:
-                indegree[target] -= 1
-                if indegree[target] == 0:
-                    ready.append(target)
+        for roots in ([START], self.finally_roots):
+            ready: deque[str] = deque(roots)
+            while ready:
+                name = ready.popleft()
+                order[name] = len(order)
+                for target in self.successors[name]:
+                    indegree[target] -= 1
+                    if indegree[target] == 0:
+                        ready.append(target)
         return order
 
     def _reaches(self, source: str, target: str) -> bool:

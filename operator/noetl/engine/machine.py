@@ -14,7 +14,11 @@ Semantics in brief (docs/architecture.md has the whole story):
   unless the step says `onError: continue`;
 - retries and timeouts (of a step attempt, of the execution) are timers the shell keeps and
   reports back as `TimerFired`; a step that times out is cancelled and fails with one message;
-- a result over `result_limit` fails its step: the shell's store never meets one it cannot keep.
+- a result over `result_limit` fails its step: the shell's store never meets one it cannot keep;
+- when the workflow ends, however it ends, its `finally` steps run (a graph of their own) and see
+  the outcome as `execution.phase` and `execution.error`; after a cancel or the execution timeout
+  they have `finally_grace` seconds. The execution keeps the workflow's failure; a workflow that
+  succeeded fails with the first finally step that fails.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ from typing import Any, Literal
 
 from noetl.engine.graph import Graph
 from noetl.engine.messages import (
+    ApprovalGiven,
+    AwaitApproval,
     CancelRequested,
     CancelStep,
     Command,
     Event,
     ExecutionStarted,
     FinishExecution,
+    ResumeRequested,
     ScheduleRetry,
     ScheduleTimer,
     StartChildExecution,
@@ -39,6 +46,7 @@ from noetl.engine.messages import (
     StepFailed,
     StepStarted,
     StepSucceeded,
+    SuspendRequested,
     TimerFired,
     run_key,
 )
@@ -60,6 +68,10 @@ from noetl.playbook.validation import START
 from noetl.templating import RenderError, render, render_string, render_workload, truthy
 
 EXECUTION_TIMEOUT = "execution-timeout"
+FINALLY_GRACE = "finally-grace"
+OUTPUT_KEY = "#output"
+"""Where the workflow's rendered `output` waits in the result store while finally steps run."""
+DEFAULT_FINALLY_GRACE = 30.0
 DEFAULT_MAX_CHILD_DEPTH = 10
 
 
@@ -109,10 +121,13 @@ class Engine:
         depth: int = 0,
         max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
         result_limit: int | None = None,
+        finally_grace: float = DEFAULT_FINALLY_GRACE,
     ) -> None:
-        """`result_limit`: the most bytes (as compact JSON) a result may take; None for no cap."""
+        """`result_limit`: the most bytes (as compact JSON) a result may take; None for no cap.
+        `finally_grace`: seconds the finally steps have after a cancel or the execution timeout."""
         self.playbook = playbook
         self.result_limit = result_limit
+        self.finally_grace = finally_grace
         self.graph = Graph(playbook)
         self.execution = dict(execution or {})
         # The playbook's own workload templates (`"{{ execution.id }}"`) are rendered once, here:
@@ -142,12 +157,23 @@ class Engine:
 class RenderContext(Mapping[str, Any]):
     """What templates see, looked up on demand so rendering costs the same however far along.
 
-    Names, first match wins: the per-render extras (loop iterator, `error`...), `workload`,
-    `execution`, then the result of each finished step under the step's name (with `_` for `-`).
+    Names, first match wins: `workload`, `execution` (its identity, `phase` and `error`), the
+    per-render extras (loop iterator, `error`...), then the result of each finished step under
+    the step's name (with `_` for `-`).
     """
 
-    def __init__(self, engine: Engine, results: Mapping[str, Any], extras: Mapping[str, Any]):
-        self._fixed = {**extras, "workload": engine.workload, "execution": engine.execution}
+    def __init__(
+        self,
+        engine: Engine,
+        results: Mapping[str, Any],
+        extras: Mapping[str, Any],
+        state: ExecutionState | None = None,
+    ):
+        execution: dict[str, Any] = dict(engine.execution)
+        if state is not None:
+            # While finally steps run, `phase` is how the workflow ended; before, "Running".
+            execution.update(phase=state.ending or state.phase, error=state.error)
+        self._fixed = {**extras, "workload": engine.workload, "execution": execution}
         self._steps = engine.playbook.template_names  # fetch_data -> fetch-data
         self._results = results
 
@@ -207,6 +233,13 @@ class _Transition:
                 self._timer_fired(event.timer)
             case CancelRequested():
                 self._abort("Cancelled", event.reason)
+            case SuspendRequested():
+                if self.state.suspended is None:
+                    self.state.suspended = event.reason
+            case ResumeRequested():
+                self._resume()
+            case ApprovalGiven():
+                self._approved(event.step, event.values)
 
     def _execution_started(self) -> None:
         if self.state.phase != "Pending":
@@ -234,10 +267,18 @@ class _Transition:
         if timer.kind == "execution":
             self._abort("Failed", f"execution timed out after {self.playbook.spec.timeout}")
             return
+        if timer.kind == "grace":
+            self._stop_runs(f"stopped after the {self.engine.finally_grace:g}s finally grace")
+            self._finish_after_finally(grace_expired=True)
+            return
         assert timer.step is not None
         if timer.kind == "retry":
             self.state.steps[timer.step].phase = "Running"
             self._start_attempt(timer.step, timer.index, timer.attempt)
+        elif timer.step in self.state.approvals:
+            timeout = self.playbook.steps[timer.step].timeout
+            assert timeout is not None
+            self._fail(timer.step, f"no approval within {duration_seconds(timeout):g}s")
         elif self._current(timer.step, timer.index, timer.attempt) is not None:
             timeout = self.playbook.steps[timer.step].timeout
             assert timeout is not None
@@ -260,16 +301,55 @@ class _Transition:
         self.state.waiting[target] = None
 
     def _begin(self, name: str) -> None:
+        kept = self.results.get(record_key(name))
+        if kept is not None:  # succeeded in the run this one retries: its result stands
+            self._keep(name, kept)
+            return
         spec = self.playbook.steps[name]
         step = self.state.steps.setdefault(name, StepState(phase="Running"))
         step.phase, step.started_at = "Running", self.at
         self.state.active[name] = None
         if spec.tool is None:
             self._complete(name, None, has_result=False)
+        elif spec.tool == "approval":
+            self._await_approval(name, step)
         elif spec.loop is not None:
             self._begin_loop(name, step)
         else:
             self._start_attempt(name, None, 1)
+
+    def _keep(self, name: str, record: dict[str, Any]) -> None:
+        step = self.state.steps[name] = StepState.from_dict(record)
+        step.message = "kept from the run retried"
+        self.state.active[name] = None
+        self._complete(name, self.results.get(name), has_result=name in self.results)
+
+    def _await_approval(self, name: str, step: StepState) -> None:
+        spec = self.playbook.steps[name]
+        try:
+            message = str(render(spec.args.get("message", ""), self._context(name)))
+        except RenderError as error:
+            self._fail(name, f"args.message: {error}")
+            return
+        step.phase, step.attempt = "Waiting", 1
+        step.message = short(
+            f"waiting for approval: {message}" if message else "waiting for approval"
+        )
+        self.state.approvals[name] = None
+        timeout = duration_seconds(spec.timeout) if spec.timeout else None
+        if timeout is not None:
+            timer_id, due = timeout_timer(name, None, 1), self.at + timeout
+            self.state.timers[timer_id] = Timer(due, "timeout", name, None, 1)
+            self.commands.append(ScheduleTimer(timer_id, due))
+        self.commands.append(AwaitApproval(name, message, timeout))
+
+    def _approved(self, name: str, values: Mapping[str, Any]) -> None:
+        """An approval for a step that waits completes it; any other (late, repeated) is moot."""
+        if name not in self.state.approvals:
+            return
+        self.state.timers.pop(timeout_timer(name, None, 1), None)
+        self.state.steps[name].message = "approved"
+        self._complete(name, dict(values))
 
     def _begin_loop(self, name: str, step: StepState) -> None:
         loop = self.playbook.steps[name].loop
@@ -285,6 +365,10 @@ class _Transition:
         if too_large := self._too_large(items):
             self._fail(name, f"loop.in: {too_large}")
             return
+        kept = self.results.get(items_key(name))
+        if kept is not None and kept != items:  # items kept from a retried run, for other items
+            for index in range(len(kept)):
+                self.results.pop(item_key(name, index), None)
         self.results[items_key(name)] = items
         step.loop = LoopState(total=len(items))
         self._launch_items(name, step.loop)
@@ -303,8 +387,12 @@ class _Transition:
                 and loop.next_index < loop.total
                 and loop.failed_index is None
             ):
+                index = loop.next_index
                 loop.next_index += 1
-                self._start_attempt(name, loop.next_index - 1, 1)
+                if item_key(name, index) in self.results:  # kept from the run retried
+                    loop.done += 1
+                else:
+                    self._start_attempt(name, index, 1)
         finally:
             self.launching = False
 
@@ -316,6 +404,12 @@ class _Transition:
         else:
             assert step.loop is not None
             step.loop.in_flight[index] = attempt
+        if self.state.suspended is not None:
+            # Held, not started: it starts when the execution is resumed.
+            self.state.held.append((name, index, attempt))
+            if index is None:
+                step.phase = "Waiting"
+            return
         try:
             args = render(spec.args, self._context(name, index, {"attempt": attempt}))
         except RenderError as error:
@@ -444,7 +538,9 @@ class _Transition:
             return
         if loop.failed_index is None and loop.next_index < loop.total:
             return
-        outcome = self._collect_loop(name, loop)
+        # A loop that fails leaves its items' results in the store: a retry of the execution
+        # keeps them (engine/retry.py).
+        outcome = self._collect_loop(name, loop, keep_items=loop.failed_index is not None)
         if loop.failed_index is None:
             self._complete(name, outcome)
             return
@@ -457,7 +553,7 @@ class _Transition:
             error = f"{loop.failures} items failed (loop.maxFailures is {limit}); {error}"
         self._fail(name, error, outcome)
 
-    def _collect_loop(self, name: str, loop: LoopState) -> dict[str, Any]:
+    def _collect_loop(self, name: str, loop: LoopState, keep_items: bool) -> dict[str, Any]:
         """The loop's result, `{"results": [...], "errors": [...]}`; item records leave the store.
 
         `results` has one entry per item, in item order (null for an item that failed or never
@@ -465,12 +561,14 @@ class _Transition:
         """
         results: list[Any] = [None] * loop.total
         errors: list[dict[str, Any]] = []
+        take = self.results.get if keep_items else self.results.pop
         for index in range(loop.next_index):
-            results[index] = self.results.pop(item_key(name, index), None)
+            results[index] = take(item_key(name, index), None)
             error = self.results.pop(item_error_key(name, index), None)
             if error is not None:
                 errors.append({"index": index, "error": error})
-        self.results.pop(items_key(name), None)
+        if not keep_items:
+            self.results.pop(items_key(name), None)
         return {"results": results, "errors": errors}
 
     def _too_large(self, value: Any) -> str | None:
@@ -514,8 +612,12 @@ class _Transition:
 
     def _record_failure(self, name: str, error: str) -> None:
         self.state.failed.append(name)
+        failure = f"step {name!r} failed: {error}"
         if self.state.error is None:
-            self.state.error = f"step {name!r} failed: {error}"
+            self.state.error = failure
+        elif self.state.ending is not None:
+            # A finally step's failure is told after the workflow's own, never instead of it.
+            self.state.error += f"; then finally {failure}"
 
     def _settle_step(self, name: str, phase: FinishedStepPhase, message: str | None = None) -> None:
         """The step is done: its record leaves the state for the result store."""
@@ -524,6 +626,7 @@ class _Transition:
         if message is not None:
             step.message = short(message)
         self.state.active.pop(name, None)
+        self.state.approvals.pop(name, None)
         self.results[record_key(name)] = step.to_dict()
 
     def _next_targets(self, name: str) -> list[str]:
@@ -554,7 +657,23 @@ class _Transition:
     # The whole execution ----------------------------------------------------------------------
 
     def settle(self) -> None:
-        """Start the joins nothing can reach any more, then finish if nothing is left to do."""
+        """Start what is ready; when nothing is left to do, begin the finally steps or finish."""
+        while self.state.phase == "Running":
+            self._start_ready()
+            if self.state.phase != "Running" or self.state.active or self.state.waiting:
+                return
+            if self.state.ending is not None:
+                self._finish_after_finally()
+            elif self.graph.finally_roots:
+                phase, result, error = self._workflow_outcome()
+                if result is not None:
+                    self.results[OUTPUT_KEY] = result
+                self._begin_finally(phase, error, bounded=False)
+            else:
+                self._finish(*self._workflow_outcome())
+
+    def _start_ready(self) -> None:
+        """Begin the ready steps, and the joins nothing can reach any more, until none is left."""
         progress = True
         while progress and self.state.phase == "Running":
             while self.ready and self.state.phase == "Running":
@@ -566,13 +685,6 @@ class _Transition:
                     self._start_join(join)
                     progress = True
                     break  # a join that starts may route on: begin those steps first
-        if self.state.phase != "Running":
-            return
-        if not self.state.active and not self.state.waiting:
-            if self.state.failed:
-                self._finish("Failed", error=self.state.error)
-            else:
-                self._finish("Succeeded")
 
     def _may_still_arrive(self, join: str) -> bool:
         reaches = self.graph.reaches
@@ -589,27 +701,80 @@ class _Transition:
             self.ready.append(name)
 
     def _abort(self, phase: Literal["Failed", "Cancelled"], reason: str) -> None:
+        """End the workflow now (a cancel, the execution timeout); finally steps then get grace."""
+        if self.state.ending is not None:
+            # The workflow has ended already: what its finally steps do now is bounded instead.
+            self._arm_grace()
+            return
+        self._stop_runs(reason)
+        self.state.timers.clear()
+        if self.graph.finally_roots and self.state.phase == "Running":
+            self._begin_finally(phase, reason, bounded=True)
+        else:
+            self._finish(phase, error=reason)
+
+    def _resume(self) -> None:
+        """Start what the suspension held, in the order it was held."""
+        self.state.suspended = None
+        held, self.state.held = self.state.held, []
+        for name, index, attempt in held:
+            step = self.state.steps[name]
+            if index is None:
+                step.phase = "Running"
+            self._start_attempt(name, index, attempt)
+
+    def _stop_runs(self, reason: str) -> None:
         for name, index, attempt in self.state.runs_in_flight():
             self.commands.append(CancelStep(name, index, attempt))
+        # A cancel ends a suspension too: the finally steps must be able to start.
+        self.state.suspended = None
+        self.state.held.clear()
         for name in [*self.state.active, *self.state.waiting]:
             self._settle_step(name, "Cancelled", reason)
         self.state.waiting.clear()
-        self.state.timers.clear()
-        self._finish(phase, error=reason)
 
-    def _finish(self, phase: FinishedPhase, error: str | None = None) -> None:
-        result = None
-        if phase == "Succeeded":
-            try:
-                result = self._final_result()
-            except RenderError as render_error:
-                phase, error = "Failed", f"output: {render_error}"
-            else:
-                if too_large := self._too_large(result):
-                    phase, error, result = "Failed", f"output: {too_large}", None
+    def _begin_finally(self, phase: FinishedPhase, error: str | None, bounded: bool) -> None:
+        self.state.ending, self.state.error = phase, error
+        if bounded:
+            self._arm_grace()
+        self.ready.extend(self.graph.finally_roots)
+
+    def _arm_grace(self) -> None:
+        if FINALLY_GRACE not in self.state.timers:
+            due = self.at + self.engine.finally_grace
+            self.state.timers[FINALLY_GRACE] = Timer(due=due, kind="grace")
+            self.commands.append(ScheduleTimer(FINALLY_GRACE, due))
+
+    def _finish_after_finally(self, grace_expired: bool = False) -> None:
+        """The workflow's outcome, unless it succeeded and a finally step did not."""
+        ending, error = self.state.ending, self.state.error
+        assert ending is not None
+        finally_failed = any(name in self.graph.finally_steps for name in self.state.failed)
+        if ending == "Succeeded" and (finally_failed or grace_expired):
+            reason = f"finally steps stopped after the {self.engine.finally_grace:g}s grace"
+            self._finish("Failed", error=error or reason)
+        elif ending == "Succeeded":
+            self._finish("Succeeded", self.results.pop(OUTPUT_KEY, None))
+        else:
+            self._finish(ending, error=error)
+
+    def _workflow_outcome(self) -> tuple[FinishedPhase, Any, str | None]:
+        """How the workflow ended by itself: (phase, result, error)."""
+        if self.state.failed:
+            return "Failed", None, self.state.error
+        try:
+            result = self._final_result()
+        except RenderError as render_error:
+            return "Failed", None, f"output: {render_error}"
+        if too_large := self._too_large(result):
+            return "Failed", None, f"output: {too_large}"
+        return "Succeeded", result, None
+
+    def _finish(self, phase: FinishedPhase, result: Any = None, error: str | None = None) -> None:
         self.state.phase = phase
         self.state.finished_at = self.at
         self.state.error = error
+        self.state.timers.clear()
         self.commands.append(FinishExecution(phase, result, error))
 
     def _final_result(self) -> Any:
@@ -629,4 +794,4 @@ class _Transition:
             items = self.results[items_key(name)]
             values[spec_loop.iterator] = items[index]
             values["loop"] = {"index": index, "length": len(items)}
-        return RenderContext(self.engine, self.results, values)
+        return RenderContext(self.engine, self.results, values, self.state)

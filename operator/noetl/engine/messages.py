@@ -66,7 +66,39 @@ class CancelRequested:
     reason: str = "cancel requested"
 
 
-Event = ExecutionStarted | StepStarted | StepSucceeded | StepFailed | TimerFired | CancelRequested
+@dataclass(frozen=True)
+class SuspendRequested:
+    """Start no new step until `ResumeRequested` (the steps running go on to their end)."""
+
+    at: float
+    reason: str = "suspend requested"
+
+
+@dataclass(frozen=True)
+class ResumeRequested:
+    at: float
+
+
+@dataclass(frozen=True)
+class ApprovalGiven:
+    """Someone approved the waiting approval step `step`; `values` become its result."""
+
+    step: str
+    at: float
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+Event = (
+    ExecutionStarted
+    | StepStarted
+    | StepSucceeded
+    | StepFailed
+    | TimerFired
+    | CancelRequested
+    | SuspendRequested
+    | ResumeRequested
+    | ApprovalGiven
+)
 
 
 # Commands -------------------------------------------------------------------------------------
@@ -114,6 +146,15 @@ class CancelStep(_StepRun):
 
 
 @dataclass(frozen=True)
+class AwaitApproval:
+    """An approval step waits for `ApprovalGiven` (or its `timeout`, in seconds): tell people."""
+
+    step: str
+    message: str
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class FinishExecution:
     phase: Literal["Succeeded", "Failed", "Cancelled"]
     result: Any = None
@@ -121,5 +162,11 @@ class FinishExecution:
 
 
 Command = (
-    StartStep | StartChildExecution | ScheduleRetry | ScheduleTimer | CancelStep | FinishExecution
+    StartStep
+    | StartChildExecution
+    | ScheduleRetry
+    | ScheduleTimer
+    | CancelStep
+    | AwaitApproval
+    | FinishExecution
 )

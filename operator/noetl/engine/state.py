@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 ExecutionPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+"""The engine's phases; people also see `Suspended` (`ExecutionState.shown_phase`)."""
 StepPhase = Literal["Waiting", "Running", "Retrying", "Succeeded", "Failed", "Skipped", "Cancelled"]
 FinishedStepPhase = Literal["Succeeded", "Failed", "Skipped", "Cancelled"]
 FinishedPhase = Literal["Succeeded", "Failed", "Cancelled"]  # of an execution
@@ -53,7 +54,7 @@ class LoopState:
     failed_index: int | None = None  # the item whose failure went past loop.maxFailures
 
 
-TimerKind = Literal["execution", "retry", "timeout"]
+TimerKind = Literal["execution", "retry", "timeout", "grace"]
 
 
 @dataclass
@@ -101,6 +102,16 @@ class ExecutionState:
     failed: list[str] = field(default_factory=list)  # steps whose failure fails the execution
     last_result_step: str | None = None
     error: str | None = None
+    # Set when the workflow has ended and its `finally` steps run: how it ended (with `error`).
+    ending: FinishedPhase | None = None
+    suspended: str | None = None  # why, while suspended: no new run starts
+    held: list[tuple[str, int | None, int]] = field(default_factory=list)  # runs not started yet
+    approvals: dict[str, None] = field(default_factory=dict)  # approval steps waiting
+
+    @property
+    def shown_phase(self) -> str:
+        """The phase people see: `Suspended` while a running execution starts nothing new."""
+        return "Suspended" if self.phase == "Running" and self.suspended else self.phase
 
     @property
     def finished(self) -> bool:
@@ -121,7 +132,11 @@ class ExecutionState:
         for name in self.active:
             step = self.steps[name]
             if step.loop is not None:
-                runs += [(name, index, attempt) for index, attempt in step.loop.in_flight.items()]
+                runs += [
+                    (name, index, attempt)
+                    for index, attempt in step.loop.in_flight.items()
+                    if (name, index, attempt) not in self.held
+                ]
             elif step.phase == "Running":
                 runs.append((name, None, step.attempt))
         return runs
@@ -138,6 +153,7 @@ class ExecutionState:
                     name: StepState.from_dict(raw) for name, raw in data.get("steps", {}).items()
                 },
                 "timers": {key: Timer(**timer) for key, timer in data.get("timers", {}).items()},
+                "held": [tuple(run) for run in data.get("held", [])],
             }
         )
 

@@ -9,6 +9,7 @@ benchmark reads.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,17 @@ def _json(response: Any) -> Any:
     return json.loads(response.data) if response.data else None
 
 
+class _Paid(TokenBucket):
+    def __init__(self) -> None:
+        super().__init__(qps=1.0, burst=1)
+
+    async def acquire(self) -> None:
+        return
+
+
+_PAID = _Paid()
+
+
 class KubeApi:
     def __init__(
         self, api_client: client.ApiClient, limiter: TokenBucket, threads: int = 16
@@ -35,6 +47,16 @@ class KubeApi:
         self.custom = client.CustomObjectsApi(api_client)
         self._limiter = limiter
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-api")
+
+    async def acquire(self) -> None:
+        """Take a token now, for a call to be made through `without_limit()`."""
+        await self._limiter.acquire()
+
+    def without_limit(self) -> KubeApi:
+        """This API for calls whose token was taken already (by `acquire`); still counted."""
+        paid = copy.copy(self)
+        paid._limiter = _PAID
+        return paid
 
     async def _call(
         self, verb: str, resource: str, function: Callable[..., Any], *args: Any, **kwargs: Any
@@ -166,6 +188,22 @@ class KubeApi:
             plural,
             name,
             {"status": status},
+        )
+
+    async def patch_custom(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """A merge patch of a custom object (its spec or metadata; the status has its own)."""
+        await self._call(
+            "patch",
+            plural,
+            self.custom.patch_namespaced_custom_object,
+            API_GROUP,
+            GROUP_VERSION,
+            namespace,
+            plural,
+            name,
+            patch,
         )
 
     async def patch_config_map_data(

@@ -2,7 +2,7 @@
 
 Stored where (docs/architecture.md has the table):
 - what the run runs, fixed at its start: ConfigMap `<execution>-playbook`, written once, with the
-  playbook, the workload and the generation of the Execution they were read from (`Snapshot`);
+  playbook and the workload (`Snapshot`);
 - results, loop items, and the records of finished steps: ConfigMaps `<execution>-results-<n>`;
 - what is in flight (the engine state, which keeps no finished step) and the summary people read:
   the Execution's status, written as a merge patch of what changed.
@@ -13,6 +13,15 @@ while the turn's commands were carried out. A crash between any two writes loses
 status still says the runs are in flight and everything it needs is still stored, the restarted
 driver feeds their ends again, and the engine re-issues the same commands, whose deterministic
 names meet AlreadyExists. (A crash just before the removals leaves those keys behind, unused.)
+
+A turn whose only news is steps that succeeded, and the runs they started, may put its save off
+(`SavePacing`) for up to `SAVE_INTERVAL`: until then its ends are still in the cluster (the
+Jobs that ended keep their pods and termination messages for a day), so a restarted driver that
+resumes from the older save feeds them again, round after round, and meets the Jobs it had
+started as AlreadyExists (an execution not yet saved Running starts again, the same way).
+Anything the cluster could not tell again is saved in its own turn: the end of the execution, a
+failure (its retry's due time, a refused run), a cancel (a deleted Job says nothing). A
+1,000-item loop thus costs a save a second, not a save per turn.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from noetl.engine import ExecutionState, FinishExecution
+from noetl.engine.graph import Graph
+from noetl.engine.retry import kept_results
+from noetl.engine.state import ExecutionPhase
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.manifests import execution_config_map, owned_by
@@ -32,10 +44,12 @@ from noetl.kube.playbooks import run_problems, snapshot_text
 from noetl.kube.results import ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
+from noetl.loop import Clock
 from noetl.playbook import Playbook, PlaybookInvalid
 from noetl.playbook.budget import parse_within_budget
 
 OUTPUT_KEY = "__output"
+SAVE_INTERVAL = 1.0  # seconds a save may wait: far below the Jobs' TTL (a day by default)
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,7 @@ class Snapshot:
 
     playbook: Playbook
     workload: dict[str, Any]
-    generation: int | None
+    frozen_before: bool  # by an earlier driver, which may have started runs
 
 
 async def snapshot_of(
@@ -63,8 +77,8 @@ async def snapshot_of(
         source = f"execution {metadata['name']}"
         playbook = await parse_within_budget(json.loads(data["playbook.json"]), source)
         if "workload.json" not in data:  # a snapshot written before workloads were kept in it
-            return Snapshot(playbook, spec.get("workload") or {}, metadata.get("generation"))
-        return Snapshot(playbook, json.loads(data["workload.json"]), json.loads(data["generation"]))
+            return Snapshot(playbook, spec.get("workload") or {}, True)
+        return Snapshot(playbook, json.loads(data["workload.json"]), True)
     if spec.get("playbook") is not None:
         document = {
             "kind": "Playbook",
@@ -84,11 +98,10 @@ async def snapshot_of(
     problems = run_problems(playbook, text, namespace, settings)
     if problems:
         raise PlaybookInvalid(problems, source)
-    snapshot = Snapshot(playbook, spec.get("workload") or {}, metadata.get("generation"))
+    snapshot = Snapshot(playbook, spec.get("workload") or {}, False)
     data = {
         "playbook.json": text,
         "workload.json": json.dumps(snapshot.workload, separators=(",", ":")),
-        "generation": json.dumps(snapshot.generation),
     }
     await api.create(execution_config_map(execution, name, "playbook", data))
     return snapshot
@@ -136,6 +149,8 @@ class Checkpoint:
         for step, cause in (waiting or {}).items():
             if step in status["steps"]:
                 status["steps"][step] = {**status["steps"][step], "waiting": cause}
+        if "admission" in self._written:  # the slot it holds under spec.concurrency (admission.py)
+            status["admission"] = self._written["admission"]
         await self._write_status(status)
         await self.results.flush_removals(self.api)
         self.saves += 1
@@ -149,18 +164,60 @@ class Checkpoint:
         self._written = status
 
 
-async def refuse(api: KubeApi, execution: dict[str, Any], error: Exception) -> float:
-    """Fail an execution that has no playbook to run (there is no engine to ask); its end time."""
+class SavePacing:
+    """Whether a turn's save may wait: see the module's docstring for when it may."""
+
+    def __init__(self, clock: Clock, interval: float = SAVE_INTERVAL) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.saved_at = clock.now()  # a driver's first save is due a second after its start
+        self.urgent = False  # the turn did something the cluster could not tell again
+
+    def may_wait(self, state: ExecutionState) -> bool:
+        return not (self.urgent or state.finished or self.remaining() <= 0)
+
+    def remaining(self) -> float:
+        """Seconds until a save put off now is due."""
+        return self.interval - (self.clock.now() - self.saved_at)
+
+    def saved(self) -> None:
+        self.saved_at = self.clock.now()
+        self.urgent = False
+
+
+async def retried_results(api: KubeApi, execution: dict[str, Any], graph: Graph) -> dict[str, Any]:
+    """What this execution keeps of the one its spec.retryOf names (read from that one's results).
+
+    Raises LookupError when that Execution is gone (deleted, or collected after its TTL).
+    """
+    namespace, name = execution["metadata"]["namespace"], execution["spec"]["retryOf"]
+    earlier = await api.get_custom("executions", namespace, name)
+    if earlier is None:
+        where = f"in namespace {namespace}"
+        raise LookupError(f"spec.retryOf: no Execution named {name!r} {where} to retry")
+    return kept_results(graph, await ResultStore.load(api, earlier))
+
+
+async def refuse(
+    api: KubeApi,
+    execution: dict[str, Any],
+    error: Exception | str,
+    reason: str = "InvalidPlaybook",
+    phase: ExecutionPhase = "Failed",
+) -> float:
+    """End an execution that never started (no playbook to run, nothing to retry, or refused
+    admission); its end time. There is no engine to ask, so the status is written here."""
     if isinstance(error, PlaybookInvalid):
         message = "invalid playbook: " + "; ".join(str(e) for e in error.errors[:20])
     else:
         message = str(error)
     now = time.time()
-    state = ExecutionState(phase="Failed", started_at=now, finished_at=now, error=message)
+    state = ExecutionState(phase=phase, started_at=now, finished_at=now, error=message)
     status = execution_status(state, execution["metadata"].get("generation"))
-    status["conditions"][0]["reason"] = "InvalidPlaybook"
+    status["conditions"][0]["reason"] = reason
+    status["message"] = None  # what a queued execution was waiting for
     metadata = execution["metadata"]
     await api.patch_status("executions", metadata["namespace"], metadata["name"], status)
-    await events.record(api, execution, "InvalidPlaybook", message, warning=True)
-    metrics.EXECUTIONS_FINISHED.labels(phase="Failed").inc()
+    await events.record(api, execution, reason, message, warning=phase == "Failed")
+    metrics.EXECUTIONS_FINISHED.labels(phase=phase).inc()
     return now

@@ -1,4 +1,4 @@
-"""The Playbook and Execution CustomResourceDefinitions, generated from the pydantic models.
+"""The CustomResourceDefinitions (Playbook, Execution, CronPlaybook), generated from the models.
 
 `noetl crds` writes them to crds/ (checked in; a test fails when they drift from the models).
 Pydantic's JSON schema is turned into a structural OpenAPI schema as the API server wants it:
@@ -16,7 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from noetl.playbook.models import API_GROUP, GROUP_VERSION, ExecutionSpec, PlaybookSpec
+from noetl.playbook.models import (
+    API_GROUP,
+    GROUP_VERSION,
+    CronPlaybookSpec,
+    ExecutionSpec,
+    PlaybookSpec,
+)
 
 MAX_STEPS = 5000
 
@@ -103,6 +109,12 @@ def _python_rule(item: dict[str, Any]) -> None:
     ]
 
 
+_ONE_PLAYBOOK = {
+    "rule": "has(self.playbookRef) != has(self.playbook)",
+    "message": "exactly one of spec.playbookRef or spec.playbook is needed",
+}
+
+
 def _crd(
     kind: str,
     plural: str,
@@ -182,10 +194,7 @@ def execution_crd() -> dict[str, Any]:
     spec = openapi_schema(ExecutionSpec)
     _playbook_rules(spec["properties"]["playbook"])
     spec["x-kubernetes-validations"] = [
-        {
-            "rule": "has(self.playbookRef) != has(self.playbook)",
-            "message": "an execution takes exactly one of spec.playbookRef or spec.playbook",
-        },
+        _ONE_PLAYBOOK,
         {
             "rule": (
                 "!has(oldSelf.playbookRef)"
@@ -211,9 +220,32 @@ def execution_crd() -> dict[str, Any]:
     )
 
 
+def cronplaybook_crd() -> dict[str, Any]:
+    spec = openapi_schema(CronPlaybookSpec)
+    _playbook_rules(spec["properties"]["playbook"])
+    spec["x-kubernetes-validations"] = [_ONE_PLAYBOOK]
+    columns: list[dict[str, Any]] = [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        {"name": "Time zone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1},
+        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+        {"name": "Active", "type": "integer", "jsonPath": ".status.activeCount"},
+        {"name": "Last schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return _crd(
+        "CronPlaybook",
+        "cronplaybooks",
+        "cpb",
+        spec,
+        columns,
+        "Executions of a NoETL playbook started on a schedule.",
+    )
+
+
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD, as checked in under crds/."""
     return {
         f"{API_GROUP}_playbooks.yaml": playbook_crd(),
         f"{API_GROUP}_executions.yaml": execution_crd(),
+        f"{API_GROUP}_cronplaybooks.yaml": cronplaybook_crd(),
     }

@@ -4,8 +4,9 @@ The driver reads the Execution, the playbook and workload it runs, fixed at its 
 (`checkpoint.snapshot_of`), and what was saved of it (`Checkpoint`), then hands the engine to
 an `ExecutionLoop` whose effects are Kubernetes objects (`KubeEffects`). Watch events reach it
 on its queue as messages (`inbox`; `pending` for pods that cannot start).
-On a restart it first feeds what happened while nobody watched, round after round until the
-state is still (a finished run becomes current only once the run before it is fed).
+When an earlier driver had begun (it froze the snapshot), it first feeds what happened while
+nobody watched, round after round until the state is still (a finished run becomes current only
+once the run before it is fed).
 """
 
 from __future__ import annotations
@@ -13,21 +14,23 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from noetl.engine import CancelRequested, Engine, Event, ExecutionStarted
+from noetl.engine import Engine, Event, ExecutionStarted
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
+from noetl.kube.admission import Admission
 from noetl.kube.api import KubeApi
-from noetl.kube.checkpoint import Checkpoint, refuse, snapshot_of
+from noetl.kube.checkpoint import Checkpoint, refuse, retried_results, snapshot_of
 from noetl.kube.effects import KubeEffects
-from noetl.kube.inbox import Inbox, Message
+from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
 from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
+from noetl.kube.shared_reads import SharedReads
 from noetl.kube.slots import JobSlots
-from noetl.kube.status import epoch_seconds
+from noetl.kube.times import epoch_seconds
 from noetl.loop import Clock, ExecutionLoop
 from noetl.playbook import PlaybookInvalid
 
@@ -38,6 +41,18 @@ class OperatorContext:
     settings: OperatorSettings
     slots: JobSlots = field(default_factory=lambda: JobSlots(200))
     clock: Clock = field(default_factory=Clock)
+    admission: Admission = field(init=False)
+    reads: SharedReads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.api, self.clock)
+        self.reads = SharedReads(self.api)
+
+    @property
+    def driver_api(self) -> KubeApi:
+        """The API as drivers use it: their start-up reads shared with the drivers starting
+        alongside (`SharedReads` answers every call `KubeApi` does)."""
+        return cast(KubeApi, self.reads)
 
 
 class ExecutionDriver:
@@ -56,7 +71,7 @@ class ExecutionDriver:
         return self.checkpoint is not None and self.checkpoint.saves > 0
 
     async def run(self) -> None:
-        api, clock = self.context.api, self.context.clock
+        api, clock = self.context.driver_api, self.context.clock
         execution = await api.get_custom("executions", self.namespace, self.name)
         if execution is None:
             return
@@ -71,11 +86,14 @@ class ExecutionDriver:
         except (PlaybookInvalid, LookupError) as error:
             self.finished_at = await refuse(api, execution, error)
             return
+        if not status.get("engine"):  # not started: it may have to wait its turn
+            refused = await self.context.admission.admit(execution, snapshot.playbook)
+            if refused is not None:
+                self.finished_at = await refuse(
+                    api, execution, refused.message, refused.reason, refused.phase
+                )
+                return
         spec, uid = execution["spec"], execution["metadata"]["uid"]
-        # The status reports the generation the run follows (`observedGeneration`): the one it
-        # started from, whatever was edited since; a cancel acted on moves it on (inbox).
-        if not spec.get("cancel"):
-            execution["metadata"]["generation"] = snapshot.generation
         engine = Engine(
             snapshot.playbook,
             snapshot.workload,
@@ -83,8 +101,16 @@ class ExecutionDriver:
             depth=execution_depth(execution),
             max_child_depth=self.context.settings.max_child_depth,
             result_limit=MAX_RESULT_BYTES,
+            finally_grace=self.context.settings.finally_grace_seconds,
         )
         checkpoint = self.checkpoint = await Checkpoint.load(api, execution)
+        if checkpoint.state.phase == "Pending" and spec.get("retryOf"):
+            # Seeded again after a crash before the start was saved: the same keys, no harm.
+            try:
+                checkpoint.results.update(await retried_results(api, execution, engine.graph))
+            except LookupError as error:
+                self.finished_at = await refuse(api, execution, error, "NothingToRetry")
+                return
         inbox = Inbox(api, execution, checkpoint.state)
         context = self.context
         pending = PendingPods(
@@ -112,12 +138,18 @@ class ExecutionDriver:
         metrics.EXECUTIONS_ACTIVE.inc()
         try:
             first: list[Event] = []
+            if loop.state.phase != "Pending":
+                await _catch_up(loop, inbox)
+            # What the spec asks (cancel, suspend, approvals) comes before the start: an
+            # Execution created suspended starts no step at all.
+            first += spec_events(spec, loop.state, clock.now())
             if loop.state.phase == "Pending":
                 first.append(ExecutionStarted(at=clock.now()))
-            else:
-                await _catch_up(loop, inbox)
-            if spec.get("cancel"):
-                first.append(CancelRequested(at=clock.now(), reason="spec.cancel is true"))
+                if snapshot.frozen_before:
+                    # Its first save may have waited: an earlier driver may have started runs.
+                    await loop.feed(first)
+                    first = []
+                    await _catch_up(loop, inbox)
             await loop.run(first)
         finally:
             pending.stop()

@@ -28,7 +28,7 @@ from noetl.kube.api import KubeApi
 from noetl.kube.manifests import execution_selector, owned_by
 from noetl.kube.outcomes import job_finished
 from noetl.kube.refusals import error_text
-from noetl.kube.status import timestamp
+from noetl.kube.times import timestamp
 
 log = logging.getLogger(__name__)
 Trouble = Literal["conflict", "transient", "permanent"]

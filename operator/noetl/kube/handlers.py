@@ -15,9 +15,12 @@ from typing import Any
 import kopf
 
 from noetl.engine.state import FINISHED_PHASES
+from noetl.kube.admission import QUEUED
+from noetl.kube.cron import CRON_LABEL
+from noetl.kube.cronplaybooks import CronController
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
-from noetl.kube.outcomes import container_terminated, job_finished
+from noetl.kube.outcomes import container_refused, container_terminated, job_finished
 from noetl.kube.pending import PodWaiting, container_started, stuck_cause
 from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
@@ -26,6 +29,7 @@ from noetl.playbook import API_GROUP, GROUP_VERSION
 
 def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     playbooks = PlaybookController(drivers.context.api)
+    crons = CronController(drivers.context.api, drivers.context.clock)
     excluded = drivers.context.settings.excluded_namespaces
 
     def served(namespace: str | None, **_: Any) -> bool:
@@ -37,11 +41,18 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
     ) -> None:
         assert namespace is not None
         raw = dict(body)
+        phase = (body.get("status") or {}).get("phase")
+        cron = body.metadata.labels.get(CRON_LABEL)
+        if cron and (type == "DELETED" or phase in FINISHED_PHASES):
+            crons.poke(namespace, cron)
+        cancelled_in_queue = phase == QUEUED and (body.get("spec") or {}).get("cancel")
+        if type == "DELETED" or phase in FINISHED_PHASES or cancelled_in_queue:
+            # A slot freed, or a queued one was cancelled: the queue looks again.
+            drivers.context.admission.released(namespace)
         if type == "DELETED":
             drivers.forget(namespace, name)
             return
         parent = owner_name(raw)  # a child's parent: labels hold names only hashed
-        phase = (body.get("status") or {}).get("phase")
         if parent and phase in FINISHED_PHASES:
             drivers.deliver(namespace, parent, ChildChanged(raw))
         if phase in FINISHED_PHASES:
@@ -76,26 +87,36 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         # A step's result is in its pod the moment its container ends, ~1 s before the Job
         # controller marks the Job Complete: acting on the pod starts the next step sooner.
         # A pod being deleted is left to its Job's events, which say why it ended. A pod is
-        # owned by its Job: the Job's pod template names the Execution in an annotation.
+        # owned by its Job: the Job's pod template names the Execution in an annotation. A
+        # container the kubelet refuses to start (CreateContainerConfigError...) ends the step.
         assert namespace is not None
         raw = dict(body)
         deleting = type == "DELETED" or body.metadata.get("deletionTimestamp")
         execution = body.metadata.annotations.get(EXECUTION_NAME_ANNOTATION)
-        if execution and not deleting and container_terminated(raw) is not None:
+        ended = container_terminated(raw) is not None or container_refused(raw) is not None
+        if execution and not deleting and ended:
             drivers.deliver(namespace, execution, PodEnded(raw))
         elif execution and not deleting and (stuck_cause(raw) or container_started(raw)):
             # A pod that cannot start is told at once; one that starts clears what was told.
             drivers.deliver(namespace, execution, PodWaiting(raw))
 
-    @kopf.on.event(API_GROUP, GROUP_VERSION, "playbooks", when=served, registry=registry)
-    async def playbook_event(
-        type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
-    ) -> None:
-        assert namespace is not None
-        if type == "DELETED":
-            playbooks.deleted(namespace, name)
-        else:
-            playbooks.changed(dict(body))
+    def follow(plural: str, controller: PlaybookController | CronController) -> None:
+        """Hand each change of these objects to a controller that keeps its own task each."""
+
+        @kopf.on.event(
+            API_GROUP, GROUP_VERSION, plural, id=f"{plural}_event", when=served, registry=registry
+        )
+        async def object_event(
+            type: str, body: kopf.Body, name: str, namespace: str | None, **_: Any
+        ) -> None:
+            assert namespace is not None
+            if type == "DELETED":
+                controller.deleted(namespace, name)
+            else:
+                controller.changed(dict(body))
+
+    follow("playbooks", playbooks)
+    follow("cronplaybooks", crons)
 
     @kopf.on.probe(id="executions", registry=registry)
     def active_executions(**_: Any) -> int:

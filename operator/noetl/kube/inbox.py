@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from noetl.engine import (
+    ApprovalGiven,
     CancelRequested,
     Event,
     ExecutionState,
+    ResumeRequested,
     StepFailed,
     StepSucceeded,
+    SuspendRequested,
 )
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
@@ -33,8 +36,14 @@ from noetl.kube.manifests import (
     owned_by,
     run_of,
 )
-from noetl.kube.outcomes import container_terminated, job_finished, job_outcome, pod_outcome
-from noetl.kube.status import epoch_seconds
+from noetl.kube.outcomes import (
+    container_refused,
+    container_terminated,
+    job_finished,
+    job_outcome,
+    pod_outcome,
+)
+from noetl.kube.times import epoch_seconds
 from noetl.plugins.messages import Outcome
 
 Run = tuple[str, int | None, int]
@@ -66,6 +75,26 @@ class ExecutionChanged:
 Message = JobChanged | PodEnded | ChildChanged | ExecutionChanged
 
 
+def spec_events(spec: dict[str, Any], state: ExecutionState, at: float) -> list[Event]:
+    """What the Execution's spec asks that the state does not show yet: a cancel, a suspend or
+    a resume, approvals for the approval steps waiting. Asked again, it asks nothing new: the
+    spec is read on every change of the Execution, and after a restart."""
+    if spec.get("cancel"):
+        return [CancelRequested(at=at, reason="spec.cancel is true")]
+    events: list[Event] = []
+    if spec.get("suspend") and state.suspended is None:
+        events.append(SuspendRequested(at=at, reason="spec.suspend is true"))
+    elif not spec.get("suspend") and state.suspended is not None:
+        events.append(ResumeRequested(at=at))
+    approvals = spec.get("approvals") or {}
+    events += [
+        ApprovalGiven(step, at=at, values=dict(approvals[step] or {}))
+        for step in state.approvals
+        if step in approvals
+    ]
+    return events
+
+
 class Inbox:
     def __init__(self, api: KubeApi, execution: dict[str, Any], state: ExecutionState) -> None:
         self.api = api
@@ -74,20 +103,20 @@ class Inbox:
         self.namespace = str(execution["metadata"]["namespace"])
         self.uid = str(execution["metadata"]["uid"])
 
-    async def interpret(self, message: Message, at: float) -> Event | None:
+    async def interpret(self, message: Message, at: float) -> list[Event]:
         match message:
             case JobChanged():
-                return await self._job_event(message.job, at, message.deleted)
+                event = await self._job_event(message.job, at, message.deleted)
             case PodEnded():
-                return await self._pod_event(message.pod, at)
+                event = await self._pod_event(message.pod, at)
             case ChildChanged():
-                return await self._child_event(message.child, at)
-            case ExecutionChanged() if message.body["spec"].get("cancel"):
-                # The status then reports the generation whose cancel it acted on.
+                event = await self._child_event(message.child, at)
+            case ExecutionChanged():
+                # The status says which generation of the spec it answers (Argo CD reads it).
                 generation = message.body["metadata"].get("generation")
                 self.execution["metadata"]["generation"] = generation
-                return CancelRequested(at=at, reason="spec.cancel is true")
-        return None
+                return spec_events(message.body["spec"], self.state, at)
+        return [event] if event is not None else []
 
     async def recovered(self, at: float) -> list[Event]:
         """What happened while no operator watched: runs that ended, and runs whose Job is gone."""
@@ -144,11 +173,18 @@ class Inbox:
         # A pod is owned by its Job, not by the Execution: the Job puts the Execution's uid on it.
         annotations = pod["metadata"].get("annotations") or {}
         terminated = container_terminated(pod)
-        if annotations.get(EXECUTION_UID_ANNOTATION) != self.uid or terminated is None:
+        refused = container_refused(pod) if terminated is None else None
+        if annotations.get(EXECUTION_UID_ANNOTATION) != self.uid or not (terminated or refused):
             return None
         run = run_of(pod["metadata"]["labels"])
         if not self.state.running_step(*run):
             return None
+        if refused is not None:
+            # The Job would wait for its deadline: the step fails now, saying why.
+            return _event_of(
+                run, at, Outcome(ok=False, error=f"the container was refused: {refused}")
+            )
+        assert terminated is not None
         outcome = await pod_outcome(self.api, pod, terminated)
         started, ended = terminated.get("startedAt"), terminated.get("finishedAt")
         _count(pod["metadata"]["labels"], outcome.ok, started, ended)

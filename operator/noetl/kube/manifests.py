@@ -1,11 +1,15 @@
 """The objects the operator creates, as plain manifests: step Jobs, child Executions, ConfigMaps.
 
 Pods of steps run as non-root with every capability dropped, a read-only root filesystem (a
-scratch /tmp is mounted) and no service-account token. Step args travel as an environment value,
-every `$` doubled so that the kubelet's `$(VAR)` expansion gives them back unchanged; secrets
-only by reference (`envFrom` of the Secret named in `args.secretRef`, if the operator's
-settings allow it), never inlined. Labels carry names through `label_value` (hashed past 63
-characters); who owns a Job or child Execution is read from its ownerReference, never a label.
+scratch /tmp is mounted: the images make it HOME, TMPDIR and the working directory) and no
+service-account token. Step args travel as an environment value, every `$` doubled so that the
+kubelet's `$(VAR)` expansion gives them back unchanged; secrets only by reference, never inlined:
+the Secret named in `args.secretRef` (if the operator's settings allow it) is mounted at
+SECRET_DIR, where the plugin runtime reads it, exports it as env vars to the step and masks its
+values in everything the step reports (a pod's env could not tell the Secret's values apart).
+Labels carry names through `label_value` (hashed past 63 characters); who owns a Job or child
+Execution is read from its ownerReference, never a label. The step's outcome comes back as the
+container's termination message, from the file the plugin runtime writes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from noetl.kube.names import label_value, run_name
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.tenancy import secret_refusal
 from noetl.playbook import API_VERSION, Step
+from noetl.plugins import container as container_tool
 from noetl.plugins.messages import StepRequest
+from noetl.plugins.runtime import DEFAULT_TERMINATION, SECRET_DIR
 
 EXECUTION_LABEL = "noetl.io/execution"
 STEP_LABEL = "noetl.io/step"
@@ -109,29 +115,11 @@ def step_job(
     execution: dict[str, Any], command: StartStep, step: Step, settings: OperatorSettings
 ) -> dict[str, Any]:
     name = execution["metadata"]["name"]
-    request = StepRequest(
-        step=command.step,
-        tool=command.tool,
-        args=command.args,
-        code=command.code,
-        attempt=command.attempt,
-        index=command.index,
-        execution={"id": execution["metadata"]["uid"], "name": name},
-    )
-    payload = json.dumps(request.to_json(), separators=(",", ":"))
-    if len(payload) > MAX_ARGS_BYTES:
-        raise ValueError(
-            f"step input is {len(payload)} bytes, over the {MAX_ARGS_BYTES} byte limit"
-        )
     labels = run_labels(name, command)
     pod = step.pod
     container: dict[str, Any] = {
         "name": "step",
-        "image": settings.images[command.tool],
         "imagePullPolicy": settings.image_pull_policy,
-        # A plugin that dies before writing its outcome leaves the tail of its log instead.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "env": [literal_env("NOETL_INPUT_JSON", payload)],
         "resources": (
             pod.resources.model_dump(by_alias=True, exclude_none=True)
             if pod and pod.resources
@@ -144,13 +132,28 @@ def step_job(
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # Kubernetes' defaults, set so that what the runtime writes and what is read is in view.
+        "terminationMessagePath": DEFAULT_TERMINATION,
+        "terminationMessagePolicy": "File",
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if command.tool == "container":
+        container.update(_image_container(command.args))
+    else:
+        container.update(_plugin_container(execution, command, settings))
     secret = command.args.get("secretRef")
     if isinstance(secret, str) and secret:
         refusal = secret_refusal(execution["metadata"]["namespace"], secret, settings)
         if refusal:
             raise ValueError(refusal)
-        container["envFrom"] = [{"secretRef": {"name": secret}}]
+        if command.tool == "container":
+            # Any image reads its Secret as env vars; no NoETL runtime is there to mask it.
+            container["envFrom"] = [{"secretRef": {"name": secret}}]
+        else:
+            volumes.append({"name": "secret", "secret": {"secretName": secret}})
+            container["volumeMounts"].append(
+                {"name": "secret", "mountPath": SECRET_DIR, "readOnly": True}
+            )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -163,7 +166,7 @@ def step_job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": volumes,
         "nodeSelector": (
             pod.node_selector if pod and pod.node_selector else settings.step_node_selector
         )
@@ -200,6 +203,55 @@ def step_job(
             },
         },
     }
+
+
+def _plugin_container(
+    execution: dict[str, Any], command: StartStep, settings: OperatorSettings
+) -> dict[str, Any]:
+    """The tool's plugin image, given the step's request as an environment value."""
+    request = StepRequest(
+        step=command.step,
+        tool=command.tool,
+        args=command.args,
+        code=command.code,
+        attempt=command.attempt,
+        index=command.index,
+        execution={"id": execution["metadata"]["uid"], "name": execution["metadata"]["name"]},
+    )
+    payload = json.dumps(request.to_json(), separators=(",", ":"))
+    if len(payload) > MAX_ARGS_BYTES:
+        raise ValueError(
+            f"step input is {len(payload)} bytes, over the {MAX_ARGS_BYTES} byte limit"
+        )
+    return {
+        "image": settings.images[command.tool],
+        "env": [literal_env("NOETL_INPUT_JSON", payload)],
+        # A plugin that dies before writing its outcome leaves the tail of its log instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _image_container(args: dict[str, Any]) -> dict[str, Any]:
+    """A `container` step's own image, command, args, environment and working directory."""
+    image = args.get("image")
+    if not isinstance(image, str) or not image:
+        raise ValueError(f"args.image must name an image, got {image!r}")
+    spec: dict[str, Any] = {
+        "image": image,
+        "env": [literal_env(k, v) for k, v in container_tool.environment(args).items()],
+        # The result is what the container writes there (Kubernetes' default path, made explicit).
+        "terminationMessagePath": container_tool.TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+    }
+    for key in ("command", "args"):
+        value = args.get(key)
+        if value is not None:
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ValueError(f"args.{key} must be a list of strings, got {value!r}")
+            spec[key] = value
+    if isinstance(args.get("workingDir"), str):
+        spec["workingDir"] = args["workingDir"]
+    return spec
 
 
 def execution_depth(execution: dict[str, Any]) -> int:

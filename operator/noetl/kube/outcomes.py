@@ -13,7 +13,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.api import KubeApi
+from noetl.kube.manifests import TOOL_LABEL
 from noetl.kube.refusals import error_text
+from noetl.plugins import container as container_tool
 from noetl.plugins.runtime import Outcome, read_outcome
 
 TAIL_CHARS = 1000  # of a step's log, in its error when it ended without an outcome
@@ -29,6 +31,27 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 def job_finished(job: dict[str, Any]) -> bool:
     return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
+
+
+REFUSALS = (
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+)
+"""Why a kubelet may never start a step's container: each fails the step at once, named.
+An image that cannot be pulled may be pushed or reachable a moment later: `pending` gives it
+until the pending deadline."""
+
+
+def container_refused(pod: dict[str, Any]) -> str | None:
+    """Why the kubelet will not start the pod's container (e.g. an image that would run as
+    root, which runAsNonRoot forbids), or None while it may still start."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in REFUSALS:
+            detail = waiting.get("message")
+            return f"{waiting['reason']}" + (f": {detail}" if detail else "")
+    return None
 
 
 def container_terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -78,6 +101,8 @@ async def pod_outcome(
             error="the step ran out of memory (OOMKilled); raise its memory limit in pod.resources",
         )
     message = terminated.get("message") or ""
+    if (pod["metadata"].get("labels") or {}).get(TOOL_LABEL) == "container":
+        return await _image_outcome(api, pod, terminated, message)
     exit_code = terminated.get("exitCode")
     if exit_code not in (0, None) and not _is_outcome(message):
         return Outcome(ok=False, error=_hard_exit(exit_code, message))
@@ -117,3 +142,19 @@ def _hard_exit(exit_code: int, tail: str) -> str:
     if not tail:
         return ended + " and wrote nothing to its log"
     return f"{ended}; the end of its log:\n{tail[-TAIL_CHARS:]}"
+
+
+async def _image_outcome(
+    api: KubeApi, pod: dict[str, Any], terminated: dict[str, Any], message: str
+) -> Outcome:
+    """A `container` step: its termination message, else its log (stdout and stderr, merged)."""
+    exit_code = terminated.get("exitCode")
+    log = ""
+    if not message.strip() or exit_code not in (0, None):
+        try:
+            log = await api.pod_log(pod["metadata"]["namespace"], pod["metadata"]["name"])
+        except ApiException as error:
+            return Outcome(
+                ok=False, error=f"cannot read the container's log: {error.reason} ({error.status})"
+            )
+    return container_tool.outcome(exit_code, message, log)

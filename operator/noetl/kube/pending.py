@@ -1,12 +1,12 @@
 """Step pods that cannot start: noticed at once, told, and failed after a deadline of their own.
 
-A pod whose container waits for a reason that will not pass by itself (an image that cannot be
-pulled, a Secret that does not exist) would otherwise sit until the step's timeout, an hour by
-default, with nothing said. Here the first sight of such a reason (a watch event of the pod) is
-told as a Warning Event and shown in the step's status (`waiting`) within seconds, and arms the
-pending deadline (`step_pending_timeout`); when it passes with the pod still not started, the
-step fails naming the cause, and its Job is deleted. A pod that starts clears all of it.
-A restarted operator sees the pod again in its first listing and re-arms the deadline from then.
+A pod whose container waits for an image that cannot be pulled would otherwise sit until the
+step's timeout, an hour by default, with nothing said. Here the first sight of such a reason (a
+watch event of the pod) is told as a Warning Event and shown in the step's status (`waiting`)
+within seconds, and arms the pending deadline (`step_pending_timeout`); when it passes with the
+pod still not started, the step fails naming the cause, and its Job is deleted. A pod that
+starts clears all of it. A restarted operator sees the pod again in its first listing and
+re-arms the deadline from then.
 """
 
 from __future__ import annotations
@@ -22,17 +22,10 @@ from noetl.kube.manifests import EXECUTION_UID_ANNOTATION, run_of
 from noetl.kube.names import run_name
 from noetl.loop import Cancellable, Clock
 
-# Waiting reasons the kubelet keeps retrying without success until something outside changes.
-STUCK_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "ErrImageNeverPull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
+# Waiting reasons the kubelet keeps retrying until something outside changes (an image pushed,
+# a registry back). Reasons that will not pass (a missing Secret, an invalid image name) fail
+# the step at once instead (`outcomes.REFUSALS`).
+STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"})
 Run = tuple[str, int | None, int]
 
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
+from noetl.kube.conditions import ConditionStatus, condition
 from noetl.kube.settings import OperatorSettings
-from noetl.kube.status import timestamp
 from noetl.kube.tenancy import pod_violations, secret_violations
 from noetl.playbook import Playbook, PlaybookError, PlaybookInvalid
 from noetl.playbook.budget import parse_within_budget
@@ -82,23 +82,23 @@ def playbook_status(body: dict[str, Any], checked: Playbook | PlaybookInvalid) -
         too_large = size_problems(snapshot_text(playbook_document(body)))
         if too_large:
             checked = PlaybookInvalid(too_large)
+    ready: ConditionStatus
     if isinstance(checked, PlaybookInvalid):
         errors = [{"path": e.path, "message": e.message} for e in checked.errors[:MAX_ERRORS]]
         steps = len((body.get("spec") or {}).get("workflow") or [])
-        condition = {
-            "status": "False",
-            "reason": "Invalid",
-            "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-        }
+        ready, reason = "False", "Invalid"
+        message = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
     else:
         errors, steps = [], len(checked.steps)
-        condition = {"status": "True", "reason": "Valid", "message": f"{steps} steps"}
+        ready, reason, message = "True", "Valid", f"{steps} steps"
+    generation = metadata.get("generation")
+    previous = (body.get("status") or {}).get("conditions")
     return {
-        "observedGeneration": metadata.get("generation"),
+        "observedGeneration": generation,
         "steps": steps,
         "errors": errors or None,
         "conditions": [
-            {"type": "Ready", **condition, "lastTransitionTime": timestamp(time.time())}
+            condition("Ready", ready, reason, message, generation, time.time(), previous)
         ],
     }
 

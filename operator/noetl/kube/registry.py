@@ -23,7 +23,7 @@ from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.faults import RECONCILE_ERROR, Backoff, classify, describe, end_run
 from noetl.kube.inbox import ExecutionChanged, Message
 from noetl.kube.pending import PodWaiting
-from noetl.kube.status import epoch_seconds
+from noetl.kube.times import epoch_seconds
 
 log = logging.getLogger(__name__)
 FINISHED_MEMORY = 10_000

@@ -15,9 +15,8 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from noetl import __version__
 from noetl.engine import DEFAULT_MAX_CHILD_DEPTH
-from noetl.playbook.models import TOOLS
+from noetl.playbook.models import PLUGIN_TOOLS
 
-PLUGIN_TOOLS = tuple(tool for tool in TOOLS if tool != "playbook")
 _NAME_LISTS = ("namespaces", "excluded_namespaces")  # also read as comma-separated names
 
 
@@ -59,6 +58,9 @@ class OperatorSettings(BaseModel):
     )
     step_service_account: str | None = None
     step_timeout_seconds: int = 3600
+    finally_grace_seconds: float = Field(
+        default=30.0, description="How long finally steps may run after a cancel or a timeout."
+    )
     step_run_as_user: int = 65532
     job_ttl_seconds: int = 86400
     execution_ttl_seconds: int = 7 * 86400

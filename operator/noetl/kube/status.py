@@ -14,34 +14,17 @@ import json
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, get_args
 
 from noetl.engine import ExecutionState, StepState, record_key
 from noetl.engine.state import StepPhase
+from noetl.kube.conditions import ConditionStatus, condition
+from noetl.kube.times import timestamp
+from noetl.tables import duration
 
 SUMMARY_LIMIT = 100
 INLINE_RESULT_BYTES = 2048
 RECORD_SUFFIX = record_key("")
-
-
-def timestamp(seconds: float | None) -> str | None:
-    """Seconds since the epoch as a Kubernetes (RFC 3339, UTC) time."""
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def epoch_seconds(text: str) -> float:
-    """The inverse of `timestamp`, for the times the API server writes."""
-    return datetime.fromisoformat(text).timestamp()
-
-
-def duration(seconds: float) -> str:
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
 
 
 def _summary(step: StepState) -> dict[str, Any]:
@@ -123,11 +106,16 @@ def step_summaries(state: ExecutionState, finished: FinishedSteps) -> dict[str, 
     return chosen
 
 
-def _condition(state: ExecutionState) -> dict[str, Any]:
+def _condition(state: ExecutionState, generation: int | None) -> dict[str, Any]:
+    """`Succeeded`: Unknown from the start (its transition time), True or False from the end."""
+    status: ConditionStatus
     if state.phase == "Succeeded":
         status, reason, message = "True", "Succeeded", "all steps finished"
     elif state.phase in ("Failed", "Cancelled"):
         status, reason, message = "False", state.phase, state.error or state.phase.lower()
+    elif state.shown_phase == "Suspended":
+        message = f"suspended ({state.suspended}): no new step starts until resumed"
+        status, reason = "Unknown", "Suspended"
     else:
         status, reason, message = (
             "Unknown",
@@ -135,13 +123,7 @@ def _condition(state: ExecutionState) -> dict[str, Any]:
             f"running: {', '.join(list(state.active)[:5]) or 'nothing yet'}",
         )
     changed = state.finished_at or state.started_at
-    return {
-        "type": "Succeeded",
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": timestamp(changed or time.time()),
-    }
+    return condition("Succeeded", status, reason, message, generation, changed or time.time())
 
 
 def execution_status(
@@ -156,7 +138,8 @@ def execution_status(
     active = list(state.active)
     counts = finished.counts + Counter(step.phase for step in state.steps.values())
     status: dict[str, Any] = {
-        "phase": state.phase,
+        "phase": state.shown_phase,
+        "awaitingApproval": list(state.approvals) or None,
         "observedGeneration": generation,
         "startedAt": timestamp(state.started_at),
         "finishedAt": timestamp(state.finished_at),
@@ -171,7 +154,7 @@ def execution_status(
         "error": state.error,
         "result": None,
         "resultRef": result_ref,
-        "conditions": [_condition(state)],
+        "conditions": [_condition(state, generation)],
         "engine": json.dumps(state.to_dict(), separators=(",", ":")),
     }
     if result_ref is None and result is not None:

@@ -18,6 +18,7 @@ class Reporter(Protocol):
     def succeeded(self, key: str) -> None: ...
     def failed(self, key: str, error: str) -> None: ...
     def retrying(self, key: str, delay: float, error: str) -> None: ...
+    def note(self, text: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -47,6 +48,10 @@ class PlainReporter:
 
     def retrying(self, key: str, delay: float, error: str) -> None:
         self._line(f"retry   {key} in {delay:.1f}s after: {error}")
+
+    def note(self, text: str) -> None:
+        """A line about the run itself (suspended, resumed, waiting for an approval)."""
+        self._line(f"note    {text}")
 
     def close(self) -> None:
         self._stream.flush()

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from noetl.engine import (
+    DEFAULT_FINALLY_GRACE,
     DEFAULT_MAX_CHILD_DEPTH,
+    ApprovalGiven,
+    AwaitApproval,
     CancelRequested,
     CancelStep,
     Command,
@@ -26,12 +29,14 @@ from noetl.engine import (
     Event,
     ExecutionStarted,
     ExecutionState,
+    ResumeRequested,
     ScheduleRetry,
     StartChildExecution,
     StartStep,
     StepFailed,
     StepStarted,
     StepSucceeded,
+    SuspendRequested,
 )
 from noetl.local.eventlog import EventLog
 from noetl.local.progress import Reporter
@@ -74,7 +79,11 @@ class LocalRunner(Effects):
         execution_id: str | None = None,
         depth: int = 0,
         max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
+        finally_grace: float = DEFAULT_FINALLY_GRACE,
+        results: dict[str, Any] | None = None,
     ) -> None:
+        """`finally_grace`: seconds the finally steps have after a cancel or the timeout.
+        `results`: the store to begin with (what a retry keeps of the run it retries)."""
         self.execution_id = execution_id or new_execution_id(playbook.name)
         engine = Engine(
             playbook,
@@ -82,8 +91,9 @@ class LocalRunner(Effects):
             {"id": self.execution_id, "name": playbook.name},
             depth=depth,
             max_child_depth=max_child_depth,
+            finally_grace=finally_grace,
         )
-        self._loop = ExecutionLoop(engine, self)
+        self._loop = ExecutionLoop(engine, self, results=results)
         self._executor = executor
         self._resolver = resolver
         self._reporter = reporter
@@ -98,6 +108,17 @@ class LocalRunner(Effects):
     def cancel(self, reason: str = "cancelled by the user") -> None:
         """Ask for a clean stop: running steps are killed and the run ends Cancelled."""
         self._loop.post(CancelRequested(at=time.time(), reason=reason))
+
+    def suspend(self, reason: str = "suspended by the user") -> None:
+        """Start no new step until `resume` (the steps running go on to their end)."""
+        self._loop.post(SuspendRequested(at=time.time(), reason=reason))
+
+    def resume(self, values: Mapping[str, Any] | None = None) -> None:
+        """Start what the suspension held, and approve the approval steps waiting, with `values`."""
+        now = time.time()
+        self._loop.post(ResumeRequested(at=now))
+        for step in self.state.approvals:
+            self._loop.post(ApprovalGiven(step, at=now, values=dict(values or {})))
 
     async def run(self) -> RunOutcome:
         try:
@@ -131,8 +152,20 @@ class LocalRunner(Effects):
             case ScheduleRetry():
                 wait = message.due - time.time()
                 self._reporter.retrying(self._display(message.key), wait, message.error)
+            case AwaitApproval():
+                waiting = f"{self._display(message.step)} waits for approval: {message.message}"
+                self._reporter.note(f"{waiting} (noetl resume {self._log_name()})")
+            case SuspendRequested():
+                self._reporter.note(f"suspended: {message.reason}; running steps go on")
+            case ResumeRequested():
+                self._reporter.note("resumed")
+            case ApprovalGiven():
+                self._reporter.note(f"{self._display(message.step)} approved: {message.values}")
 
     # Runs -------------------------------------------------------------------------------------
+
+    def _log_name(self) -> str:
+        return str(self._event_log.path) if self._event_log is not None else "EVENT_LOG"
 
     def _display(self, key: str) -> str:
         return self._key_prefix + key
@@ -140,14 +173,20 @@ class LocalRunner(Effects):
     async def _run_step(self, run: Run) -> None:
         step_run = (run.step, run.index, run.attempt)
         label = run.tool if isinstance(run, StartStep) else f"playbook {run.playbook}"
-        self._loop.post(StepStarted(*step_run, at=time.time()))
-        if self._reporter:
-            self._reporter.started(self._display(run.key), label)
+
+        def started() -> None:  # once the step has its turn: waiting for it is not running
+            self._loop.post(StepStarted(*step_run, at=time.time()))
+            if self._reporter:
+                self._reporter.started(self._display(run.key), label)
+
         try:
             if isinstance(run, StartStep):
-                outcome = await self._executor.run(_with_backstop(run), self._loop.engine.execution)
+                outcome = await self._executor.run(
+                    _with_backstop(run), self._loop.engine.execution, started
+                )
                 ok, result, error = outcome.ok, outcome.result, outcome.error or "step failed"
             else:
+                started()
                 ok, result, error = await self._run_child(run)
         except Exception as crash:  # the runner's own fault must still end the step, never hang
             ok, result, error = (
@@ -179,6 +218,7 @@ class LocalRunner(Effects):
             key_prefix=f"{self._display(command.key)}/",
             depth=self._loop.engine.depth + 1,
             max_child_depth=self._loop.engine.max_child_depth,
+            finally_grace=self._loop.engine.finally_grace,
         )
         outcome = await child.run()  # its timeout is this run's engine timer, which cancels it
         return (

@@ -1,26 +1,33 @@
-"""Running one step on this machine: shell commands spawned directly, other tools in warm workers.
+"""Running one step on this machine: each in a fresh process forked by the step server.
 
-A shell step costs one `sh -c` and nothing more; python, http, postgres and duckdb steps go to the
-worker pool, which is started only when a playbook first needs it. Every step runs in a process
-of its own (its own session, for shell), so a step that crashes or hangs cannot take the runner
-down, and a cancelled or timed-out step is killed with all its children.
+Every tool, shell included, goes to noetl.local.workers.StepProcesses, started when a playbook
+first runs a step. So every step runs in a process of its own, leading its own session: a step
+that crashes or hangs cannot take the runner down, a cancelled or timed-out step is killed with
+all its children, and no step sees what another left behind. A container step is one `podman run`
+(or docker) instead.
+
+A step's `args.secretRef` names a `--secret` of `noetl run`: its keys become env vars of the
+step (as a Secret's do in a pod) and its values are masked in the outcome (plugins/masking.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
 from noetl.engine import StartStep
-from noetl.plugins import shell
-from noetl.plugins.runtime import Outcome, PluginError, StepRequest
+from noetl.local.workers import StepProcesses
+from noetl.plugins.runtime import Outcome, StepRequest
 
-if TYPE_CHECKING:
-    from noetl.local.workers import WorkerPool
+
+class MissingSecret(Exception):
+    """A step names a Secret that `noetl run` was not given."""
+
+    def __init__(self, step: str, name: str) -> None:
+        super().__init__(
+            f"step {step!r} needs the Secret {name!r} (args.secretRef):"
+            f" give it with `noetl run --secret {name}=FILE`"
+        )
 
 
 class StepExecutor:
@@ -30,15 +37,24 @@ class StepExecutor:
         self,
         env: Mapping[str, str] | None = None,
         secrets: Mapping[str, Mapping[str, str]] | None = None,
-        pool_size: int | None = None,
+        max_parallel: int | None = None,
     ) -> None:
         self._env = dict(os.environ if env is None else env)
         self._secrets = secrets or {}
-        self._pool_size = pool_size
-        self._pool: WorkerPool | None = None
-        self._pool_lock = asyncio.Lock()
+        self._processes = StepProcesses(max_parallel)
+
+    @property
+    def max_parallel(self) -> int:
+        return self._processes.max_parallel
 
     def request(self, command: StartStep, execution: Mapping[str, str]) -> StepRequest:
+        """The step's request: its env is the runner's, with its Secret's keys laid over it."""
+        secret_name = command.args.get("secretRef")
+        secrets: Mapping[str, str] = {}
+        if secret_name is not None:
+            if not isinstance(secret_name, str) or secret_name not in self._secrets:
+                raise MissingSecret(command.step, str(secret_name))
+            secrets = self._secrets[secret_name]
         return StepRequest(
             step=command.step,
             tool=command.tool,
@@ -47,77 +63,29 @@ class StepExecutor:
             attempt=command.attempt,
             index=command.index,
             execution=dict(execution),
-            env=self._step_env(command.args.get("secretRef")),
+            env={**self._env, **secrets},
+            secrets=secrets,
         )
 
-    def _step_env(self, secret_name: object) -> dict[str, str]:
-        # Locally a `secretRef` names a --secret given to the CLI; its keys become env vars,
-        # as envFrom makes them in a pod. Without one, the step sees the runner's environment.
-        if isinstance(secret_name, str) and secret_name in self._secrets:
-            return {**self._env, **self._secrets[secret_name]}
-        return self._env
+    async def run(
+        self,
+        command: StartStep,
+        execution: Mapping[str, str],
+        on_started: Callable[[], None] | None = None,
+    ) -> Outcome:
+        """Run a step to its end. `on_started` is called when it really starts: after waiting
+        for its turn under the `max_parallel` cap, and not at all if it cannot be started."""
+        try:
+            request = self.request(command, execution)
+        except MissingSecret as missing:
+            return Outcome(ok=False, error=str(missing))
+        if command.tool == "container":
+            from noetl.local.containers import run_container  # only container steps pay for it
 
-    async def run(self, command: StartStep, execution: Mapping[str, str]) -> Outcome:
-        request = self.request(command, execution)
-        if command.tool == "shell":
-            return await run_shell(request, command.timeout)
-        pool = await self._worker_pool()
-        return await pool.run(request, command.timeout)
-
-    async def _worker_pool(self) -> WorkerPool:
-        async with self._pool_lock:
-            if self._pool is None:
-                from noetl.local.workers import (
-                    WorkerPool,  # only playbooks with such steps pay for it
-                )
-
-                pool = WorkerPool(size=self._pool_size) if self._pool_size else WorkerPool()
-                try:
-                    await pool.start()
-                except BaseException:  # e.g. Ctrl-C while the workers start: none may outlive us
-                    await pool.close()
-                    raise
-                self._pool = pool
-            return self._pool
+            if on_started is not None:
+                on_started()
+            return await run_container(request, command.timeout, request.secrets)
+        return await self._processes.run(request, command.timeout, on_started)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-
-async def run_shell(request: StepRequest, timeout: float | None) -> Outcome:
-    """Run a shell step's command as a child process of its own session."""
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *shell.command_argv(request.args),
-            env=shell.command_env(request),
-            cwd=request.args.get("cwd"),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    except PluginError as error:
-        return Outcome(ok=False, error=str(error))
-    except OSError as error:  # e.g. args.cwd does not exist
-        return Outcome(
-            ok=False, error=f"cannot start the command: {error.strerror}: {error.filename}"
-        )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        await _kill_session(process)
-        return Outcome(ok=False, error=f"timed out after {timeout:g}s")
-    except asyncio.CancelledError:
-        await _kill_session(process)
-        raise
-    assert process.returncode is not None
-    return shell.shell_outcome(process.returncode, stdout, stderr)
-
-
-async def _kill_session(process: asyncio.subprocess.Process) -> None:
-    # The command may have started children of its own: end the whole session.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
+        await self._processes.close()

@@ -1,231 +1,231 @@
-"""A pool of warm worker processes for the local runner's python, http, postgres and duckdb steps.
+"""The local runner's step processes: one warm server that forks a fresh process for each step.
 
-Starting a Python interpreter costs a tenth of a second or more, so these steps run in
-long-lived workers (`python -m noetl.plugins.worker`; its docstring describes the pipe) instead.
-The pool has `size` slots, each holding at most one worker: at most `size` steps run at once and
-the others wait for a free slot. Every worker leads a process session of its own, so a worker is
-killed together with whatever its step started. A step that times out or whose caller is
-cancelled has its worker killed; a worker that dies (a crash, `os._exit`, a signal) fails only its
-own step. Such a worker, and one worn out after `max_tasks` steps, is replaced in the background,
-and a step prefers a slot whose worker is already warm.
+Starting a Python interpreter costs a tenth of a second or more, and reusing one for several
+steps lets a step see what another left behind. So the runner starts a step server
+(`python -m noetl.plugins.worker`; its docstring describes the pipe and the process tree), which
+imports the plugins once and forks a new child for every step. A fork costs more the more the
+server has loaded, so http, postgres and duckdb steps each have a server of their own (started
+at the first such step) and python and shell steps one without those libraries. A step that
+times out or whose caller is cancelled is killed with everything in its session; a step whose
+process dies fails only itself. A server that dies fails the steps it was running and is started
+afresh for the next one.
+
+How many steps run at once is the playbook's business (maxInFlight, parallel branches); the
+`max_parallel` cap only keeps a huge fan-out within the machine's means. By default it is the
+soft limit of open files divided by FILES_PER_STEP, so `ulimit -n 1024` allows 128 at once.
+A step waiting for its turn has not started: `on_started` is called once it has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
+import itertools
+import resource
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from noetl.plugins.messages import Outcome, StepRequest
-from noetl.plugins.worker import HEADER, frame
+from noetl.plugins.worker import FrameBuffer, frame
+
+FILES_PER_STEP = 8
+_OWN_SERVER = ("http", "postgres", "duckdb")  # tools whose libraries make every fork slower
 
 
-class WorkerDied(Exception):
-    """The worker process ended while it was starting or running a step."""
+def default_max_parallel() -> int:
+    """The cap on steps at once for this process's open-file limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 16
+    return max(1, soft // FILES_PER_STEP)
 
-    def __init__(self, exit_code: int) -> None:
-        super().__init__(f"worker process died (exit code {exit_code})")
+
+class ServerDied(Exception):
+    """The step server ended while it was starting or running steps."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        super().__init__(f"the step server process died (exit code {exit_code})")
 
 
-class _Worker:
-    """One worker process and the pipe to it."""
+class _Server:
+    """One step server process, the pipe to it, and the steps waiting for their end."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
-        self.tasks = 0
+        self._ids = itertools.count()
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def spawn(cls, argv: list[str], stderr: int | IO[Any] | None) -> _Worker:
+    async def spawn(cls, argv: list[str], stderr: int | IO[Any] | None) -> _Server:
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
-            start_new_session=True,
+            start_new_session=True,  # the terminal's Ctrl-C is the runner's to handle
         )
-        worker = cls(process)
+        server = cls(process)
         try:
-            await worker._receive()  # {"ready": true}: the interpreter is up
+            await asyncio.shield(server._ready)
         except BaseException:
-            await worker.stop()
+            await server.stop()
             raise
-        return worker
-
-    async def call(self, request: StepRequest) -> Outcome:
-        self.tasks += 1
-        assert self.process.stdin is not None
-        self.process.stdin.write(frame({"request": request.to_json(), "env": dict(request.env)}))
-        try:
-            await self.process.stdin.drain()
-        except ConnectionError:
-            raise WorkerDied(await self.process.wait()) from None
-        reply = await self._receive()
-        return Outcome(ok=bool(reply["ok"]), result=reply.get("result"), error=reply.get("error"))
-
-    async def _receive(self) -> Any:
-        assert self.process.stdout is not None
-        try:
-            (size,) = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
-            return json.loads(await self.process.stdout.readexactly(size))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            raise WorkerDied(await self.process.wait()) from None
+        return server
 
     @property
     def alive(self) -> bool:
-        """Whether the process runs, asked of the kernel: the event loop learns of deaths late."""
-        if self.process.returncode is not None:
-            return False
-        try:
-            # WNOWAIT only looks: reaping the process stays the event loop's job.
-            waited = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return False  # reaped already, its exit not yet reported to the loop
-        return waited is None
+        return not self._reader.done()
 
-    def kill(self) -> None:
-        """Kill the worker and everything its steps started, at once."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+    def start(self, request: StepRequest) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """Hand a step over; the future gets its end: `{"exit": code, "outcome": ... | None}`."""
+        ident = next(self._ids)
+        ended: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if not self.alive:
+            ended.set_exception(ServerDied(self.process.returncode))
+            return ident, ended
+        self._waiting[ident] = ended
+        message = {
+            "run": ident,
+            "request": request.to_json(),
+            "env": dict(request.env),
+            "secrets": dict(request.secrets),
+        }
+        self._write(frame(message))
+        return ident, ended
+
+    def kill(self, ident: int) -> None:
+        """Kill a step and what it started; its end is reported as for any other."""
+        self._write(frame({"kill": ident}))
+
+    def _write(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        if self.alive and not self.process.stdin.is_closing():
+            # The server reads its pipe at once: no need to wait for the buffer to drain.
+            self.process.stdin.write(data)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        buffer = FrameBuffer()
+        try:
+            while chunk := await self.process.stdout.read(1 << 16):
+                for message in buffer.feed(chunk):
+                    if message.get("ready"):
+                        self._ready.set_result(None)
+                        continue
+                    ended = self._waiting.pop(message["id"], None)
+                    if ended is not None and not ended.done():
+                        ended.set_result(message)
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            died = ServerDied(await self.process.wait())
+            futures: list[asyncio.Future[Any]] = [self._ready, *self._waiting.values()]
+            for future in futures:
+                if not future.done():
+                    future.set_exception(died)
+                    future.exception()  # marked as seen: a caller may have stopped waiting
+            self._waiting.clear()
 
     async def stop(self) -> None:
-        self.kill()
-        await self.process.wait()
-
-
-class _Slot:
-    """A place in the pool: at most one worker, started ahead of need."""
-
-    def __init__(self, pool: WorkerPool) -> None:
-        self._pool = pool
-        self._worker: asyncio.Task[_Worker] | None = None
-
-    @property
-    def warm(self) -> bool:
-        task = self._worker
-        return task is not None and task.done() and not task.cancelled() and not task.exception()
-
-    def prepare(self) -> None:
-        if self._worker is None and not self._pool.closed:
-            self._worker = asyncio.ensure_future(self._pool.spawn())
-
-    async def worker(self) -> _Worker:
-        self.prepare()
-        task = self._worker
-        if task is None:
-            raise RuntimeError("the worker pool is closed")
+        """Close the server's input: it kills every step it runs and exits."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         try:
-            # Shielded: a caller cancelled meanwhile leaves the worker starting for the next one.
-            return await asyncio.shield(task)
-        except Exception:
-            self._worker = None  # it failed to start; the next step tries afresh
-            raise
-
-    def replace(self, worker: _Worker) -> None:
-        self._pool.bury(worker)
-        self._worker = None
-        self.prepare()
-
-    async def close(self) -> None:
-        task, self._worker = self._worker, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            worker = await task
-        except BaseException:
-            return  # it never started, and cleaned up after itself
-        await worker.stop()
+            await asyncio.wait_for(self.process.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        await self._reader
 
 
-class WorkerPool:
-    """Warm, recycled worker processes; `run` one step at a time in each, `size` at once."""
-
-    # A fresh interpreter costs some 0.1 s of CPU here, a trivial step 0.5 ms: recycling every
-    # 100 steps would spend more on new workers than on the steps themselves.
-    MAX_TASKS = 1000
+class StepProcesses:
+    """Runs steps each in a fresh process forked by one warm server; `max_parallel` at once."""
 
     def __init__(
         self,
-        size: int | None = None,
-        max_tasks: int = MAX_TASKS,
+        max_parallel: int | None = None,
         stderr: int | IO[Any] | None = None,
         python: str = sys.executable,
     ) -> None:
-        self.size = size or os.cpu_count() or 1
-        self.max_tasks = max_tasks
+        self.max_parallel = max_parallel or default_max_parallel()
         self.closed = False
         self._argv = [python, "-m", "noetl.plugins.worker"]
         self._stderr = stderr  # where the steps' prints and tracebacks go; None: ours
-        self._slots = [_Slot(self) for _ in range(self.size)]
-        self._free = list(self._slots)
-        self._free_count = asyncio.Semaphore(self.size)
-        self._dying: set[asyncio.Task[int]] = set()
+        self._slots = asyncio.Semaphore(self.max_parallel)
+        self._servers: dict[str, asyncio.Task[_Server]] = {}
 
-    async def start(self) -> None:
-        """Start every worker now and wait until all are ready (else each starts on first use)."""
-        await asyncio.gather(*(slot.worker() for slot in self._slots))
+    async def start(self, tool: str = "python") -> None:
+        """Start the server for a tool now and wait until it is ready (else: on first use)."""
+        await self._live_server(tool)
 
-    async def spawn(self) -> _Worker:
-        return await _Worker.spawn(self._argv, self._stderr)
+    async def _live_server(self, tool: str) -> _Server:
+        if self.closed:
+            raise RuntimeError("the step processes are closed")
+        kind = tool if tool in _OWN_SERVER else "python"
+        task = self._servers.get(kind)
+        if task is not None and task.done() and (task.exception() or not task.result().alive):
+            task = None  # it died, or never started: start afresh
+        if task is None:
+            task = self._servers[kind] = asyncio.ensure_future(
+                _Server.spawn(self._argv, self._stderr)
+            )
+        # Shielded: a caller cancelled meanwhile leaves the server starting for the next one.
+        return await asyncio.shield(task)
 
-    def bury(self, worker: _Worker) -> None:
-        """Kill a worker now and reap it in the background."""
-        worker.kill()
-        reaping = asyncio.ensure_future(worker.process.wait())
-        self._dying.add(reaping)
-        reaping.add_done_callback(self._dying.discard)
+    async def run(
+        self,
+        request: StepRequest,
+        timeout: float | None = None,
+        on_started: Callable[[], None] | None = None,
+    ) -> Outcome:
+        """Run one step in a process of its own and wait for its outcome.
 
-    async def run(self, request: StepRequest, timeout: float | None = None) -> Outcome:
-        """Run one step in a worker; `timeout` (seconds) counts from when the step is handed on."""
-        async with self._free_count:
-            slot = self._take_slot()
+        `on_started` is called when the step gets its turn and its process is being started;
+        `timeout` (seconds) counts from then.
+        """
+        async with self._slots:
             try:
-                return await self._run_in(slot, request, timeout)
-            finally:
-                self._free.append(slot)
-
-    def _take_slot(self) -> _Slot:
-        # The warm worker used last is the quickest to answer (its process and caches are hot).
-        for i in reversed(range(len(self._free))):
-            if self._free[i].warm:
-                return self._free.pop(i)
-        return self._free.pop()
-
-    async def _run_in(self, slot: _Slot, request: StepRequest, timeout: float | None) -> Outcome:
-        try:
-            worker = await self._live_worker(slot)
-        except (OSError, WorkerDied) as exc:
-            return Outcome(ok=False, error=f"worker process failed to start: {exc}")
-        try:
-            outcome = await asyncio.wait_for(worker.call(request), timeout)
-        except TimeoutError:
-            slot.replace(worker)
-            return Outcome(ok=False, error=f"timed out after {timeout:g}s")
-        except WorkerDied as died:
-            slot.replace(worker)
-            return Outcome(ok=False, error=str(died))
-        except BaseException:
-            # Cancelled (or worse): the step must not run on behind our back.
-            slot.replace(worker)
-            raise
-        if worker.tasks >= self.max_tasks:
-            slot.replace(worker)
-        return outcome
+                server = await self._live_server(request.tool)
+            except (OSError, ServerDied) as exc:
+                return Outcome(ok=False, error=f"cannot start the step process: {exc}")
+            if on_started is not None:
+                on_started()
+            ident, ended = server.start(request)
+            try:
+                end = await asyncio.wait_for(asyncio.shield(ended), timeout)
+            except TimeoutError:
+                await self._kill(server, ident, ended)
+                return Outcome(ok=False, error=f"timed out after {timeout:g}s")
+            except ServerDied as died:
+                return Outcome(ok=False, error=str(died))
+            except BaseException:
+                # Cancelled (or worse): the step must not run on behind our back.
+                await self._kill(server, ident, ended)
+                raise
+        if end["outcome"] is None:
+            return Outcome(ok=False, error=f"the step's process died (exit code {end['exit']})")
+        reply = end["outcome"]
+        return Outcome(ok=bool(reply["ok"]), result=reply.get("result"), error=reply.get("error"))
 
     @staticmethod
-    async def _live_worker(slot: _Slot) -> _Worker:
-        worker = await slot.worker()
-        if worker.alive:
-            return worker
-        slot.replace(worker)  # it died while idle, losing nothing: take a fresh one
-        return await slot.worker()
+    async def _kill(server: _Server, ident: int, ended: asyncio.Future[Any]) -> None:
+        server.kill(ident)
+        with contextlib.suppress(ServerDied):
+            await asyncio.shield(ended)  # gone for sure, not only asked to go
 
     async def close(self) -> None:
-        """Kill every worker, running or idle, and wait until all are gone."""
+        """Kill every step, and the servers, and wait until all are gone."""
         self.closed = True
-        await asyncio.gather(*(slot.close() for slot in self._slots))
-        await asyncio.gather(*self._dying)
+        tasks, self._servers = list(self._servers.values()), {}
+        await asyncio.gather(*(_stop(task) for task in tasks))
+
+
+async def _stop(task: asyncio.Task[_Server]) -> None:
+    try:
+        server = await task
+    except BaseException:
+        return  # it never started, and cleaned up after itself
+    await server.stop()

@@ -32,7 +32,10 @@ _ENVELOPE_KEYS = {"apiVersion", "kind", "metadata", "name"}
 
 @dataclass(frozen=True)
 class Playbook:
-    """A valid playbook, with workbook tasks already folded into the steps that use them."""
+    """A valid playbook, with workbook tasks already folded into the steps that use them.
+
+    `steps` holds the workflow's steps and the `finally` steps alike (their names are unique
+    across both)."""
 
     name: str
     spec: PlaybookSpec
@@ -95,7 +98,8 @@ def parse_playbook(document: Any, source: str = "", resolve: Resolver | None = N
     errors += [PlaybookError(join_path(prefix, e.path), e.message) for e in problems]
     if errors or spec is None:
         raise PlaybookInvalid(errors, source)
-    steps = {step.step: _resolve_task(spec, step) for step in spec.workflow}
+    # The workflow's steps and the finally steps alike (their names are unique across both).
+    steps = {step.step: _resolve_task(spec, step) for step in [*spec.workflow, *spec.finally_]}
     playbook = Playbook(str(name), spec, steps)
     if resolve is not None:
         children = check_children(playbook, resolve)

@@ -33,8 +33,12 @@ DNS_SUBDOMAIN_MAX = 253
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(DURATION_PATTERN)
 
-TOOLS = ("shell", "python", "http", "postgres", "duckdb", "playbook")
-"""Tools a step may name: every one but `playbook` is a plugin image; `playbook` starts a child."""
+PLUGIN_TOOLS = ("shell", "python", "http", "postgres", "duckdb")
+"""Tools that run a plugin image (on a cluster) or a plugin process (locally)."""
+TOOLS = (*PLUGIN_TOOLS, "container", "playbook", "approval")
+"""Tools a step may name: the plugins, `container` (any image: `args.image`), `playbook` (a child
+execution) and `approval` (a wait for someone to resume the execution, decided by the engine
+without a process)."""
 
 
 def _duration_from_number(value: Any) -> Any:
@@ -313,6 +317,31 @@ class Step(_Model):
     next: list[NextEntry] = Field(default_factory=list, description="Where to go after this step.")
 
 
+class Semaphore(_Model):
+    """A limit shared by the Executions of every playbook of a namespace that names it."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$", description="The semaphore's name."
+    )
+    max: int = Field(ge=1, description="Executions holding it at once.")
+
+
+class Concurrency(_Model):
+    """How many Executions of this playbook run at once in a namespace (cluster only)."""
+
+    max: int | None = Field(
+        default=None, ge=1, description="Executions of this playbook running at once."
+    )
+    policy: Literal["Queue", "Forbid", "Replace"] = Field(
+        default="Queue",
+        description="When `max` run already: wait (Queue, phase Queued), fail at once (Forbid), "
+        "or cancel the oldest running one and take its place (Replace).",
+    )
+    semaphore: Semaphore | None = Field(
+        default=None, description="A named limit shared with other playbooks (always queues)."
+    )
+
+
 class PlaybookSpec(_Model):
     """A workflow: default inputs, reusable tasks and the graph of steps."""
 
@@ -326,6 +355,13 @@ class PlaybookSpec(_Model):
     workflow: list[Step] = Field(
         min_length=1, description="The steps; the graph begins at `start`."
     )
+    finally_: list[Step] = Field(
+        default_factory=list,
+        alias="finally",
+        description="Steps run after the workflow ends, whatever its outcome (success, failure, "
+        "timeout, cancel); they see `execution.phase` and `execution.error`. A graph of its own: "
+        "the steps no other finally step routes to begin it.",
+    )
     output: Any = Field(
         default=None,
         description="The execution's result, a template rendered when it ends; by default the "
@@ -335,14 +371,18 @@ class PlaybookSpec(_Model):
     timeout: PositiveDuration | None = Field(
         default=None, description="Fail the whole execution after this."
     )
+    concurrency: Concurrency | None = Field(
+        default=None,
+        description="Limits on Executions running at once, across runs (cluster only).",
+    )
 
 
 class PlaybookRef(_Model):
     name: str = Field(description="Name of a Playbook in the Execution's namespace.")
 
 
-class ExecutionSpec(_Model):
-    """One run of a playbook, with its inputs."""
+class _RunsAPlaybook(_Model):
+    """What names the playbook to run (by reference, or embedded) and its inputs."""
 
     playbook_ref: PlaybookRef | None = Field(default=None, alias="playbookRef")
     playbook: PlaybookSpec | None = Field(default=None, description="An embedded playbook.")
@@ -351,7 +391,44 @@ class ExecutionSpec(_Model):
         description="Inputs merged over the playbook's workload.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+    @model_validator(mode="after")
+    def _one_playbook(self) -> _RunsAPlaybook:
+        if (self.playbook_ref is None) == (self.playbook is None):
+            raise ValueError("exactly one of `playbookRef` or `playbook` is needed")
+        return self
+
+
+class ExecutionSpec(_RunsAPlaybook):
+    """One run of a playbook, with its inputs."""
+
     cancel: bool = Field(default=False, description="Set to true to cancel the execution.")
+    priority: int = Field(
+        default=0,
+        description="Among queued Executions (spec.concurrency), higher starts first; equal "
+        "priorities start in the order they were created.",
+    )
+    suspend: bool = Field(
+        default=False,
+        description="While true, no new step starts (running ones finish); false resumes.",
+    )
+    approvals: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Approvals by step name: an approval step waiting completes with these values "
+        "as its result (`noetl resume NAME --set key=value` writes them).",
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
+        },
+    )
+    retry_of: str | None = Field(
+        default=None,
+        alias="retryOf",
+        description="Retry this earlier Execution (same namespace): keep the results of its "
+        "steps that succeeded and run the rest (`noetl retry NAME` sets it).",
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         alias="ttlSecondsAfterFinished",
@@ -359,8 +436,43 @@ class ExecutionSpec(_Model):
         description="Delete the execution this long after it finished (else the operator default).",
     )
 
-    @model_validator(mode="after")
-    def _one_playbook(self) -> ExecutionSpec:
-        if (self.playbook_ref is None) == (self.playbook is None):
-            raise ValueError("an execution takes exactly one of `playbookRef` or `playbook`")
-        return self
+
+class CronPlaybookSpec(_RunsAPlaybook):
+    """Executions of a playbook started on a schedule, as a CronJob starts Jobs."""
+
+    schedule: str = Field(
+        min_length=1,
+        description="A cron expression: minute hour day-of-month month day-of-week, or six "
+        "fields with seconds first.",
+    )
+    time_zone: str | None = Field(
+        default=None,
+        alias="timeZone",
+        description="The IANA time zone the schedule is read in (default UTC).",
+    )
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
+        default="Allow",
+        alias="concurrencyPolicy",
+        description="When a run is due while the previous one still runs: start it anyway "
+        "(Allow), skip it (Forbid), or cancel the running one and start it (Replace).",
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=None,
+        alias="startingDeadlineSeconds",
+        ge=0,
+        description="A run missed (the operator down, a Forbid skip) starts late only within "
+        "this many seconds of its time; unset: however late.",
+    )
+    suspend: bool = Field(default=False, description="True: start no new runs.")
+    successful_history_limit: int = Field(
+        default=3,
+        alias="successfulHistoryLimit",
+        ge=0,
+        description="How many succeeded Executions to keep.",
+    )
+    failed_history_limit: int = Field(
+        default=1,
+        alias="failedHistoryLimit",
+        ge=0,
+        description="How many failed or cancelled Executions to keep.",
+    )

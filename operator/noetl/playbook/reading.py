@@ -82,7 +82,7 @@ def parse_spec(body: Any) -> tuple[PlaybookSpec | None, list[PlaybookError]]:
         return None, errors
     bad_fields = {path for path in (e.path.partition("[")[0] for e in errors) if "." not in path}
     readable = {key: value for key, value in body.items() if key not in bad_fields}
-    for key, model in (("workflow", Step), ("workbook", Task)):
+    for key, model in (("workflow", Step), ("finally", Step), ("workbook", Task)):
         items = body.get(key)
         if isinstance(items, list) and key not in {e.path for e in errors}:
             readable[key] = [

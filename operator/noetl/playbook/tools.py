@@ -71,6 +71,18 @@ class PlaybookArgs(_Args):
     )
 
 
+class ContainerArgs(_Args):
+    image: NonBlank = Field(description="The image to run.")
+    command: list[str] | None = Field(default=None, description="The entrypoint.")
+    args: list[str] | None = Field(default=None, description="The entrypoint's arguments.")
+    env: dict[str, Any] | None = Field(default=None, description="Environment variables.")
+    working_dir: str | None = Field(default=None, alias="workingDir")
+
+
+class ApprovalArgs(_Args):
+    message: str | None = Field(default=None, description="What the approver is asked.")
+
+
 ARGS_MODELS: dict[str, type[_Args]] = {
     "shell": ShellArgs,
     "python": PythonArgs,
@@ -78,6 +90,8 @@ ARGS_MODELS: dict[str, type[_Args]] = {
     "postgres": PostgresArgs,
     "duckdb": DuckdbArgs,
     "playbook": PlaybookArgs,
+    "container": ContainerArgs,
+    "approval": ApprovalArgs,
 }
 
 

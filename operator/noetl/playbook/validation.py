@@ -9,7 +9,9 @@ execution); every step reachable from `start`; workbook references resolve; tool
 the fields given and get the args they need (`noetl.playbook.tools`); Python code compiles;
 templates compile (and those that read no data render within the limits); names are ones a
 cluster accepts. `check_children` follows `tool: playbook` steps through a resolver: children
-that cannot be found, and playbooks that call themselves.
+that cannot be found, and playbooks that call themselves. `finally` steps keep the same rules
+as a small graph of their own: their names are unique across both sections, they route only
+among themselves, and they begin at the steps nothing routes to.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from noetl.playbook.loader import Playbook
 
 START = "start"
+WORKFLOW = "workflow"
+FINALLY = "finally"
 _DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
 
 
@@ -70,63 +74,83 @@ def drop_shadowed(
 
 def validate_spec(spec: PlaybookSpec) -> list[PlaybookError]:
     errors: list[PlaybookError] = []
-    index_of = _step_indexes(spec, errors)
-    errors += _check_template_names(spec)
+    sections = {WORKFLOW: spec.workflow, FINALLY: spec.finally_}
+    seen: dict[str, str] = {}  # step name -> path of its first definition, across sections
+    errors += _check_template_names(sections)
     errors += _check_workbook(spec)
     tasks = {task.name: task for task in spec.workbook}
-    for i, step in enumerate(spec.workflow):
-        errors += _check_step(step, join_path("workflow", i), tasks)
-        errors += _check_targets(step, i, index_of)
-    if START not in index_of:
-        errors.append(
-            PlaybookError("workflow", f"no step named {START!r}: the workflow begins there")
-        )
-    else:
-        errors += _check_graph(spec, index_of)
+    for section, steps in sections.items():
+        index_of = _step_indexes(section, steps, seen, errors)
+        for i, step in enumerate(steps):
+            errors += _check_step(step, join_path(section, i), tasks)
+            errors += _check_targets(section, step, i, index_of)
+        if section == FINALLY:
+            errors += _check_graph(section, steps, index_of, roots=list(index_of))
+        elif START not in index_of:
+            errors.append(
+                PlaybookError(WORKFLOW, f"no step named {START!r}: the workflow begins there")
+            )
+        else:
+            errors += _check_graph(section, steps, index_of, roots=[START])
     errors += _check_templates(spec.output, "output")
     return errors
 
 
-def _step_indexes(spec: PlaybookSpec, errors: list[PlaybookError]) -> dict[str, int]:
+def finally_roots(steps: list[Step]) -> list[str]:
+    """The finally steps that begin when the workflow ends: those no finally step routes to."""
+    targets = {target for step in steps for entry in step.next for target in entry.targets()}
+    return [step.step for step in steps if step.step not in targets]
+
+
+def _step_indexes(
+    section: str, steps: list[Step], seen: dict[str, str], errors: list[PlaybookError]
+) -> dict[str, int]:
     index_of: dict[str, int] = {}
-    for i, step in enumerate(spec.workflow):
-        if step.step in index_of:
+    for i, step in enumerate(steps):
+        if step.step in seen:
             errors.append(
                 PlaybookError(
-                    join_path("workflow", i, "step"),
-                    f"duplicate step name {step.step!r} (first at workflow[{index_of[step.step]}])",
+                    join_path(section, i, "step"),
+                    f"duplicate step name {step.step!r} (first at {seen[step.step]})",
                 )
             )
         else:
             index_of[step.step] = i
+            seen[step.step] = join_path(section, i)
     return index_of
 
 
-def _check_template_names(spec: PlaybookSpec) -> list[PlaybookError]:
-    """Step names and loop iterators templates can reach: none reserved, no two alike."""
+def _check_template_names(sections: dict[str, list[Step]]) -> list[PlaybookError]:
+    """Step names and loop iterators templates can reach: none reserved, no two alike (across
+    the workflow and `finally`)."""
     errors = []
     reserved = ", ".join(sorted(RESERVED_NAMES, key=str.lower))
     taken: dict[str, str] = {}
-    for i, step in enumerate(spec.workflow):
+    steps = [
+        (join_path(section, i), step)
+        for section in sections
+        for i, step in enumerate(sections[section])
+    ]
+    for path, step in steps:
         name = template_name(step.step)
         if name in RESERVED_NAMES:
             errors.append(
                 PlaybookError(
-                    join_path("workflow", i, "step"),
+                    join_path(path, "step"),
                     f"{step.step!r} is reserved in templates (reserved: {reserved})",
                 )
             )
         elif taken.setdefault(name, step.step) != step.step:
             errors.append(
                 PlaybookError(
-                    join_path("workflow", i, "step"),
+                    join_path(path, "step"),
                     f"{step.step!r} and {taken[name]!r} are both {name!r} in templates",
                 )
             )
         if step.loop is not None and step.loop.iterator in RESERVED_NAMES:
             errors.append(
                 PlaybookError(
-                    join_path("workflow", i, "loop", "iterator"),
+                    join_path(path, "loop", "iterator"),
                     f"{step.loop.iterator!r} is reserved in templates (reserved: {reserved})",
                 )
             )
@@ -214,6 +238,12 @@ def _check_step(step: Step, path: str, tasks: dict[str, Any]) -> list[PlaybookEr
             )
     if tool in TOOLS:
         errors += _check_step_args(tool, step, tasks.get(step.task or ""), path)
+    if tool == "approval":
+        errors += [
+            PlaybookError(join_path(path, field), f"an approval waits once: it takes no {field}")
+            for field in ("loop", "retry")
+            if getattr(step, field) is not None
+        ]
     errors += _check_templates(step.args, join_path(path, "args"))
     if step.loop is not None:
         items = step.loop.in_
@@ -255,50 +285,62 @@ def _target_paths(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield ("next", j, *where), target
 
 
-def _check_targets(step: Step, i: int, index_of: dict[str, int]) -> list[PlaybookError]:
+def _check_targets(
+    section: str, step: Step, i: int, index_of: dict[str, int]
+) -> list[PlaybookError]:
+    # Each section is a graph of its own: a workflow step never routes into `finally`.
+    where_else = " (finally steps route only to finally steps)" if section == FINALLY else ""
     return [
-        PlaybookError(join_path("workflow", i, *where), f"no step named {target!r}")
+        PlaybookError(
+            join_path(section, i, *where), f"no step named {target!r} in {section}{where_else}"
+        )
         for where, target in _target_paths(step)
         if target not in index_of
     ]
 
 
-def _check_graph(spec: PlaybookSpec, index_of: dict[str, int]) -> list[PlaybookError]:
-    """Cycles (each reported once, at the edge that closes it) and steps `start` never reaches."""
+def _check_graph(
+    section: str, steps: list[Step], index_of: dict[str, int], roots: list[str]
+) -> list[PlaybookError]:
+    """Cycles (each reported once, at the edge that closes it) and steps the roots never reach."""
     errors: list[PlaybookError] = []
     edges = {
         step.step: [(where, t) for where, t in _target_paths(step) if t in index_of]
-        for step in spec.workflow
+        for step in steps
     }
     state: dict[str, str] = {}  # "open" while on the DFS stack, "done" after
-    stack: list[tuple[str, Iterator[tuple[tuple[str | int, ...], str]]]] = [
-        (START, iter(edges[START]))
-    ]
-    state[START] = "open"
-    while stack:
-        name, pending = stack[-1]
-        for where, target in pending:
-            if state.get(target) == "open":
-                cycle = [entry[0] for entry in stack][[entry[0] for entry in stack].index(target) :]
-                errors.append(
-                    PlaybookError(
-                        join_path("workflow", index_of[name], *where),
-                        "this edge closes a cycle (" + " -> ".join([*cycle, target]) + "); "
-                        "use loop or retry to repeat work",
+    for root in roots:
+        if root in state:
+            continue
+        stack: list[tuple[str, Iterator[tuple[tuple[str | int, ...], str]]]] = [
+            (root, iter(edges[root]))
+        ]
+        state[root] = "open"
+        while stack:
+            name, pending = stack[-1]
+            for where, target in pending:
+                if state.get(target) == "open":
+                    names = [entry[0] for entry in stack]
+                    cycle = names[names.index(target) :]
+                    errors.append(
+                        PlaybookError(
+                            join_path(section, index_of[name], *where),
+                            "this edge closes a cycle (" + " -> ".join([*cycle, target]) + "); "
+                            "use loop or retry to repeat work",
+                        )
                     )
-                )
-            elif target not in state:
-                state[target] = "open"
-                stack.append((target, iter(edges[target])))
-                break
-        else:
-            state[name] = "done"
-            stack.pop()
-    for i, step in enumerate(spec.workflow):
+                elif target not in state:
+                    state[target] = "open"
+                    stack.append((target, iter(edges[target])))
+                    break
+            else:
+                state[name] = "done"
+                stack.pop()
+    for i, step in enumerate(steps):
         if step.step not in state and index_of.get(step.step) == i:
             errors.append(
                 PlaybookError(
-                    join_path("workflow", i, "step"),
+                    join_path(section, i, "step"),
                     f"step {step.step!r} is not reachable from {START!r}",
                 )
             )
@@ -325,11 +367,15 @@ def check_children(playbook: Playbook, resolve: Resolver) -> list[PlaybookError]
     its own validation says why.
     """
     errors = []
-    for i, step in enumerate(playbook.spec.workflow):
+    sections = {WORKFLOW: playbook.spec.workflow, FINALLY: playbook.spec.finally_}
+    steps = [
+        (section, i, step) for section, listed in sections.items() for i, step in enumerate(listed)
+    ]
+    for section, i, step in steps:
         child_name = _child_name(playbook.steps[step.step])
         if child_name is None:
             continue
-        path = join_path("workflow", i, "args", "name")
+        path = join_path(section, i, "args", "name")
         try:
             child = resolve(child_name)
         except LookupError as missing:

@@ -5,6 +5,10 @@ sent as a form, a string as is), `timeout` in seconds (30), `failOnStatus` (true
 are followed. Result: `{"status", "headers" (names lowercased), "body", "url" (the final one),
 "elapsedMs"}`; the body is parsed JSON when the response says it is JSON, else text. A status
 of 400 or more fails the step (unless `failOnStatus: false`), the result still attached.
+
+A header or query parameter can take its value from the step's Secret (`args.secretRef`) without
+the value ever being written in the playbook, the args or the status: `{secretKey: TOKEN,
+prefix: "Bearer "}` in place of the value. The runtime masks the value in the outcome.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ def run(request: StepRequest) -> Any:
             response = client.request(
                 method,
                 url,
-                headers=args.get("headers"),
-                params=args.get("params"),
+                headers=_with_secrets(args.get("headers"), "headers", request.secrets),
+                params=_with_secrets(args.get("params"), "params", request.secrets),
                 json=args.get("json"),
                 data=data if isinstance(data, Mapping) else None,
                 content=data if isinstance(data, str | bytes) else None,
@@ -57,6 +61,24 @@ def run(request: StepRequest) -> Any:
             f"{where} answered {response.status_code} {response.reason_phrase}", result
         )
     return result
+
+
+def _with_secrets(values: Any, field: str, secrets: Mapping[str, str]) -> Any:
+    """`values` with each `{secretKey: KEY, prefix: ...}` replaced by the prefixed secret."""
+    if not isinstance(values, Mapping):
+        return values
+    resolved = {}
+    for name, value in values.items():
+        if isinstance(value, Mapping) and "secretKey" in value:
+            key = value["secretKey"]
+            if key not in secrets:
+                raise PluginError(
+                    f"args.{field}.{name}.secretKey: the step's Secret has no key {key!r}"
+                    " (is args.secretRef set?)"
+                )
+            value = f"{value.get('prefix', '')}{secrets[key]}"
+        resolved[name] = value
+    return resolved
 
 
 def _body(response: httpx.Response) -> Any:

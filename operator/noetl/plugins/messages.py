@@ -1,8 +1,9 @@
 """What a plugin is given (StepRequest) and what comes back from running it (Outcome).
 
-These are the only types a plugin, the local worker pool and the operator share. A request
-travels as JSON (`to_json`/`from_json`); its `env` never does: in a container it is the pod's
-own environment, locally the runner hands it over beside the JSON.
+These are the only types a plugin, the local step server and the operator share. A request
+travels as JSON (`to_json`/`from_json`); its `env` and `secrets` never do: in a container they
+are the pod's own environment and its mounted Secret, locally the runner hands them over beside
+the JSON.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class StepRequest:
     index: int | None = None
     execution: dict[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # The step's Secret (also in `env`): every value is masked wherever the outcome goes.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,7 +61,12 @@ class StepRequest:
         }
 
     @classmethod
-    def from_json(cls, data: Any, env: Mapping[str, str] | None = None) -> StepRequest:
+    def from_json(
+        cls,
+        data: Any,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> StepRequest:
         """Build a request from its JSON form, saying which field is wrong if one is."""
         if not isinstance(data, dict):
             raise ValueError(f"a step request is a JSON object, not {type(data).__name__}")
@@ -80,6 +88,7 @@ class StepRequest:
             index=data.get("index"),
             execution={str(k): str(v) for k, v in execution.items()},
             env=env if env is not None else {},
+            secrets=secrets if secrets is not None else {},
         )
 
 

@@ -4,7 +4,8 @@ If the code defines `main`, the result is `main(**args)` (awaited when `main` is
 otherwise it is the module-level `result` the code assigns, or None. The code also sees the
 step's args as the global `args`. An exception in the code, `sys.exit()` included, fails the
 step with the exception's type, its message and the line of the code it was raised from; the
-traceback of the user's code goes to stderr.
+traceback of the user's code goes to stderr. `args.secretRef` names the step's Secret for the
+runner: it is not passed on (the Secret's keys are env vars, as for a shell step).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from noetl.plugins import runtime
+from noetl.plugins.masking import Mask
 from noetl.plugins.runtime import PluginError, StepRequest
 
 
@@ -28,21 +30,18 @@ def run(request: StepRequest) -> Any:
     filename = f"<step {request.step}>"
     # Registered so that tracebacks can quote the user's lines.
     linecache.cache[filename] = (len(request.code), None, request.code.splitlines(True), filename)
-    namespace: dict[str, Any] = {
-        "__name__": "__step__",
-        "__builtins__": builtins,
-        "args": dict(request.args),
-    }
+    args = {name: value for name, value in request.args.items() if name != "secretRef"}
+    namespace: dict[str, Any] = {"__name__": "__step__", "__builtins__": builtins, "args": args}
     try:
         exec(compile(request.code, filename, "exec"), namespace)
         main = namespace.get("main")
         if main is None:
             return namespace.get("result")
-        result = main(**request.args)
+        result = main(**args)
         return asyncio.run(result) if inspect.iscoroutine(result) else result
     except (Exception, SystemExit) as exc:
         trace = traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__))
-        sys.stderr.write(runtime.redact("".join(trace), request.env))
+        sys.stderr.write(Mask.of(request).text("".join(trace)))
         raise PluginError(_describe(exc, filename)) from None
 
 

@@ -3,16 +3,20 @@
 A plugin is a module `noetl.plugins.<kind>` with `run(request) -> result` (JSON). `execute`
 turns every way a run can end into an Outcome; the local worker pool calls it directly. `main` is
 the container entry point: it reads the request from the environment or a file, executes, and
-reports through the termination message and the log (the envelope, see envelope.py). This module
-is the one the rest of NoETL imports: it re-exports the request and outcome types and
-`read_outcome`, the operator's way back from a finished container to an Outcome.
+reports through the termination message and the log (the envelope, see envelope.py). The
+termination message is the file Kubernetes reads it from, the container's terminationMessagePath
+(/dev/termination-log, which step Jobs name); NOETL_TERMINATION_LOG names another file, for runs
+outside a pod. This module is the one the rest of NoETL imports: it re-exports the request and
+outcome types and `read_outcome`, the operator's way back from a finished container to an Outcome.
+
+In a container the step's Secret is a mounted directory (SECRET_DIR, one file per key): `main`
+exports its files as env vars to the step and masks their values in the outcome (masking.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.plugins.envelope import dumps, encode, log_block, read_outcome
+from noetl.plugins.masking import Mask
 from noetl.plugins.messages import Outcome, PluginError, StepRequest
 
 __all__ = [
@@ -31,50 +36,42 @@ __all__ = [
     "main",
     "read_outcome",
     "read_request",
-    "redact",
+    "read_secrets",
 ]
 
 INPUT_JSON_VAR = "NOETL_INPUT_JSON"
 INPUT_VAR = "NOETL_INPUT"
 DEFAULT_INPUT = "/var/run/noetl/input.json"
-TERMINATION_VAR = "NOETL_TERMINATION_LOG"
-DEFAULT_TERMINATION = "/dev/termination-log"
+DEFAULT_TERMINATION = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
+TERMINATION_VAR = "NOETL_TERMINATION_LOG"  # another file instead, outside a pod
+SECRET_DIR_VAR = "NOETL_SECRET_DIR"
+SECRET_DIR = "/var/run/secrets/noetl/step"
 
 Plugin = Callable[[StepRequest], Any]
 
-# Secrets reach a step as env vars; a value under a name like these never shows in an error.
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|PRIVATE|DSN", re.IGNORECASE)
-
 
 def execute(run: Plugin, request: StepRequest) -> Outcome:
-    """Run a plugin on a request; whatever happens, come back with an Outcome."""
+    """Run a plugin on a request; whatever happens, come back with an Outcome, secrets masked."""
+    mask = Mask.of(request)
     try:
         result = run(request)
     except PluginError as exc:
-        return _failure(request, exc.message, exc.result)
+        return _failure(mask, exc.message, exc.result)
     except Exception as exc:
         # The traceback is for the log; the error itself stays one line.
-        sys.stderr.write(redact(traceback.format_exc(), request.env))
-        return _failure(request, f"{type(exc).__name__}: {exc}")
+        sys.stderr.write(mask.text(traceback.format_exc()))
+        return _failure(mask, f"{type(exc).__name__}: {exc}")
     problem = _not_json(result)
     if problem is not None:
-        return _failure(request, f"the step's result is not JSON-serialisable: {problem}")
-    return Outcome(ok=True, result=result)
+        return _failure(mask, f"the step's result is not JSON-serialisable: {problem}")
+    return Outcome(ok=True, result=mask.json(result))
 
 
-def _failure(request: StepRequest, error: str, result: Any = None) -> Outcome:
+def _failure(mask: Mask, error: str, result: Any = None) -> Outcome:
     problem = _not_json(result)
     if problem is not None:
         error, result = f"{error} (its result is dropped: {problem})", None
-    return Outcome(ok=False, result=result, error=redact(error, request.env))
-
-
-def redact(text: str, env: Mapping[str, str]) -> str:
-    """`text` with the value of every secret-looking env var replaced by `***`."""
-    for name, value in env.items():
-        if len(value) >= 4 and value in text and _SECRET_NAME.search(name):
-            text = text.replace(value, "***")
-    return text
+    return Outcome(ok=False, result=mask.json(result), error=mask.text(error))
 
 
 def _not_json(result: Any) -> str | None:
@@ -85,18 +82,33 @@ def _not_json(result: Any) -> str | None:
     return None
 
 
-def read_request(env: Mapping[str, str]) -> StepRequest:
+def read_request(env: Mapping[str, str], secrets: Mapping[str, str] | None = None) -> StepRequest:
     """The container's request: JSON in NOETL_INPUT_JSON, else in the file NOETL_INPUT names."""
     text = env.get(INPUT_JSON_VAR)
     if text is None:
         text = Path(env.get(INPUT_VAR, DEFAULT_INPUT)).read_text(encoding="utf-8")
-    return StepRequest.from_json(json.loads(text), env=env)
+    return StepRequest.from_json(json.loads(text), env=env, secrets=secrets)
+
+
+def read_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """The step's Secret as mounted in the pod: a file per key (none mounted: no secrets)."""
+    directory = Path(env.get(SECRET_DIR_VAR, SECRET_DIR))
+    if not directory.is_dir():
+        return {}
+    # The kubelet keeps the data under `..data` and links each key to it: skip its `..` entries.
+    return {
+        path.name: path.read_bytes().decode("utf-8", errors="surrogateescape")
+        for path in sorted(directory.iterdir())
+        if not path.name.startswith("..") and path.is_file()
+    }
 
 
 def main(run: Plugin) -> int:
     """Container entry point: read, execute, report; the exit code is 0 exactly on success."""
     try:
-        request = read_request(os.environ)
+        secrets = read_secrets(os.environ)
+        os.environ.update(secrets)  # the step and its subprocesses see them as env vars
+        request = read_request(os.environ, secrets)
     except (OSError, ValueError) as exc:
         outcome = Outcome(ok=False, error=f"cannot read the step request: {exc}")
     else:

@@ -5,20 +5,25 @@ replaced) and loses exactly one trailing newline, so `echo hi` gives "hi". A non
 failure that still carries the result. `args.env` (values that are not strings become JSON text)
 is laid over the step's environment; `args.cwd` sets the working directory.
 
-The pieces are public so the local runner can spawn the command itself under asyncio and still
-build the same outcome: `command_argv`, `command_env`, `shell_outcome`.
+The step ends when its shell exits: whatever the command left running in its session (`sleep
+400 &`) is killed then, and the output is what was written by that time. In a container the
+output is also printed, for the pod's log; run locally (noetl.plugins.worker) it is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 from noetl.plugins import runtime
+from noetl.plugins.masking import Mask
 from noetl.plugins.runtime import Outcome, PluginError, StepRequest
 
 
@@ -68,24 +73,55 @@ def _text(output: bytes) -> str:
 
 
 def run(request: StepRequest) -> Any:
-    completed = subprocess.run(
-        command_argv(request.args),
-        env=command_env(request),
-        cwd=request.args.get("cwd"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
+    """Run the command to its shell's end; what it left running in its session is killed."""
+    outcome = execute_command(request)
+    if not outcome.ok:
+        raise PluginError(outcome.error or "command failed", outcome.result)
+    return outcome.result
+
+
+def execute_command(request: StepRequest) -> Outcome:
+    """The command's outcome. Its output goes to files, not pipes: a process it left in the
+    background (`sleep 400 &`) would hold a pipe open, and the step with it."""
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(
+                command_argv(request.args),
+                env=command_env(request),
+                cwd=request.args.get("cwd"),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as error:  # e.g. args.cwd does not exist
+            raise PluginError(
+                f"cannot start the command: {error.strerror}: {error.filename}"
+            ) from None
+        try:
+            # WNOWAIT: until reaped, the shell's pid names its session and nothing else.
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        stdout.seek(0)
+        stderr.seek(0)
+        return shell_outcome(process.returncode, stdout.read(), stderr.read())
+
+
+def _run_in_container(request: StepRequest) -> Any:
     # The output is the result, and also the container's log, where `noetl logs` finds it.
-    sys.stdout.buffer.write(completed.stdout)
-    sys.stdout.flush()
-    sys.stderr.buffer.write(completed.stderr)
-    sys.stderr.flush()
-    outcome = shell_outcome(completed.returncode, completed.stdout, completed.stderr)
+    outcome = execute_command(request)
+    mask = Mask.of(request)
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        if outcome.result[name]:
+            stream.write(mask.text(outcome.result[name]) + "\n")
+            stream.flush()
     if not outcome.ok:
         raise PluginError(outcome.error or "command failed", outcome.result)
     return outcome.result
 
 
 if __name__ == "__main__":
-    raise SystemExit(runtime.main(run))
+    raise SystemExit(runtime.main(_run_in_container))
