@@ -184,29 +184,31 @@ class FakeKubeApi:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [obj for (k, _, _), obj in self.objects.items() if k == kind]
 
+    def pod(self, namespace: str, job: str, state: dict[str, Any]) -> dict[str, Any]:
+        """The Job's pod, its container in `state` (waiting, running, terminated), as the kubelet
+        reports it."""
+        template = self.objects[("Job", namespace, job)]["spec"]["template"]["metadata"]
+        return self.put(
+            {
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{job}-pod",
+                    "namespace": namespace,
+                    "labels": {**template.get("labels", {}), "job-name": job},
+                    "annotations": dict(template.get("annotations", {})),
+                },
+                "status": {"containerStatuses": [{"name": "step", "state": state}]},
+            }
+        )
+
     def finish_job(
         self, namespace: str, name: str, ok: bool = True, result: Any = None
     ) -> dict[str, Any]:
         """The Job's pod ends with this outcome, and the Job controller marks it so: the pod."""
         job = self.objects[("Job", namespace, name)]
         message, _ = encode(Outcome(ok=ok, result=result, error=None if ok else "step failed"))
-        template = job["spec"]["template"]["metadata"]
-        self.put(
-            {
-                "kind": "Pod",
-                "metadata": {
-                    "name": f"{name}-pod",
-                    "namespace": namespace,
-                    "labels": {**template.get("labels", {}), "job-name": name},
-                    "annotations": dict(template.get("annotations", {})),
-                },
-                "status": {
-                    "containerStatuses": [
-                        {"state": {"terminated": {"exitCode": 0 if ok else 1, "message": message}}}
-                    ]
-                },
-            }
-        )
+        terminated = {"exitCode": 0 if ok else 1, "message": message}
+        pod = self.pod(namespace, name, {"terminated": terminated})
         condition = "Complete" if ok else "Failed"
         job["status"] = {
             "startTime": "2026-01-01T00:00:00Z",
@@ -214,7 +216,7 @@ class FakeKubeApi:
             "conditions": [{"type": condition, "status": "True"}],
         }
         job["metadata"]["resourceVersion"] = str(next(self._versions))
-        return self.objects[("Pod", namespace, f"{name}-pod")]
+        return pod
 
     # The KubeApi interface --------------------------------------------------------------------
 

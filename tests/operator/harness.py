@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.manifests import execution_selector
@@ -217,6 +217,21 @@ class Resources:
                 self.namespace, label_selector=execution_selector(execution)
             ).items
         )
+
+    def quota(self, name: str, hard: dict[str, str]) -> None:
+        """A ResourceQuota, once admission counts against it (the controller wrote its status)."""
+        self.core.create_namespaced_resource_quota(
+            self.namespace, {"metadata": {"name": name}, "spec": {"hard": hard}}
+        )
+        for event in watch.Watch().stream(
+            self.core.list_namespaced_resource_quota,
+            self.namespace,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=60,
+        ):
+            if (event["object"].status.hard or {}) == hard:
+                return
+        raise AssertionError(f"the quota controller never wrote the status of quota {name}")
 
     def events(self, name: str) -> list[Any]:
         return [

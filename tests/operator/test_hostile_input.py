@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from noetl.kube.client import Cluster
@@ -143,21 +142,7 @@ def test_a_playbook_too_large_to_snapshot_is_invalid(resources: Resources):
 
 
 def test_a_quota_refusal_keeps_the_api_servers_words(resources: Resources):
-    resources.core.create_namespaced_resource_quota(
-        resources.namespace,
-        {"metadata": {"name": "no-jobs"}, "spec": {"hard": {"count/jobs.batch": "0"}}},
-    )
-    # Admission counts against the quota only once the controller has written its status.
-    for event in watch.Watch().stream(
-        resources.core.list_namespaced_resource_quota,
-        resources.namespace,
-        field_selector="metadata.name=no-jobs",
-        timeout_seconds=60,
-    ):
-        if (event["object"].status.hard or {}).get("count/jobs.batch") == "0":
-            break
-    else:
-        raise AssertionError("the quota controller never wrote the quota's status")
+    resources.quota("no-jobs", {"count/jobs.batch": "0"})
     resources.apply_playbook_file(PLAYBOOKS / "hello.yaml")
     resources.execute("quota", "hello")
     status = resources.wait_finished("quota")

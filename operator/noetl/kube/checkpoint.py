@@ -1,7 +1,8 @@
 """Checkpoint and resume: what an Execution's driver saves after each turn, and reads back.
 
 Stored where (docs/architecture.md has the table):
-- the playbook as run: ConfigMap `<execution>-playbook`, written once at the start;
+- what the run runs, fixed at its start: ConfigMap `<execution>-playbook`, written once, with the
+  playbook and the workload (`Snapshot`);
 - results, loop items, and the records of finished steps: ConfigMaps `<execution>-results-<n>`;
 - what is in flight (the engine state, which keeps no finished step) and the summary people read:
   the Execution's status, written as a merge patch of what changed.
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from noetl.engine import ExecutionState, FinishExecution
@@ -49,21 +52,33 @@ OUTPUT_KEY = "__output"
 SAVE_INTERVAL = 1.0  # seconds a save may wait: far below the Jobs' TTL (a day by default)
 
 
-async def playbook_of(
+@dataclass(frozen=True)
+class Snapshot:
+    """What an execution runs, as it was at its start: later edits of either do not reach it."""
+
+    playbook: Playbook
+    workload: dict[str, Any]
+    frozen_before: bool  # by an earlier driver, which may have started runs
+
+
+async def snapshot_of(
     api: KubeApi, execution: dict[str, Any], settings: OperatorSettings
-) -> tuple[Playbook, bool]:
-    """The playbook this execution runs, frozen at its start: later edits do not reach it; and
-    whether an earlier driver froze it (so that it may have started runs).
+) -> Snapshot:
+    """The playbook and workload this execution runs, frozen at its start (written then).
 
     Raises PlaybookInvalid or LookupError when there is none to run, or it may not run here.
     """
     metadata = execution["metadata"]
     namespace, name = metadata["namespace"], snapshot_config_map(metadata["name"])
     stored = await api.read_config_map(namespace, name)
-    if stored is not None and owned_by(stored, metadata["uid"]):
-        data = json.loads(stored["data"]["playbook.json"])
-        return await parse_within_budget(data, f"execution {metadata['name']}"), True
     spec = execution["spec"]
+    if stored is not None and owned_by(stored, metadata["uid"]):
+        data = stored["data"]
+        source = f"execution {metadata['name']}"
+        playbook = await parse_within_budget(json.loads(data["playbook.json"]), source)
+        if "workload.json" not in data:  # a snapshot written before workloads were kept in it
+            return Snapshot(playbook, spec.get("workload") or {}, True)
+        return Snapshot(playbook, json.loads(data["workload.json"]), True)
     if spec.get("playbook") is not None:
         document = {
             "kind": "Playbook",
@@ -83,8 +98,13 @@ async def playbook_of(
     problems = run_problems(playbook, text, namespace, settings)
     if problems:
         raise PlaybookInvalid(problems, source)
-    await api.create(execution_config_map(execution, name, "playbook", {"playbook.json": text}))
-    return playbook, False
+    snapshot = Snapshot(playbook, spec.get("workload") or {}, False)
+    data = {
+        "playbook.json": text,
+        "workload.json": json.dumps(snapshot.workload, separators=(",", ":")),
+    }
+    await api.create(execution_config_map(execution, name, "playbook", data))
+    return snapshot
 
 
 class Checkpoint:
@@ -103,6 +123,7 @@ class Checkpoint:
         self.results = results
         self.finished_steps = FinishedSteps.from_results(results, state.steps)
         self._written: dict[str, Any] = dict(execution.get("status") or {})
+        self.saves = 0
 
     @classmethod
     async def load(cls, api: KubeApi, execution: dict[str, Any]) -> Checkpoint:
@@ -110,7 +131,9 @@ class Checkpoint:
         state = ExecutionState.from_dict(json.loads(saved)) if saved else ExecutionState()
         return cls(api, execution, state, await ResultStore.load(api, execution))
 
-    async def save(self, finish: FinishExecution | None) -> None:
+    async def save(
+        self, finish: FinishExecution | None, waiting: Mapping[str, str] | None = None
+    ) -> None:
         """Results first, then the status that refers to them, then removals of spent results."""
         result, result_ref = None, None
         if self.state.phase == "Succeeded" and finish is not None:
@@ -123,10 +146,14 @@ class Checkpoint:
             result_ref, result = self.results.location(OUTPUT_KEY), None
         generation = self.execution["metadata"].get("generation")
         status = execution_status(self.state, generation, self.finished_steps, result, result_ref)
+        for step, cause in (waiting or {}).items():
+            if step in status["steps"]:
+                status["steps"][step] = {**status["steps"][step], "waiting": cause}
         if "admission" in self._written:  # the slot it holds under spec.concurrency (admission.py)
             status["admission"] = self._written["admission"]
         await self._write_status(status)
         await self.results.flush_removals(self.api)
+        self.saves += 1
 
     async def _write_status(self, status: dict[str, Any]) -> None:
         patch = merge_patch(self._written, status)

@@ -1,9 +1,10 @@
 """Drives one Execution: the shared execution loop, wired to the cluster.
 
-The driver reads the Execution, the playbook it runs (`checkpoint.playbook_of`) and what was
-saved of it (`Checkpoint`), then hands the engine to an `ExecutionLoop` whose effects are
-Kubernetes objects (`KubeEffects`). Watch events reach it on its queue as messages (`inbox`).
-When an earlier driver had begun (it froze the playbook), it first feeds what happened while
+The driver reads the Execution, the playbook and workload it runs, fixed at its start
+(`checkpoint.snapshot_of`), and what was saved of it (`Checkpoint`), then hands the engine to
+an `ExecutionLoop` whose effects are Kubernetes objects (`KubeEffects`). Watch events reach it
+on its queue as messages (`inbox`; `pending` for pods that cannot start).
+When an earlier driver had begun (it froze the snapshot), it first feeds what happened while
 nobody watched, round after round until the state is still (a finished run becomes current only
 once the run before it is fed).
 """
@@ -20,10 +21,11 @@ from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.admission import Admission
 from noetl.kube.api import KubeApi
-from noetl.kube.checkpoint import Checkpoint, playbook_of, refuse, retried_results
+from noetl.kube.checkpoint import Checkpoint, refuse, retried_results, snapshot_of
 from noetl.kube.effects import KubeEffects
 from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
+from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.shared_reads import SharedReads
@@ -58,9 +60,15 @@ class ExecutionDriver:
         self.context = context
         self.namespace = namespace
         self.name = name
-        self.queue: asyncio.Queue[Message | Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[Message | PodWaiting | PendingExpired | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
+        self.checkpoint: Checkpoint | None = None
+
+    @property
+    def progressed(self) -> bool:
+        """Whether this driver saved a turn: the trouble before it is then behind the run."""
+        return self.checkpoint is not None and self.checkpoint.saves > 0
 
     async def run(self) -> None:
         api, clock = self.context.driver_api, self.context.clock
@@ -74,12 +82,12 @@ class ExecutionDriver:
             self.finished_at = epoch_seconds(finished) if finished else clock.now()
             return
         try:
-            playbook, resumed = await playbook_of(api, execution, self.context.settings)
+            snapshot = await snapshot_of(api, execution, self.context.settings)
         except (PlaybookInvalid, LookupError) as error:
             self.finished_at = await refuse(api, execution, error)
             return
         if not status.get("engine"):  # not started: it may have to wait its turn
-            refused = await self.context.admission.admit(execution, playbook)
+            refused = await self.context.admission.admit(execution, snapshot.playbook)
             if refused is not None:
                 self.finished_at = await refuse(
                     api, execution, refused.message, refused.reason, refused.phase
@@ -87,15 +95,15 @@ class ExecutionDriver:
                 return
         spec, uid = execution["spec"], execution["metadata"]["uid"]
         engine = Engine(
-            playbook,
-            spec.get("workload") or {},
+            snapshot.playbook,
+            snapshot.workload,
             {"id": uid, "name": self.name},
             depth=execution_depth(execution),
             max_child_depth=self.context.settings.max_child_depth,
             result_limit=MAX_RESULT_BYTES,
             finally_grace=self.context.settings.finally_grace_seconds,
         )
-        checkpoint = await Checkpoint.load(api, execution)
+        checkpoint = self.checkpoint = await Checkpoint.load(api, execution)
         if checkpoint.state.phase == "Pending" and spec.get("retryOf"):
             # Seeded again after a crash before the start was saved: the same keys, no harm.
             try:
@@ -105,8 +113,24 @@ class ExecutionDriver:
                 return
         inbox = Inbox(api, execution, checkpoint.state)
         context = self.context
+        pending = PendingPods(
+            api,
+            execution,
+            checkpoint.state,
+            clock,
+            context.settings.step_pending_timeout,
+            self.queue.put_nowait,
+        )
         effects = KubeEffects(
-            api, context.settings, context.slots, engine, execution, checkpoint, inbox, clock
+            api,
+            context.settings,
+            context.slots,
+            engine,
+            execution,
+            checkpoint,
+            inbox,
+            clock,
+            pending,
         )
         loop = ExecutionLoop(
             engine, effects, checkpoint.state, checkpoint.results, self.queue, clock
@@ -121,13 +145,14 @@ class ExecutionDriver:
             first += spec_events(spec, loop.state, clock.now())
             if loop.state.phase == "Pending":
                 first.append(ExecutionStarted(at=clock.now()))
-                if resumed:
+                if snapshot.frozen_before:
                     # Its first save may have waited: an earlier driver may have started runs.
                     await loop.feed(first)
                     first = []
                     await _catch_up(loop, inbox)
             await loop.run(first)
         finally:
+            pending.stop()
             metrics.EXECUTIONS_ACTIVE.dec()
             self.finished_at = effects.finished_at
 

@@ -3,11 +3,13 @@
 A run starts as a Job (a plugin image) or a child Execution (`tool: playbook`), with a
 deterministic name so that issuing it again meets AlreadyExists; a cancel deletes it. What
 happened is announced as Kubernetes Events (best effort: a lost Event is logged, never fatal)
-and metrics. Events wait for the end of the turn, so the Jobs a turn starts are not queued behind
-them at the rate limiter; a loop item's start and success make none (its step's summary counts
-them), its failure does. The turn's save may wait (`SavePacing`): a reminder is then posted to
-the loop for when it is due. A run the API server refuses, or whose Job cannot be built, is
-refused back to the loop, which makes it the run's failure for the engine to decide on.
+and metrics. Events wait for the end of the turn, so the Jobs a turn starts are not queued
+behind them at the rate limiter; a loop item's start and success make none (its step's summary
+counts them), its failure does; a loop is told as a whole (`loop_events`), and step Events spend
+a per-execution budget. A pod that cannot start is `pending`'s. The turn's save may wait
+(`SavePacing`): a reminder is then posted to the loop for when it is due. A run the API server
+refuses, or whose Job cannot be built, is refused back to the loop, which makes it the run's
+failure for the engine to decide on.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.checkpoint import Checkpoint, SavePacing
 from noetl.kube.inbox import Inbox
+from noetl.kube.loop_events import LoopEvents
 from noetl.kube.manifests import child_execution, step_job
 from noetl.kube.names import run_name
+from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
 from noetl.kube.refusals import error_text
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
@@ -55,6 +59,7 @@ class KubeEffects(Effects):
         checkpoint: Checkpoint,
         inbox: Inbox,
         clock: Clock,
+        pending: PendingPods,
     ) -> None:
         self.api = api
         self.settings = settings
@@ -64,6 +69,9 @@ class KubeEffects(Effects):
         self.checkpoint = checkpoint
         self.inbox = inbox
         self.clock = clock
+        self.pending = pending
+        self.loops = LoopEvents(clock.now)
+        self.budget = events.EventBudget(clock.now)
         self.namespace = str(execution["metadata"]["namespace"])
         self.name = str(execution["metadata"]["name"])
         self.finished_at: float | None = None
@@ -72,6 +80,13 @@ class KubeEffects(Effects):
         self._events: list[tuple[str, str, bool]] = []  # posted at the end of the turn
 
     async def interpret(self, message: Any) -> list[Event]:
+        if isinstance(message, PodWaiting | PendingExpired):
+            told = dict(self.pending.by_step())
+            event = await self.pending.interpret(message)
+            if event is None and self.pending.by_step() != told:
+                # Shown in the step's status at once, not at the next turn that saves.
+                await self.checkpoint.save(None, self.pending.by_step())
+            return [event] if event is not None else []
         return await self.inbox.interpret(message, self.clock.now())
 
     async def persist(self, loop: ExecutionLoop) -> None:
@@ -84,10 +99,19 @@ class KubeEffects(Effects):
             if self._reminder is not None:
                 self._reminder.cancel()
                 self._reminder = None
-            await self.checkpoint.save(loop.finished)
+            await self.checkpoint.save(loop.finished, self.pending.by_step())
             self.pacing.saved()
-        posted, self._events = self._events, []
+        recent = self.checkpoint.finished_steps.recent
+        self._events += self.loops.progress(loop.state, recent.get)
+        posted, self._events = [e for e in self._events if self._within_budget(e[0])], []
         await asyncio.gather(*(events.record(self.api, self.execution, *event) for event in posted))
+
+    def _within_budget(self, reason: str) -> bool:
+        """Step Events spend the execution's budget; how it ended is always told."""
+        if reason.startswith("Execution") or self.budget.take():
+            return True
+        metrics.EVENTS_HELD_BACK.labels(reason=reason).inc()
+        return False
 
     def _remind(self, loop: ExecutionLoop) -> None:
         self._reminder = None
@@ -119,6 +143,8 @@ class KubeEffects(Effects):
             raise
         if created and command.index is None:
             self._event("StepStarted", f"step {command.key} started as Job {job}")
+        elif created and (told := self.loops.started(command.step, self.checkpoint.state)):
+            self._event(*told)
 
     async def _create(self, manifest: dict[str, Any]) -> bool:
         try:
@@ -150,10 +176,10 @@ class KubeEffects(Effects):
                     self._event("StepSucceeded", f"step {message.key} succeeded")
             case StepFailed():
                 self.pacing.urgent = True
-                self._event(
-                    "StepFailed", f"step {message.key} failed: {message.error}", warning=True
-                )
-            case ScheduleRetry():
+                if message.index is None or self.loops.tell_trouble(message.step):
+                    error = f"step {message.key} failed: {message.error}"
+                    self._event("StepFailed", error, warning=True)
+            case ScheduleRetry() if message.index is None or self.loops.tell_trouble(message.step):
                 wait = max(0.0, message.due - self.clock.now())
                 self._event(
                     "StepRetrying",

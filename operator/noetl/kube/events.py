@@ -1,13 +1,16 @@
 """Kubernetes Events: step started, retrying; execution finished; playbook invalid.
 
 Events are for people: posting one is best effort. One the API server does not take is logged
-and dropped, never raised, so it cannot stop a driver or make it start over.
+and dropped, never raised, so it cannot stop a driver or make it start over. Each driver spends
+a budget (`EventBudget`) on its step Events, so that no execution floods the API server with
+them; the Events that say how an execution ended are never held back.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +20,30 @@ from noetl.playbook import API_VERSION
 log = logging.getLogger(__name__)
 COMPONENT = "noetl-operator"
 MESSAGE_LIMIT = 1024
+BUDGET_BURST = 60
+BUDGET_PER_SECOND = 1.0
+
+
+class EventBudget:
+    """A token bucket on the driver's clock: `burst` Events at once, then `rate` a second."""
+
+    def __init__(
+        self, now: Callable[[], float], rate: float = BUDGET_PER_SECOND, burst: int = BUDGET_BURST
+    ) -> None:
+        self.now = now
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = self.burst
+        self._updated = now()
+
+    def take(self) -> bool:
+        now = self.now()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 async def record(

@@ -21,6 +21,7 @@ from noetl.kube.cronplaybooks import CronController
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
 from noetl.kube.outcomes import container_refused, container_terminated, job_finished
+from noetl.kube.pending import PodWaiting, container_started, stuck_cause
 from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
 from noetl.playbook import API_GROUP, GROUP_VERSION
@@ -95,6 +96,9 @@ def register(registry: kopf.OperatorRegistry, drivers: DriverRegistry) -> None:
         ended = container_terminated(raw) is not None or container_refused(raw) is not None
         if execution and not deleting and ended:
             drivers.deliver(namespace, execution, PodEnded(raw))
+        elif execution and not deleting and (stuck_cause(raw) or container_started(raw)):
+            # A pod that cannot start is told at once; one that starts clears what was told.
+            drivers.deliver(namespace, execution, PodWaiting(raw))
 
     def follow(plural: str, controller: PlaybookController | CronController) -> None:
         """Hand each change of these objects to a controller that keeps its own task each."""

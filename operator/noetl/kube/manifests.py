@@ -226,6 +226,8 @@ def _plugin_container(
     return {
         "image": settings.images[command.tool],
         "env": [literal_env("NOETL_INPUT_JSON", payload)],
+        # A plugin that dies before writing its outcome leaves the tail of its log instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

@@ -29,3 +29,8 @@ API_CALLS = Counter(
     "Calls the operator made to the API server, by verb and resource.",
     ["verb", "resource"],
 )
+EVENTS_HELD_BACK = Counter(
+    "noetl_events_held_back_total",
+    "Step Events not posted because their execution spent its Event budget, by reason.",
+    ["reason"],
+)

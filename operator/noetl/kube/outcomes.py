@@ -7,6 +7,7 @@ memory, evicted, deleted. Each becomes a clear failure of the step, never a sile
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -16,6 +17,8 @@ from noetl.kube.manifests import TOOL_LABEL
 from noetl.kube.refusals import error_text
 from noetl.plugins import container as container_tool
 from noetl.plugins.runtime import Outcome, read_outcome
+
+TAIL_CHARS = 1000  # of a step's log, in its error when it ended without an outcome
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -33,11 +36,11 @@ def job_finished(job: dict[str, Any]) -> bool:
 REFUSALS = (
     "CreateContainerConfigError",
     "CreateContainerError",
-    "ErrImagePull",
-    "ImagePullBackOff",
     "InvalidImageName",
 )
-"""Why a kubelet may never start a step's container: each fails the step at once, named."""
+"""Why a kubelet may never start a step's container: each fails the step at once, named.
+An image that cannot be pulled may be pushed or reachable a moment later: `pending` gives it
+until the pending deadline."""
 
 
 def container_refused(pod: dict[str, Any]) -> str | None:
@@ -69,6 +72,8 @@ async def job_outcome(api: KubeApi, job: dict[str, Any]) -> Outcome:
     pods = await api.list_pods(metadata["namespace"], f"job-name={metadata['name']}")
     finished = [(pod, container_terminated(pod)) for pod in pods]
     finished = [(pod, terminated) for pod, terminated in finished if terminated is not None]
+    if not pods:
+        return Outcome(ok=False, error="the step's pod was deleted before it finished")
     if not finished:
         reason = (failed or {}).get("message") or (failed or {}).get("reason")
         pod_reason = next(
@@ -98,6 +103,9 @@ async def pod_outcome(
     message = terminated.get("message") or ""
     if (pod["metadata"].get("labels") or {}).get(TOOL_LABEL) == "container":
         return await _image_outcome(api, pod, terminated, message)
+    exit_code = terminated.get("exitCode")
+    if exit_code not in (0, None) and not _is_outcome(message):
+        return Outcome(ok=False, error=_hard_exit(exit_code, message))
     log = None
     if '"resultInLog"' in message:
         try:
@@ -108,7 +116,6 @@ async def pod_outcome(
                 error=f"cannot read the step's result from its pod log: {error_text(error)}",
             )
     outcome = read_outcome(message, log)
-    exit_code = terminated.get("exitCode")
     if outcome.ok and (job_failed or exit_code not in (0, None)):
         return Outcome(
             ok=False,
@@ -116,6 +123,25 @@ async def pod_outcome(
             error=f"the step's container exited with code {exit_code}",
         )
     return outcome
+
+
+def _is_outcome(message: str) -> bool:
+    """Whether a termination message is the plugin runtime's envelope (not a log's tail)."""
+    try:
+        envelope = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(envelope, dict) and isinstance(envelope.get("ok"), bool)
+
+
+def _hard_exit(exit_code: int, tail: str) -> str:
+    """A container that ended without an outcome: its exit code and the end of its log (which
+    the kubelet puts in the termination message, as the pod asks: FallbackToLogsOnError)."""
+    ended = f"the step's container exited with code {exit_code} without reporting an outcome"
+    tail = tail.strip()
+    if not tail:
+        return ended + " and wrote nothing to its log"
+    return f"{ended}; the end of its log:\n{tail[-TAIL_CHARS:]}"
 
 
 async def _image_outcome(

@@ -13,7 +13,10 @@ import json
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from noetl.kube.api import KubeApi
+from noetl.kube.faults import PermanentFault
 from noetl.kube.manifests import (
     PURPOSE_LABEL,
     execution_config_map,
@@ -137,7 +140,7 @@ class ResultStore(MutableMapping[str, Any]):
                 )
                 self._existing.add(name)
             if not created:
-                await api.patch_config_map_data(namespace, name, data)
+                await _patch(api, namespace, name, data)
             self._sizes[name] = self._sizes.get(name, 0) + sum(len(v or "") for v in data.values())
 
     def location(self, key: str) -> dict[str, str]:
@@ -151,3 +154,17 @@ class ResultStore(MutableMapping[str, Any]):
         name = results_config_map(self._execution["metadata"]["name"], len(self._sizes))
         self._sizes.setdefault(name, 0)
         return name
+
+
+async def _patch(api: KubeApi, namespace: str, name: str, data: dict[str, str | None]) -> None:
+    try:
+        await api.patch_config_map_data(namespace, name, data)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        # Recreating it would lose the results it held, and their steps would run again as if
+        # they never had: the loss ends the execution instead, saying so.
+        raise PermanentFault(
+            f"the results ConfigMap {name} was deleted while the execution ran;"
+            " the results it held are lost"
+        ) from None

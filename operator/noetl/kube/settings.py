@@ -70,6 +70,23 @@ class OperatorSettings(BaseModel):
         ge=0,
         description="How deep child executions (`tool: playbook`) may nest.",
     )
+    step_pending_timeout: int = Field(
+        default=300,
+        ge=1,
+        description="Seconds a step's pod may wait for an image it cannot pull before the step "
+        "fails naming why.",
+    )
+    reconcile_retry_limit: int = Field(
+        default=8,
+        ge=1,
+        description="Transient API errors in a row that fail an execution (ReconcileError).",
+    )
+    reconcile_backoff_seconds: float = Field(
+        default=1.0, ge=0, description="First wait before a driver that failed is resumed."
+    )
+    reconcile_backoff_max_seconds: float = Field(
+        default=60.0, ge=0, description="Longest wait between two resumptions of a driver."
+    )
     api_qps: float = 20.0
     api_burst: int = 30
 
