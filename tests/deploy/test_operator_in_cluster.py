@@ -206,14 +206,17 @@ def test_a_step_runs_as_65532_and_writes_only_to_tmp(resources: Resources) -> No
     assert "Read-only file system" in json.dumps(root["error"])
 
 
-@pytest.mark.xfail(strict=True, reason="pod waiting reasons are not surfaced yet")
 def test_a_step_whose_image_is_missing_fails_with_a_clear_message(
     release: Release, resources: Resources
 ) -> None:
     """Runs last: it re-installs the release with an image that local storage does not hold.
-    The node reports ErrImageNeverPull, which the operator does not count among the refusals
-    that fail a step (it does for ErrImagePull and ImagePullBackOff)."""
-    release.install("--reuse-values", "--set=plugins.images.shell=ghcr.io/noetl/absent:0")
+    The node reports ErrImageNeverPull: told at once as an Event, and the step fails naming it
+    when the pending deadline (shortened here) passes, never left Running."""
+    release.install(
+        "--reuse-values",
+        "--set=plugins.images.shell=ghcr.io/noetl/absent:0",
+        "--set=settings.stepPendingTimeout=5",
+    )
     resources.apply_playbook_file(ROOT / "playbooks" / "hello.yaml")
     resources.execute("absent", "hello")
     status = resources.wait_finished("absent", timeout=60)
