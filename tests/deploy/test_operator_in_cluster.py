@@ -217,8 +217,10 @@ def test_a_step_whose_image_is_missing_fails_with_a_clear_message(
         "--set=plugins.images.shell=ghcr.io/noetl/absent:0",
         "--set=settings.stepPendingTimeout=5",
     )
-    resources.apply_playbook_file(ROOT / "playbooks" / "hello.yaml")
-    resources.execute("absent", "hello")
+    playbook = yaml.safe_load((ROOT / "playbooks" / "hello.yaml").read_text())
+    playbook["metadata"]["name"] = "absent-image"  # the examples' own `hello` ran earlier here
+    resources.create("playbooks", playbook)
+    resources.execute("absent", "absent-image")
     status = resources.wait_finished("absent", timeout=60)
     assert status["phase"] == "Failed"
     assert "ghcr.io/noetl/absent:0" in json.dumps(status.get("error"))
