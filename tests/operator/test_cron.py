@@ -147,9 +147,9 @@ def test_concurrency_policies(resources: Resources, policy: str):
         # The next run replaces the first, which ends Cancelled.
         until(lambda: len(scheduled(resources, "slow")) >= 2)
         name = first["metadata"]["name"]
-        assert resources.get("executions", name)["spec"]["cancel"] is True
+        resources.wait("executions", name, lambda e: (e.get("spec") or {}).get("cancel") is True)
         assert resources.wait_finished(name)["phase"] == "Cancelled"
-        assert [e for e in resources.events("slow") if e.reason == "Replaced"]
+        resources.wait_for_events("slow", "Replaced")
 
 
 def test_an_invalid_schedule_is_reported(resources: Resources):
