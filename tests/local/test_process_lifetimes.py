@@ -82,7 +82,7 @@ def test_a_hung_up_runner_cancels_and_leaves_nothing(tmp_path: Path, hang_up: in
     assert runner.returncode == 130, stderr
     assert json.loads(stdout)["phase"] == "Cancelled"
     assert "Traceback" not in stderr and "Event loop is closed" not in stderr
-    assert still_running(processes, within=2) == set()
+    assert still_running(processes, within=EXIT) == set()
 
 
 def test_a_wide_fan_out_stays_within_the_open_file_limit(tmp_path: Path) -> None:
