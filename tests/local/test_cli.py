@@ -130,7 +130,7 @@ def test_a_step_timeout_kills_the_command(tmp_path):
             args: {{command: 'sleep 30 # {marker}'}}
         """,
     )
-    result = noetl("run", str(path), cwd=tmp_path, timeout=20)
+    result = noetl("run", str(path), cwd=tmp_path, timeout=120)
     assert result.returncode == 1
     assert "timed out after 0.5s" in result.stderr
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1

@@ -40,7 +40,7 @@ def install_crds(api_client: client.ApiClient) -> None:
         except ApiException as error:
             if error.status != 409:
                 raise
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     for name in names:
         while True:
             conditions = extensions.read_custom_resource_definition(name).status.conditions or []
@@ -96,7 +96,7 @@ class OperatorProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             assert self.process.poll() is None, f"operator exited: see {self.log_path}"
             try:

@@ -72,7 +72,7 @@ def test_submit_without_wait_then_cancel(kube_cluster: Any, resources: Resources
     resources.wait(
         "executions", name, lambda obj: (obj.get("status") or {}).get("currentStep") == "nap"
     )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not resources.jobs(name):
         assert time.monotonic() < deadline
         time.sleep(0.2)
