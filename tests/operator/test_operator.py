@@ -201,7 +201,7 @@ def sleeper(name: str, seconds: int, timeout: str | None = None) -> dict[str, An
 def test_a_step_timeout_fails_the_step(resources: Resources):
     resources.create("playbooks", sleeper("slow", 60, "2s"))
     resources.execute("slow", "slow")
-    status = resources.wait_finished("slow", timeout=60)
+    status = resources.wait_finished("slow")
     assert status["phase"] == "Failed"
     assert status["error"] == "step 'sleep' failed: timed out after 2s"
 
@@ -220,10 +220,10 @@ def test_cancel_deletes_running_jobs(resources: Resources):
         "long",
         {"spec": {"cancel": True}},
     )
-    status = resources.wait_finished("long", timeout=60)
+    status = resources.wait_finished("long")
     assert status["phase"] == "Cancelled"
     assert status["conditions"][0]["status"] == "False"
-    resources.wait("executions", "long", lambda obj: not resources.jobs("long"), timeout=60)
+    resources.wait("executions", "long", lambda obj: not resources.jobs("long"), timeout=120)
 
 
 def test_deleting_an_execution_collects_everything_it_owns(resources: Resources):
@@ -342,11 +342,11 @@ def test_a_child_execution_past_its_step_timeout_is_stopped(resources: Resources
         },
     )
     resources.execute("impatient", "impatient")
-    status = resources.wait_finished("impatient", timeout=60)
+    status = resources.wait_finished("impatient")
     assert (status["phase"], status["error"]) == (
         "Failed",
         "step 'child' failed: timed out after 3s",
     )
     resources.wait(
-        "executions", run_name("impatient", "child", None, 1), lambda obj: not obj, timeout=60
+        "executions", run_name("impatient", "child", None, 1), lambda obj: not obj, timeout=120
     )  # deleted
