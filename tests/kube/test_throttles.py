@@ -3,30 +3,54 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from noetl.kube.ratelimit import TokenBucket
 from noetl.kube.slots import JobSlots
 
 
-async def test_the_token_bucket_allows_a_burst_then_the_rate(monkeypatch):
-    waits: list[float] = []
-    real_sleep = asyncio.sleep
+class _HandClock:
+    """Time that passes only when the bucket sleeps, so the bucket's waits are exact."""
 
-    async def recorded_sleep(delay: float) -> None:
-        waits.append(delay)
-        await real_sleep(delay)
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
 
-    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
-    bucket = TokenBucket(qps=50, burst=10)
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.waits.append(delay)
+        self.now += delay
+
+
+async def test_the_token_bucket_allows_a_burst_then_the_rate():
+    clock = _HandClock()
+    bucket = TokenBucket(qps=4, burst=10, clock=clock, sleep=clock.sleep)
     for _ in range(10):
         await bucket.acquire()
-    assert waits == []  # the burst went at once
-    begin = time.monotonic()
+    assert clock.waits == []  # the burst went at once
     for _ in range(10):
         await bucket.acquire()
-    assert len(waits) >= 10  # each call after the burst waited for its token
-    assert time.monotonic() - begin >= 10 / 50 * 0.9
+    assert clock.waits == [1 / 4] * 10  # then each call waited for its token, one at the rate
+
+
+async def test_the_token_bucket_refills_with_time_up_to_its_burst():
+    clock = _HandClock()
+    bucket = TokenBucket(qps=4, burst=10, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        await bucket.acquire()
+    clock.now += 1  # a second idle brings back 4 tokens
+    for _ in range(4):
+        await bucket.acquire()
+    assert clock.waits == []
+    await bucket.acquire()
+    assert clock.waits == [1 / 4]
+    clock.now += 3600  # an hour idle brings back no more than the burst
+    for _ in range(10):
+        await bucket.acquire()
+    assert clock.waits == [1 / 4]
+    await bucket.acquire()
+    assert clock.waits == [1 / 4, 1 / 4]
 
 
 async def test_job_slots_cap_running_jobs_per_namespace():

@@ -130,7 +130,7 @@ def test_a_step_timeout_kills_the_command(tmp_path):
             args: {{command: 'sleep 30 # {marker}'}}
         """,
     )
-    result = noetl("run", str(path), cwd=tmp_path, timeout=20)
+    result = noetl("run", str(path), cwd=tmp_path, timeout=120)
     assert result.returncode == 1
     assert "timed out after 0.5s" in result.stderr
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
@@ -164,6 +164,7 @@ def test_a_crashing_python_step_fails_alone(tmp_path):
 
 def test_ctrl_c_cancels_cleanly_and_kills_the_steps(tmp_path):
     marker = f"noetl-cancel-{uuid.uuid4().hex[:8]}"
+    started = tmp_path / "python-step-started"  # the python step is in its worker
     path = write(
         tmp_path,
         f"""
@@ -177,7 +178,7 @@ def test_ctrl_c_cancels_cleanly_and_kills_the_steps(tmp_path):
             args: {{command: 'sleep 60 # {marker}'}}
           - step: b
             tool: python
-            code: 'import time; time.sleep(60)'
+            code: 'import pathlib, time; pathlib.Path("{started}").touch(); time.sleep(60)'
         """,
     )
     process = subprocess.Popen(
@@ -187,13 +188,15 @@ def test_ctrl_c_cancels_cleanly_and_kills_the_steps(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 20
-    while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline, "the step never started"
+    deadline = time.monotonic() + 120  # generous: a loaded machine starts Python slowly
+    while (
+        subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0
+        or not started.exists()
+    ):
+        assert time.monotonic() < deadline, "the steps never started"
         time.sleep(0.1)
-    time.sleep(0.5)  # let the python step reach its worker
     process.send_signal(signal.SIGINT)
-    stdout, _ = process.communicate(timeout=20)
+    stdout, _ = process.communicate(timeout=120)
     assert process.returncode == 130
     summary = json.loads(stdout)
     assert summary["phase"] == "Cancelled"

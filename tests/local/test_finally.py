@@ -42,12 +42,12 @@ def _interrupt_once_started(tmp_path: Path, extra: str, *args: str) -> tuple[int
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while not any(r["type"] == "StepStarted" and r["step"] == "work" for r in _log(log)):
         assert time.monotonic() < deadline, "the step never started"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
+    stdout, stderr = process.communicate(timeout=120)
     assert stdout, stderr
     return process.returncode, json.loads(stdout)
 

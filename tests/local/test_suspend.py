@@ -21,7 +21,7 @@ def _log(path: Path) -> list[Record]:
 
 
 def _wait_for(log: Path, found: Callable[[Record], bool]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not any(found(record) for record in _log(log)):
         assert time.monotonic() < deadline, f"not in the log: {_log(log)}"
         time.sleep(0.05)
@@ -40,7 +40,7 @@ def _background_run(tmp_path: Path, playbook: Path) -> tuple[subprocess.Popen[st
 
 
 def _summary(process: subprocess.Popen[str]) -> Record:
-    stdout, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=120)
     assert stdout, stderr
     return dict(json.loads(stdout))
 

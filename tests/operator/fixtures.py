@@ -55,7 +55,7 @@ def _namespace(kube_cluster: Any, prefix: str) -> Iterator[str]:
     core = client.CoreV1Api(kube_cluster.api_client())
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not core.list_namespaced_service_account(
         name, field_selector="metadata.name=default"
     ).items:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def install_crds(api_client: client.ApiClient) -> None:
         except ApiException as error:
             if error.status != 409:
                 raise
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     for name in names:
         while True:
             conditions = extensions.read_custom_resource_definition(name).status.conditions or []
@@ -95,7 +96,7 @@ class OperatorProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             assert self.process.poll() is None, f"operator exited: see {self.log_path}"
             try:
@@ -239,3 +240,21 @@ class Resources:
             for e in self.core.list_namespaced_event(self.namespace).items
             if e.involved_object.name == name
         ]
+
+    def wait_for_events(self, name: str, *reasons: str, timeout: float = 90) -> list[Any]:
+        """The Events about `name` once those of `reasons` are there, each at least as many times
+        as it is given. Events are posted after the status write a test waits for, and those of
+        one turn concurrently, so they may come a moment after it."""
+        wanted = Counter(reasons)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.events(name)
+            seen = Counter(e.reason for e in found)
+            if all(seen[reason] >= count for reason, count in wanted.items()):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the Events of {name} are {sorted(seen.elements())} after {timeout}s, "
+                    f"not yet {sorted(wanted.elements())}"
+                )
+            time.sleep(0.3)

@@ -72,12 +72,12 @@ def test_submit_without_wait_then_cancel(kube_cluster: Any, resources: Resources
     resources.wait(
         "executions", name, lambda obj: (obj.get("status") or {}).get("currentStep") == "nap"
     )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not resources.jobs(name):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert noetl(kube_cluster, "cancel", name, "-n", ns).returncode == 0
-    assert resources.wait_finished(name, timeout=60)["phase"] == "Cancelled"
+    assert resources.wait_finished(name)["phase"] == "Cancelled"
     assert "Cancelled" in noetl(kube_cluster, "status", name, "-n", ns).stdout
 
 

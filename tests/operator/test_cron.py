@@ -88,13 +88,19 @@ def test_the_example_runs_on_its_schedule_and_keeps_its_history(resources: Resou
     # Three more runs go by; only the two latest succeeded ones are kept.
     first = schedule_time(runs[0])
     until(lambda: schedule_time(scheduled(resources, "hello-hourly")[-1]) >= first + 8)
-    until(
-        lambda: (
-            len([e for e in scheduled(resources, "hello-hourly") if phase(e) == "Succeeded"]) <= 2
-        )
-    )
-    assert first not in [schedule_time(e) for e in scheduled(resources, "hello-hourly")]
-    status = resources.get("cronplaybooks", "hello-hourly")["status"]
+
+    def pruned() -> bool:
+        kept = scheduled(resources, "hello-hourly")
+        succeeded = [e for e in kept if phase(e) == "Succeeded"]
+        return len(succeeded) <= 2 and first not in [schedule_time(e) for e in kept]
+
+    until(pruned)  # the first run is deleted once younger ones succeeded
+    # The status is written after the deletions of the same look: wait for it.
+    status = resources.wait(
+        "cronplaybooks",
+        "hello-hourly",
+        lambda cpb: (cpb.get("status") or {}).get("lastSuccessfulTime"),
+    )["status"]
     assert status["lastSuccessfulTime"] and status["lastScheduleTime"]
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"], ready["observedGeneration"]) == (
@@ -147,9 +153,9 @@ def test_concurrency_policies(resources: Resources, policy: str):
         # The next run replaces the first, which ends Cancelled.
         until(lambda: len(scheduled(resources, "slow")) >= 2)
         name = first["metadata"]["name"]
-        assert resources.get("executions", name)["spec"]["cancel"] is True
+        resources.wait("executions", name, lambda e: (e.get("spec") or {}).get("cancel") is True)
         assert resources.wait_finished(name)["phase"] == "Cancelled"
-        assert [e for e in resources.events("slow") if e.reason == "Replaced"]
+        resources.wait_for_events("slow", "Replaced")
 
 
 def test_an_invalid_schedule_is_reported(resources: Resources):

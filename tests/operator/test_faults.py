@@ -23,8 +23,12 @@ def test_a_config_map_quota_fails_the_execution_with_reconcile_error(resources: 
     assert status["phase"] == "Failed"
     assert status["conditions"][0]["reason"] == "ReconcileError"
     assert "exceeded quota: no-cm" in status["error"]
-    warnings = [e for e in resources.events("no-room") if e.reason == "ReconcileError"]
-    assert warnings and warnings[0].type == "Warning"
+    warnings = [
+        e
+        for e in resources.wait_for_events("no-room", "ReconcileError")
+        if e.reason == "ReconcileError"
+    ]
+    assert warnings[0].type == "Warning"
 
 
 def test_a_pod_whose_secret_is_missing_fails_its_step_at_once_naming_it(resources: Resources):

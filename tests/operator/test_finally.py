@@ -55,7 +55,7 @@ def test_cancel_stops_the_workflow_and_runs_finally(resources: Resources):
         "tidy",
         {"spec": {"cancel": True}},
     )
-    status = resources.wait_finished("tidy", timeout=60)
+    status = resources.wait_finished("tidy")
     assert (status["phase"], status["error"]) == ("Cancelled", "spec.cancel is true")
     assert status["steps"]["sleep"]["phase"] == "Cancelled"
     assert status["steps"]["report"]["phase"] == "Succeeded"

@@ -65,7 +65,7 @@ def test_executions_with_names_of_200_and_253_characters_run_to_the_end(resource
     resources.execute(children, "sub-playbook")
     assert resources.wait_finished(hello)["result"] == "Hello, long names!"
     assert resources.wait_finished(children)["result"] == ["Hi, Ada", "Hi, Grace"]
-    assert "ExecutionSucceeded" in {event.reason for event in resources.events(children)}
+    resources.wait_for_events(children, "ExecutionSucceeded")
     (job,) = resources.jobs(hello)
     assert job.metadata.labels["noetl.io/execution"] == label_value(hello) != hello
 

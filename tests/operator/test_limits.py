@@ -45,6 +45,6 @@ def test_running_jobs_are_capped_per_namespace_and_finished_executions_expire(
         assert 'noetl_executions_finished_total{phase="Succeeded"} 1.0' in metrics
         assert 'noetl_steps_finished_total{outcome="succeeded",tool="shell"} 6.0' in metrics
         assert "noetl_step_duration_seconds_bucket" in metrics
-        isolated.wait("executions", "wide", lambda obj: not obj, timeout=60)  # deleted by its TTL
+        isolated.wait("executions", "wide", lambda obj: not obj, timeout=120)  # deleted by its TTL
     finally:
         operator.stop()

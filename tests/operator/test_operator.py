@@ -72,7 +72,7 @@ def test_the_postgres_example_with_its_secret(resources: Resources, postgres_ser
     pod = job.spec.template.spec
     assert [v.secret.secret_name for v in pod.volumes if v.secret] == ["pg"]
     text = json.dumps(resources.get("executions", "pg")) + json.dumps(
-        [e.message for e in resources.events("pg")]
+        [e.message for e in resources.wait_for_events("pg", "ExecutionSucceeded")]
     )
     assert postgres_server.password not in text
 
@@ -125,7 +125,7 @@ def test_the_controller_reports_what_only_it_can_check(resources: Resources):
     assert status["phase"] == "Failed"
     assert status["conditions"][0]["reason"] == "InvalidPlaybook"
     assert "spec.workflow[0].next[0].step: no step named 'ghost'" in status["error"]
-    assert any(e.reason == "InvalidPlaybook" for e in resources.events("of-broken"))
+    resources.wait_for_events("of-broken", "InvalidPlaybook")
 
 
 def test_a_missing_playbook_fails_the_execution_clearly(resources: Resources):
@@ -170,7 +170,10 @@ def test_retry_creates_one_job_per_attempt_and_records_events(resources: Resourc
         "flaky-flaky-a2",
         "flaky-flaky-a3",
     ]
-    reasons = [e.reason for e in resources.events("flaky")]
+    expected = ["StepRetrying"] * 2 + ["StepStarted"] * 3 + ["StepFailed"] * 2 + ["StepSucceeded"]
+    reasons = [
+        e.reason for e in resources.wait_for_events("flaky", *expected, "ExecutionSucceeded")
+    ]
     assert reasons.count("StepRetrying") == 2
     assert (
         reasons.count("StepStarted"),
@@ -198,7 +201,7 @@ def sleeper(name: str, seconds: int, timeout: str | None = None) -> dict[str, An
 def test_a_step_timeout_fails_the_step(resources: Resources):
     resources.create("playbooks", sleeper("slow", 60, "2s"))
     resources.execute("slow", "slow")
-    status = resources.wait_finished("slow", timeout=60)
+    status = resources.wait_finished("slow")
     assert status["phase"] == "Failed"
     assert status["error"] == "step 'sleep' failed: timed out after 2s"
 
@@ -217,10 +220,10 @@ def test_cancel_deletes_running_jobs(resources: Resources):
         "long",
         {"spec": {"cancel": True}},
     )
-    status = resources.wait_finished("long", timeout=60)
+    status = resources.wait_finished("long")
     assert status["phase"] == "Cancelled"
     assert status["conditions"][0]["status"] == "False"
-    resources.wait("executions", "long", lambda obj: not resources.jobs("long"), timeout=60)
+    resources.wait("executions", "long", lambda obj: not resources.jobs("long"), timeout=120)
 
 
 def test_deleting_an_execution_collects_everything_it_owns(resources: Resources):
@@ -274,7 +277,7 @@ def test_secrets_never_reach_status_or_events(resources: Resources):
     assert status["phase"] == "Failed"
     assert "token is *** ***" in status["error"]
     everything = json.dumps(resources.get("executions", "leaky")) + json.dumps(
-        [e.message for e in resources.events("leaky")]
+        [e.message for e in resources.wait_for_events("leaky", "StepFailed", "ExecutionFailed")]
     )
     job = resources.jobs("leaky")[0]
     everything += json.dumps(resources.batch.api_client.sanitize_for_serialization(job))
@@ -339,11 +342,11 @@ def test_a_child_execution_past_its_step_timeout_is_stopped(resources: Resources
         },
     )
     resources.execute("impatient", "impatient")
-    status = resources.wait_finished("impatient", timeout=60)
+    status = resources.wait_finished("impatient")
     assert (status["phase"], status["error"]) == (
         "Failed",
         "step 'child' failed: timed out after 3s",
     )
     resources.wait(
-        "executions", run_name("impatient", "child", None, 1), lambda obj: not obj, timeout=60
+        "executions", run_name("impatient", "child", None, 1), lambda obj: not obj, timeout=120
     )  # deleted

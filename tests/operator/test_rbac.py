@@ -122,7 +122,7 @@ def test_users_bound_to_edit_and_view_work_with_noetl_objects(
         rules = rbac.read_cluster_role(role).rules or []
         return any("noetl.io" in (rule.api_groups or []) for rule in rules)
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not (grants_noetl("view") and grants_noetl("edit")):
         assert time.monotonic() < deadline, "the aggregation controller did not add the rules"
         time.sleep(0.2)  # polling the API server for the controller's work

@@ -26,7 +26,7 @@ def test_an_execution_created_suspended_starts_nothing_until_resumed(
     held = resources.wait("executions", "held", _phase("Suspended"))
     assert held["status"]["conditions"][0]["status"] == "Unknown"
     assert resources.jobs("held") == []
-    assert any(e.reason == "Suspended" for e in resources.events("held"))
+    resources.wait_for_events("held", "Suspended")
     resumed = noetl(kube_cluster, "resume", "held", "-n", resources.namespace)
     assert resumed.returncode == 0, resumed.stderr
     status = resources.wait_finished("held")
@@ -55,5 +55,4 @@ def test_the_approval_example_waits_for_noetl_resume_and_takes_its_values(
     )
     spec = resources.get("executions", "release")["spec"]
     assert spec["approvals"] == {"gate": {"approved": True}}  # the record of who said what
-    reasons = [e.reason for e in resources.events("release")]
-    assert "AwaitingApproval" in reasons and "Approved" in reasons
+    resources.wait_for_events("release", "AwaitingApproval", "Approved")

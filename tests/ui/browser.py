@@ -85,7 +85,7 @@ class UIProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             assert self.process.poll() is None, f"noetl ui exited: see {log}"
             try:
