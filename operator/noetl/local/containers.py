@@ -62,10 +62,8 @@ def container_argv(
     return [*argv, str(args["image"]), *(args.get("args") or [])]
 
 
-async def run_container(
-    request: StepRequest, timeout: float | None, secret: Mapping[str, str]
-) -> Outcome:
-    """Run the step's image; `secret`: the values of its `args.secretRef`, as env variables."""
+async def run_container(request: StepRequest, timeout: float | None) -> Outcome:
+    """Run the step's image; its Secret's keys (`request.secrets`) become env variables."""
     problem = _bad_args(request)
     if problem:
         return Outcome(ok=False, error=problem)
@@ -82,10 +80,11 @@ async def run_container(
         termination_log.touch()
         termination_log.chmod(0o666)  # the container's user writes it
         flags = request.env.get("NOETL_CONTAINER_FLAGS", "")
-        argv = container_argv(runtime, name, request, termination_log, flags, sorted(secret))
+        secret_keys = sorted(request.secrets)
+        argv = container_argv(runtime, name, request, termination_log, flags, secret_keys)
         process = await asyncio.create_subprocess_exec(
             *argv,
-            env={**request.env, **secret},
+            env=dict(request.env),  # holds the Secret's values, which `--env KEY` passes on
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -84,7 +84,7 @@ class StepExecutor:
 
             if on_started is not None:
                 on_started()
-            return await run_container(request, command.timeout, request.secrets)
+            return await run_container(request, command.timeout)
         return await self._processes.run(request, command.timeout, on_started)
 
     async def close(self) -> None:
