@@ -223,6 +223,9 @@ class FakeKubeApi:
     async def acquire(self) -> None:
         await asyncio.sleep(0)  # a token, as the real bucket gives one: after a turn of the loop
 
+    async def acquire_spare(self) -> None:
+        await asyncio.sleep(0)
+
     def without_limit(self) -> FakeKubeApi:
         return self
 

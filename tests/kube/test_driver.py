@@ -146,9 +146,11 @@ class Operator:
             self.driver.queue.put_nowait(JobChanged(job))
 
     async def idle(self) -> None:
-        """Let the driver work until it waits for a message, or has ended."""
+        """Let the driver work until it waits for a message, or has ended, and its Events are
+        posted."""
         assert self.task is not None
         await until_idle(self.task, self.queue)
+        await self.context.events.drained()
 
     def unfinished_jobs(self) -> list[dict[str, Any]]:
         return [job for job in self.api.of_kind("Job") if not job.get("status")]
@@ -172,7 +174,8 @@ class Operator:
             await self.idle()
             assert self.task is not None
             if self.task.done():
-                if isinstance(self.task.exception(), OperatorCrashed):
+                # The crash may come after the driver's end, while its last Events are posted.
+                if self.api.crashed or isinstance(self.task.exception(), OperatorCrashed):
                     self.restarts += 1
                     self.start()
                     continue

@@ -21,6 +21,7 @@ class _HandClock:
     async def sleep(self, delay: float) -> None:
         self.waits.append(delay)
         self.now += delay
+        await asyncio.sleep(0)  # other callers run meanwhile, as they would in a real wait
 
 
 async def test_the_token_bucket_allows_a_burst_then_the_rate():
@@ -51,6 +52,34 @@ async def test_the_token_bucket_refills_with_time_up_to_its_burst():
     assert clock.waits == [1 / 4]
     await bucket.acquire()
     assert clock.waits == [1 / 4, 1 / 4]
+
+
+async def test_a_spare_call_leaves_the_bucket_its_reserve_for_work():
+    clock = _HandClock()
+    bucket = TokenBucket(qps=4, burst=10, reserve=5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        await bucket.acquire_spare()
+    assert clock.waits == []  # spare calls took what was above the reserve, at once
+    for _ in range(5):
+        await bucket.acquire()
+    assert clock.waits == []  # work still went at once: the reserve was left to it
+    await bucket.acquire_spare()
+    assert clock.now >= 100 + 6 / 4  # a spare call waited until the reserve was back, and one
+
+
+async def test_a_spare_call_waits_while_work_waits():
+    clock = _HandClock()
+    bucket = TokenBucket(qps=4, burst=2, reserve=0, clock=clock, sleep=clock.sleep)
+    order: list[str] = []
+
+    async def call(kind: str) -> None:
+        await (bucket.acquire_spare() if kind == "spare" else bucket.acquire())
+        order.append(kind)
+
+    await bucket.acquire()
+    await bucket.acquire()  # empty: everyone waits from here
+    await asyncio.gather(call("spare"), call("work"), call("work"), call("work"))
+    assert order == ["work", "work", "work", "spare"]  # asked first, served last
 
 
 async def test_job_slots_cap_running_jobs_per_namespace():

@@ -1,8 +1,8 @@
 """The operator's door to the API server: the few calls it makes, rate-limited and counted.
 
 Calls run the official (blocking) client in a thread pool and return plain dicts: the operator
-reads JSON, it never needs the client's model classes. Every call passes the token bucket and
-adds to the `noetl_api_calls_total` metric (by verb and resource), which the API-economy
+reads JSON, it never needs the client's model classes. Every call passes the token bucket (an
+Event at the lowest priority: `acquire_spare`) and adds to the `noetl_api_calls_total` metric (by verb and resource), which the API-economy
 benchmark reads.
 """
 
@@ -51,6 +51,11 @@ class KubeApi:
     async def acquire(self) -> None:
         """Take a token now, for a call to be made through `without_limit()`."""
         await self._limiter.acquire()
+
+    async def acquire_spare(self) -> None:
+        """Take a token that work does not need (for an Event), for a call through
+        `without_limit()`: it waits while any other call waits."""
+        await self._limiter.acquire_spare()
 
     def without_limit(self) -> KubeApi:
         """This API for calls whose token was taken already (by `acquire`); still counted."""

@@ -23,6 +23,7 @@ from noetl.kube.admission import Admission
 from noetl.kube.api import KubeApi
 from noetl.kube.checkpoint import Checkpoint, refuse, retried_results, snapshot_of
 from noetl.kube.effects import KubeEffects
+from noetl.kube.events import EventSink
 from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
 from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
@@ -43,10 +44,12 @@ class OperatorContext:
     clock: Clock = field(default_factory=Clock)
     admission: Admission = field(init=False)
     reads: SharedReads = field(init=False)
+    events: EventSink = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.api, self.clock)
         self.reads = SharedReads(self.api)
+        self.events = EventSink(self.api)
 
     @property
     def driver_api(self) -> KubeApi:
@@ -115,6 +118,7 @@ class ExecutionDriver:
         context = self.context
         pending = PendingPods(
             api,
+            context.events,
             execution,
             checkpoint.state,
             clock,
@@ -131,6 +135,7 @@ class ExecutionDriver:
             inbox,
             clock,
             pending,
+            context.events,
         )
         loop = ExecutionLoop(
             engine, effects, checkpoint.state, checkpoint.results, self.queue, clock

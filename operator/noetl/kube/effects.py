@@ -3,10 +3,11 @@
 A run starts as a Job (a plugin image) or a child Execution (`tool: playbook`), with a
 deterministic name so that issuing it again meets AlreadyExists; a cancel deletes it. What
 happened is announced as Kubernetes Events (best effort: a lost Event is logged, never fatal)
-and metrics. Events wait for the end of the turn, so the Jobs a turn starts are not queued
-behind them at the rate limiter; a loop item's start and success make none (its step's summary
-counts them), its failure does; a loop is told as a whole (`loop_events`), and step Events spend
-a per-execution budget. A pod that cannot start is `pending`'s. The turn's save may wait
+and metrics. Events are posted at the end of the turn to the operator's `EventSink`, which sends
+them behind every other call; a loop item's start and success make none (its step's summary
+counts them), its failure does; a loop is told as a whole (`loop_events`); the successes of
+steps in the turn that ends the execution are told by its end's Event; and step Events spend a
+per-execution budget. A pod that cannot start is `pending`'s. The turn's save may wait
 (`SavePacing`): a reminder is then posted to the loop for when it is due. A run the API server
 refuses, or whose Job cannot be built, is refused back to the loop, which makes it the run's
 failure for the engine to decide on.
@@ -14,7 +15,6 @@ failure for the engine to decide on.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -48,6 +48,9 @@ from noetl.kube.slots import JobSlots
 from noetl.loop import PERSIST_DUE, Cancellable, Clock, Effects, ExecutionLoop, Run, RunRefused
 
 
+Told = tuple[str, str, bool]  # an Event's reason, message, and whether it is a Warning
+
+
 class KubeEffects(Effects):
     def __init__(
         self,
@@ -60,8 +63,10 @@ class KubeEffects(Effects):
         inbox: Inbox,
         clock: Clock,
         pending: PendingPods,
+        sink: events.EventSink,
     ) -> None:
         self.api = api
+        self.sink = sink
         self.settings = settings
         self.slots = slots
         self.engine = engine
@@ -77,7 +82,7 @@ class KubeEffects(Effects):
         self.finished_at: float | None = None
         self.pacing = SavePacing(clock)
         self._reminder: Cancellable | None = None
-        self._events: list[tuple[str, str, bool]] = []  # posted at the end of the turn
+        self._events: list[Told] = []  # posted at the end of the turn
 
     async def interpret(self, message: Any) -> list[Event]:
         if isinstance(message, PodWaiting | PendingExpired):
@@ -103,8 +108,10 @@ class KubeEffects(Effects):
             self.pacing.saved()
         recent = self.checkpoint.finished_steps.recent
         self._events += self.loops.progress(loop.state, recent.get)
-        posted, self._events = [e for e in self._events if self._within_budget(e[0])], []
-        await asyncio.gather(*(events.record(self.api, self.execution, *event) for event in posted))
+        told, self._events = _folded(self._events), []
+        for event in told:
+            if self._within_budget(event[0]):
+                self.sink.post(self.execution, *event)
 
     def _within_budget(self, reason: str) -> bool:
         """Step Events spend the execution's budget; how it ended is always told."""
@@ -217,3 +224,15 @@ class KubeEffects(Effects):
 
     def _event(self, reason: str, message: str, warning: bool = False) -> None:
         self._events.append((reason, message, warning))
+
+
+def _folded(told: list[Told]) -> list[Told]:
+    """A turn's Events, with the successes of steps in the turn that ends the execution told
+    by the Event of its end (a single-step execution: started, then succeeded, not three)."""
+    ended = next((i for i, (reason, _, _) in enumerate(told) if reason.startswith("Execution")), None)
+    steps = [message for reason, message, _ in told if reason == "StepSucceeded"]
+    if ended is None or not steps:
+        return told
+    reason, message, warning = told[ended]
+    end = (reason, f"{message}; " + ", ".join(steps), warning)
+    return [end if i == ended else e for i, e in enumerate(told) if e[0] != "StepSucceeded"]

@@ -34,3 +34,8 @@ EVENTS_HELD_BACK = Counter(
     "Step Events not posted because their execution spent its Event budget, by reason.",
     ["reason"],
 )
+EVENTS_DROPPED = Counter(
+    "noetl_events_dropped_total",
+    "Events not posted because too many waited behind the operator's work, by reason.",
+    ["reason"],
+)

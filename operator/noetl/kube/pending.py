@@ -62,6 +62,7 @@ class PendingPods:
     def __init__(
         self,
         api: KubeApi,
+        sink: events.EventSink,
         execution: dict[str, Any],
         state: ExecutionState,
         clock: Clock,
@@ -69,6 +70,7 @@ class PendingPods:
         post: Callable[[Any], None],
     ) -> None:
         self.api = api
+        self.sink = sink
         self.execution = execution
         self.state = state
         self.clock = clock
@@ -100,7 +102,7 @@ class PendingPods:
                 )
             step = _key(run)
             told = f"step {step}: its pod cannot start: {cause}"
-            await events.record(self.api, self.execution, "StepPending", told, warning=True)
+            self.sink.post(self.execution, "StepPending", told, warning=True)
         return None
 
     def by_step(self) -> Mapping[str, str]:
