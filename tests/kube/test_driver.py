@@ -95,6 +95,11 @@ WIDE_LOOP = {
     "output": "{{ [each.results | length, after.stdout] }}",
 }
 
+SINGLE = {
+    "workflow": [{"step": "start", "next": [{"step": "a"}]}, shell("a")],
+    "output": "{{ a.stdout }}",
+}
+
 CASES = [
     Case("chain", CHAIN, "c", 3),
     Case("fan", FAN, ["x", "y", "join"], 3),
@@ -102,6 +107,8 @@ CASES = [
     # Its saves wait (the fake clock stands still): crashes come while Jobs ran ahead of them.
     Case("wide-loop", WIDE_LOOP, [7, "after"], 8),
     Case("finally", FINALLY, "a", 3),
+    # Its one save holds the snapshot, the results and the end: a crash before it starts over.
+    Case("single", SINGLE, "a", 1),
 ]
 
 

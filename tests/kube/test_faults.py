@@ -127,7 +127,7 @@ async def no_driver_outlives_its_test():
 
 async def test_a_permanent_refusal_fails_the_execution_with_the_api_servers_words():
     cluster = Cluster()
-    quota = refusal(403, 'configmaps \\"run-playbook\\" is forbidden: exceeded quota: cm')
+    quota = refusal(403, 'configmaps \\"run-results-0\\" is forbidden: exceeded quota: cm')
     cluster.api.fail("create", "ConfigMap", quota)
     failed = metrics.EXECUTIONS_FINISHED.labels(phase="Failed")
     before = failed._value.get()
@@ -138,7 +138,7 @@ async def test_a_permanent_refusal_fails_the_execution_with_the_api_servers_word
     assert status["finishedAt"] is not None
     assert ("Warning", "ReconcileError", status["error"]) in cluster.events()
     assert failed._value.get() == before + 1
-    assert cluster.api.of_kind("Job") == []
+    assert [job for job in cluster.api.of_kind("Job") if not job.get("status")] == []
 
 
 async def test_transient_trouble_is_retried_after_a_growing_wait_then_fails_the_execution():

@@ -4,7 +4,11 @@ and a cancel is still acted on (its generation observed)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from noetl.kube.inbox import ExecutionChanged
+from noetl.kube.registry import DriverRegistry
+from noetl.kube.settings import OperatorSettings
 from tests.kube.fake_api import FakeKubeApi
 from tests.kube.test_driver import NS, Operator, shell, submit
 
@@ -32,13 +36,36 @@ async def test_a_workload_edited_mid_run_is_ignored_even_across_a_restart():
     await operator.idle()
     [first] = operator.unfinished_jobs()
     operator.finish(first)
-    await operator.idle()
+    await operator.advance(1)  # the first save is due: it keeps the snapshot with the results
     edit(api, workload={"city": "Oslo"})
     assert operator.task is not None
     operator.task.cancel()  # the operator restarts half-way, and reads the edited spec
     operator.start()
     status = await operator.run()
     assert (status["phase"], status["result"]) == ("Succeeded", "Paris")
+
+
+async def test_an_edit_before_the_first_save_and_a_restart_end_the_run_saying_why():
+    api = FakeKubeApi()
+    submit(api, WORKLOAD)
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()  # its first Job runs; the snapshot waits for the first save
+    edit(api, workload={"city": "Oslo"})
+    assert operator.task is not None
+    operator.task.cancel()  # a restart now cannot build the same snapshot again
+    operator.context.settings = OperatorSettings(reconcile_backoff_seconds=0)
+    drivers = DriverRegistry(operator.context)
+    drivers.deliver(NS, "run")
+    await asyncio.wait_for(drivers._tasks[(NS, "run")], 60)
+    status = operator.status()
+    assert (status["phase"], status["conditions"][0]["reason"]) == ("Failed", "ReconcileError")
+    assert (
+        "run-a-a1 was made from another version of the playbook or the workload"
+        in (status["error"])
+    )
+    assert [key[2] for key in api.created if key[0] == "Job"] == ["run-a-a1"]  # made once
+    assert api.of_kind("Job") == []  # and deleted with the run it was part of
 
 
 async def test_a_cancel_moves_the_observed_generation_on():

@@ -2,8 +2,8 @@
 
 Calls run the official (blocking) client in a thread pool and return plain dicts: the operator
 reads JSON, it never needs the client's model classes. Every call passes the token bucket (an
-Event at the lowest priority: `acquire_spare`) and adds to the `noetl_api_calls_total` metric (by verb and resource), which the API-economy
-benchmark reads.
+Event at the lowest priority: `acquire_spare`) and adds to the `noetl_api_calls_total` metric
+(by verb and resource), which the API-economy benchmark reads.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Checkpoint and resume: what an Execution's driver saves after each turn, and reads back.
 
 Stored where (docs/architecture.md has the table):
-- what the run runs, fixed at its start: ConfigMap `<execution>-playbook`, written once, with the
-  playbook and the workload (`Snapshot`);
 - results, loop items, and the records of finished steps: ConfigMaps `<execution>-results-<n>`;
+- what the run runs, fixed at its start (`Snapshot`): the playbook and the workload, in the first
+  of those ConfigMaps, created with them at the first save;
 - what is in flight (the engine state, which keeps no finished step) and the summary people read:
   the Execution's status, written as a merge patch of what changed.
 
@@ -26,6 +26,7 @@ failure (its retry's due time, a refused run), a cancel (a deleted Job says noth
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -38,10 +39,10 @@ from noetl.engine.retry import kept_results
 from noetl.engine.state import ExecutionPhase
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.manifests import execution_config_map, owned_by
+from noetl.kube.manifests import owned_by
 from noetl.kube.names import snapshot_config_map
 from noetl.kube.playbooks import run_problems, snapshot_text
-from noetl.kube.results import ResultStore
+from noetl.kube.results import PLAYBOOK_KEY, WORKLOAD_KEY, ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
 from noetl.loop import Clock
@@ -58,27 +59,32 @@ class Snapshot:
 
     playbook: Playbook
     workload: dict[str, Any]
-    frozen_before: bool  # by an earlier driver, which may have started runs
+    stored: bool  # by an earlier driver, which may have started runs
+    digest: str  # of the playbook and the workload: what each Job says it was made from
 
 
 async def snapshot_of(
-    api: KubeApi, execution: dict[str, Any], settings: OperatorSettings
+    api: KubeApi, execution: dict[str, Any], settings: OperatorSettings, results: ResultStore
 ) -> Snapshot:
-    """The playbook and workload this execution runs, frozen at its start (written then).
+    """The playbook and workload this execution runs, frozen at its start.
 
-    Raises PlaybookInvalid or LookupError when there is none to run, or it may not run here.
+    Read from the results (`results.snapshot`); else built from the Playbook (or the embedded
+    playbook) and `spec.workload`, and handed to the results to be written with their first
+    ConfigMap, at the first save. Jobs may be created before that save: each carries the
+    snapshot's digest, so that a driver that builds the snapshot again after a crash knows
+    whether it built the same (`Inbox`). Raises PlaybookInvalid or LookupError when there is none
+    to run, or it may not run here.
     """
-    metadata = execution["metadata"]
-    namespace, name = metadata["namespace"], snapshot_config_map(metadata["name"])
-    stored = await api.read_config_map(namespace, name)
-    spec = execution["spec"]
-    if stored is not None and owned_by(stored, metadata["uid"]):
-        data = stored["data"]
+    metadata, spec = execution["metadata"], execution["spec"]
+    stored = results.snapshot or await _legacy_snapshot(api, execution)
+    if stored:
         source = f"execution {metadata['name']}"
-        playbook = await parse_within_budget(json.loads(data["playbook.json"]), source)
-        if "workload.json" not in data:  # a snapshot written before workloads were kept in it
-            return Snapshot(playbook, spec.get("workload") or {}, True)
-        return Snapshot(playbook, json.loads(data["workload.json"]), True)
+        document = json.loads(stored[PLAYBOOK_KEY])
+        playbook = await parse_within_budget(document, source)
+        kept = stored.get(WORKLOAD_KEY)  # not in a snapshot from before workloads were kept
+        workload = json.loads(kept) if kept else spec.get("workload") or {}
+        return Snapshot(playbook, workload, True, _digest(document, workload))
+    namespace = metadata["namespace"]
     if spec.get("playbook") is not None:
         document = {
             "kind": "Playbook",
@@ -98,38 +104,45 @@ async def snapshot_of(
     problems = run_problems(playbook, text, namespace, settings)
     if problems:
         raise PlaybookInvalid(problems, source)
-    snapshot = Snapshot(playbook, spec.get("workload") or {}, False)
-    data = {
-        "playbook.json": text,
-        "workload.json": json.dumps(snapshot.workload, separators=(",", ":")),
-    }
-    await api.create(execution_config_map(execution, name, "playbook", data))
-    return snapshot
+    workload = spec.get("workload") or {}
+    results.carry({PLAYBOOK_KEY: text, WORKLOAD_KEY: json.dumps(workload, separators=(",", ":"))})
+    return Snapshot(playbook, workload, False, _digest(document, workload))
+
+
+async def _legacy_snapshot(api: KubeApi, execution: dict[str, Any]) -> dict[str, str]:
+    """The snapshot of an execution started by an operator that kept it in a ConfigMap of its
+    own (`<execution>-playbook`), in the keys it has now; empty for any other execution."""
+    metadata = execution["metadata"]
+    if not (execution.get("status") or {}).get("engine"):
+        return {}  # not started, or started by an operator that keeps it with the results
+    stored = await api.read_config_map(metadata["namespace"], snapshot_config_map(metadata["name"]))
+    if stored is None or not owned_by(stored, metadata["uid"]):
+        return {}
+    data = stored.get("data") or {}
+    return {PLAYBOOK_KEY: data["playbook.json"], WORKLOAD_KEY: data.get("workload.json", "")}
+
+
+def _digest(document: dict[str, Any], workload: dict[str, Any]) -> str:
+    text = json.dumps([document, workload], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Checkpoint:
     """The saved form of one execution: its result store and its status, written in that order."""
 
     def __init__(
-        self,
-        api: KubeApi,
-        execution: dict[str, Any],
-        state: ExecutionState,
-        results: ResultStore,
+        self, api: KubeApi, execution: dict[str, Any], results: ResultStore, snapshot: Snapshot
     ) -> None:
+        """`results` as loaded; the state is the one the status holds."""
         self.api = api
+        self.snapshot = snapshot
         self.execution = execution
-        self.state = state
+        saved = (execution.get("status") or {}).get("engine")
+        self.state = ExecutionState.from_dict(json.loads(saved)) if saved else ExecutionState()
         self.results = results
-        self.finished_steps = FinishedSteps.from_results(results, state.steps)
+        self.finished_steps = FinishedSteps.from_results(results, self.state.steps)
         self._written: dict[str, Any] = dict(execution.get("status") or {})
         self.saves = 0
-
-    @classmethod
-    async def load(cls, api: KubeApi, execution: dict[str, Any]) -> Checkpoint:
-        saved = (execution.get("status") or {}).get("engine")
-        state = ExecutionState.from_dict(json.loads(saved)) if saved else ExecutionState()
-        return cls(api, execution, state, await ResultStore.load(api, execution))
 
     async def save(
         self, finish: FinishExecution | None, waiting: Mapping[str, str] | None = None
@@ -165,12 +178,15 @@ class Checkpoint:
 
 
 class SavePacing:
-    """Whether a turn's save may wait: see the module's docstring for when it may."""
+    """Whether a turn's save may wait: see the module's docstring for when it may. A save put off
+    is due `interval` after the first turn it covers (a driver's first save, a second after the
+    turn that started its first runs: a step that ends sooner leaves its execution one status
+    write, not a "Running" one and an end)."""
 
     def __init__(self, clock: Clock, interval: float = SAVE_INTERVAL) -> None:
         self.clock = clock
         self.interval = interval
-        self.saved_at = clock.now()  # a driver's first save is due a second after its start
+        self.since: float | None = None  # when the oldest turn not saved yet was put off
         self.urgent = False  # the turn did something the cluster could not tell again
 
     def may_wait(self, state: ExecutionState) -> bool:
@@ -178,10 +194,16 @@ class SavePacing:
 
     def remaining(self) -> float:
         """Seconds until a save put off now is due."""
-        return self.interval - (self.clock.now() - self.saved_at)
+        if self.since is None:
+            return self.interval
+        return self.interval - (self.clock.now() - self.since)
+
+    def put_off(self) -> None:
+        if self.since is None:
+            self.since = self.clock.now()
 
     def saved(self) -> None:
-        self.saved_at = self.clock.now()
+        self.since = None
         self.urgent = False
 
 

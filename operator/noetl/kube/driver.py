@@ -1,12 +1,13 @@
 """Drives one Execution: the shared execution loop, wired to the cluster.
 
-The driver reads the Execution, the playbook and workload it runs, fixed at its start
-(`checkpoint.snapshot_of`), and what was saved of it (`Checkpoint`), then hands the engine to
-an `ExecutionLoop` whose effects are Kubernetes objects (`KubeEffects`). Watch events reach it
+The driver reads the Execution, its results, the playbook and workload it runs, fixed at its
+start (`checkpoint.snapshot_of`), and what was saved of it (`Checkpoint`), then hands the engine
+to an `ExecutionLoop` whose effects are Kubernetes objects (`KubeEffects`). Watch events reach it
 on its queue as messages (`inbox`; `pending` for pods that cannot start).
-When an earlier driver had begun (it froze the snapshot), it first feeds what happened while
-nobody watched, round after round until the state is still (a finished run becomes current only
-once the run before it is fed).
+When an earlier driver had begun (a saved state, or runs listed before the first save), it
+first feeds what happened while nobody watched, round after round until the state is still (a
+finished run becomes current only once the run before it is fed); the runs listed are not
+created again.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from noetl.kube.events import EventSink
 from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
 from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
-from noetl.kube.results import MAX_RESULT_BYTES
+from noetl.kube.results import MAX_RESULT_BYTES, ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.shared_reads import SharedReads
 from noetl.kube.slots import JobSlots
@@ -84,8 +85,9 @@ class ExecutionDriver:
             finished = status.get("finishedAt")
             self.finished_at = epoch_seconds(finished) if finished else clock.now()
             return
+        results = await ResultStore.load(api, execution)
         try:
-            snapshot = await snapshot_of(api, execution, self.context.settings)
+            snapshot = await snapshot_of(api, execution, self.context.settings, results)
         except (PlaybookInvalid, LookupError) as error:
             self.finished_at = await refuse(api, execution, error)
             return
@@ -106,7 +108,7 @@ class ExecutionDriver:
             result_limit=MAX_RESULT_BYTES,
             finally_grace=self.context.settings.finally_grace_seconds,
         )
-        checkpoint = self.checkpoint = await Checkpoint.load(api, execution)
+        checkpoint = self.checkpoint = Checkpoint(api, execution, results, snapshot)
         if checkpoint.state.phase == "Pending" and spec.get("retryOf"):
             # Seeded again after a crash before the start was saved: the same keys, no harm.
             try:
@@ -114,7 +116,7 @@ class ExecutionDriver:
             except LookupError as error:
                 self.finished_at = await refuse(api, execution, error, "NothingToRetry")
                 return
-        inbox = Inbox(api, execution, checkpoint.state)
+        inbox = Inbox(api, execution, checkpoint.state, snapshot.digest)
         context = self.context
         pending = PendingPods(
             api,
@@ -145,13 +147,15 @@ class ExecutionDriver:
             first: list[Event] = []
             if loop.state.phase != "Pending":
                 await _catch_up(loop, inbox)
+            else:
+                # Its first save may wait: an earlier driver may have started runs before it.
+                await inbox.runs()
             # What the spec asks (cancel, suspend, approvals) comes before the start: an
             # Execution created suspended starts no step at all.
             first += spec_events(spec, loop.state, clock.now())
             if loop.state.phase == "Pending":
                 first.append(ExecutionStarted(at=clock.now()))
-                if snapshot.frozen_before:
-                    # Its first save may have waited: an earlier driver may have started runs.
+                if inbox.existing:
                     await loop.feed(first)
                     first = []
                     await _catch_up(loop, inbox)

@@ -39,14 +39,13 @@ from noetl.kube.api import KubeApi
 from noetl.kube.checkpoint import Checkpoint, SavePacing
 from noetl.kube.inbox import Inbox
 from noetl.kube.loop_events import LoopEvents
-from noetl.kube.manifests import child_execution, step_job
+from noetl.kube.manifests import SNAPSHOT_ANNOTATION, child_execution, step_job
 from noetl.kube.names import run_name
 from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
 from noetl.kube.refusals import error_text
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
 from noetl.loop import PERSIST_DUE, Cancellable, Clock, Effects, ExecutionLoop, Run, RunRefused
-
 
 Told = tuple[str, str, bool]  # an Event's reason, message, and whether it is a Warning
 
@@ -96,6 +95,7 @@ class KubeEffects(Effects):
 
     async def persist(self, loop: ExecutionLoop) -> None:
         if self.pacing.may_wait(loop.state):
+            self.pacing.put_off()
             if self._reminder is None:
                 self._reminder = self.clock.call_later(
                     self.pacing.remaining(), lambda: self._remind(loop)
@@ -148,12 +148,21 @@ class KubeEffects(Effects):
         except RunRefused:
             self.slots.release(self.namespace, job)
             raise
+        if not created:  # an earlier driver's: whether it still runs is not known here
+            self.slots.release(self.namespace, job)
         if created and command.index is None:
             self._event("StepStarted", f"step {command.key} started as Job {job}")
         elif created and (told := self.loops.started(command.step, self.checkpoint.state)):
             self._event(*told)
 
     async def _create(self, manifest: dict[str, Any]) -> bool:
+        """Create a run's Job or child (False when it exists, as listed or as answered)."""
+        metadata = manifest["metadata"]
+        if metadata["name"] in self.inbox.existing:
+            return False
+        metadata.setdefault("annotations", {})[SNAPSHOT_ANNOTATION] = (
+            self.checkpoint.snapshot.digest
+        )
         try:
             return await self.api.create(manifest)
         except ApiException as error:
@@ -229,7 +238,9 @@ class KubeEffects(Effects):
 def _folded(told: list[Told]) -> list[Told]:
     """A turn's Events, with the successes of steps in the turn that ends the execution told
     by the Event of its end (a single-step execution: started, then succeeded, not three)."""
-    ended = next((i for i, (reason, _, _) in enumerate(told) if reason.startswith("Execution")), None)
+    ended = next(
+        (i for i, (reason, _, _) in enumerate(told) if reason.startswith("Execution")), None
+    )
     steps = [message for reason, message, _ in told if reason == "StepSucceeded"]
     if ended is None or not steps:
         return told

@@ -7,7 +7,10 @@ the termination message, or the pod log when large), or its Job's end (which als
 that never ran or vanished, and the Job's deadline); the later one finds the run no longer
 awaited and is ignored.
 After a restart, `recovered` does the same for every Job and child that ended while no operator
-watched, and fails the runs whose Job vanished.
+watched, and fails the runs whose Job vanished. Its listings also tell which runs exist
+(`existing`: they are not created again), and that each was made from this driver's snapshot:
+one made from another (the playbook edited between a start and a first save, across a crash)
+ends the execution rather than mixing two versions of it.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from noetl.engine import (
 from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import metrics
 from noetl.kube.api import KubeApi
+from noetl.kube.faults import PermanentFault
 from noetl.kube.manifests import (
     EXECUTION_UID_ANNOTATION,
+    SNAPSHOT_ANNOTATION,
     TOOL_LABEL,
     execution_selector,
     owned_by,
@@ -96,12 +101,17 @@ def spec_events(spec: dict[str, Any], state: ExecutionState, at: float) -> list[
 
 
 class Inbox:
-    def __init__(self, api: KubeApi, execution: dict[str, Any], state: ExecutionState) -> None:
+    def __init__(
+        self, api: KubeApi, execution: dict[str, Any], state: ExecutionState, snapshot: str
+    ) -> None:
+        """`snapshot`: the digest of the snapshot this driver runs."""
         self.api = api
         self.execution = execution
         self.state = state
+        self.snapshot = snapshot
         self.namespace = str(execution["metadata"]["namespace"])
         self.uid = str(execution["metadata"]["uid"])
+        self.existing: set[str] = set()  # the Jobs and children listed so far, by name
 
     async def interpret(self, message: Message, at: float) -> list[Event]:
         match message:
@@ -120,15 +130,7 @@ class Inbox:
 
     async def recovered(self, at: float) -> list[Event]:
         """What happened while no operator watched: runs that ended, and runs whose Job is gone."""
-        selector = execution_selector(self.execution["metadata"]["name"])
-        jobs = [
-            job for job in await self.api.list_jobs(self.namespace, selector) if self._ours(job)
-        ]
-        children = [
-            child
-            for child in await self.api.list_custom("executions", self.namespace, selector)
-            if self._ours(child)
-        ]
+        jobs, children = await self.runs()
         seen = {run_of(obj["metadata"]["labels"]) for obj in [*jobs, *children]}
         events: list[Event] = [
             StepFailed(*run, at=at, error="the step's Job no longer exists")
@@ -142,6 +144,32 @@ class Inbox:
             if event := await self._child_event(child, at):
                 events.append(event)
         return events
+
+    async def runs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The execution's Jobs and child Executions, as listed now.
+
+        Raises PermanentFault for one made from another snapshot than this driver's.
+        """
+        selector = execution_selector(self.execution["metadata"]["name"])
+        jobs = [
+            job for job in await self.api.list_jobs(self.namespace, selector) if self._ours(job)
+        ]
+        children = [
+            child
+            for child in await self.api.list_custom("executions", self.namespace, selector)
+            if self._ours(child)
+        ]
+        for run in [*jobs, *children]:
+            metadata = run["metadata"]
+            made_from = (metadata.get("annotations") or {}).get(SNAPSHOT_ANNOTATION, self.snapshot)
+            if made_from != self.snapshot:
+                raise PermanentFault(
+                    f"the run {metadata['name']} was made from another version of the"
+                    " playbook or the workload: they changed after the execution started and"
+                    " before its snapshot was saved, while the operator restarted"
+                )
+            self.existing.add(metadata["name"])
+        return jobs, children
 
     def _ours(self, obj: dict[str, Any]) -> bool:
         return owned_by(obj, self.uid)

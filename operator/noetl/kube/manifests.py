@@ -37,6 +37,7 @@ TOOL_LABEL = "noetl.io/tool"
 # On step pods, which are owned by their Job: the Execution they run for.
 EXECUTION_NAME_ANNOTATION = "noetl.io/execution"
 EXECUTION_UID_ANNOTATION = "noetl.io/execution-uid"
+SNAPSHOT_ANNOTATION = "noetl.io/snapshot"  # on a run: the digest of the snapshot it was made from
 MAX_ARGS_BYTES = 128 * 1024
 BACKSTOP_SECONDS = 30
 

@@ -5,6 +5,11 @@ The engine reads and writes results through a mapping; this one keeps them in me
 new one when full). Results therefore never swell the Execution's status, and a restarted
 operator reads them back with one list call. Keys are engine keys made ConfigMap-safe:
 `step`, `step[3]` -> `step.3`, `step#items` -> `step.items`.
+
+The first of those ConfigMaps also keeps what the execution runs, fixed at its start (the
+playbook and the workload, under `SNAPSHOT_KEYS`, which no step name can be): the store carries
+it (`carry`) until its first flush, which creates that ConfigMap with it, so freezing the
+snapshot costs no write of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from noetl.kube.manifests import (
 from noetl.kube.names import results_config_map
 
 PURPOSE = "results"
+PLAYBOOK_KEY, WORKLOAD_KEY = SNAPSHOT_KEYS = ("__playbook", "__workload")  # step names start
+# with a letter or a digit
 CONFIG_MAP_CAPACITY = 900 * 1024
 MAX_RESULT_BYTES = 800 * 1024  # the engine's result_limit: a result always fits a ConfigMap
 
@@ -58,6 +65,8 @@ class ResultStore(MutableMapping[str, Any]):
         self._existing: set[str] = set()  # ConfigMaps known to be in the cluster
         self._changed: dict[str, str | None] = {}  # key -> new text, None to remove
         self._removed: set[str] = set()  # removed, to be written after the status
+        self.snapshot: dict[str, str] = {}  # the snapshot as stored (texts by data key)
+        self._carried: dict[str, str] = {}  # the snapshot, to be written with the first ConfigMap
 
     @classmethod
     async def load(cls, api: KubeApi, execution: dict[str, Any]) -> ResultStore:
@@ -72,6 +81,9 @@ class ResultStore(MutableMapping[str, Any]):
             store._sizes[name] = sum(len(v) for v in data.values())
             store._existing.add(name)
             for data_key, text in data.items():
+                if data_key in SNAPSHOT_KEYS:
+                    store.snapshot[data_key] = text
+                    continue
                 key = from_data_key(data_key)
                 store._values[key] = json.loads(text)
                 store._home[key] = name
@@ -94,6 +106,13 @@ class ResultStore(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def carry(self, snapshot: dict[str, str]) -> None:
+        """Keep `snapshot` (texts by data key) in the first ConfigMap, created with it at the
+        next flush."""
+        first = results_config_map(self._execution["metadata"]["name"], 0)
+        self.snapshot = self._carried = dict(snapshot)
+        self._sizes = {first: sum(len(v) for v in snapshot.values()), **self._sizes}
 
     def unsaved(self) -> list[str]:
         """The keys written or removed since the last flush."""
@@ -118,7 +137,11 @@ class ResultStore(MutableMapping[str, Any]):
             self._home[key] = home
             writes.setdefault(home, {})[to_data_key(key)] = text
         self._changed.clear()
+        if self._carried:
+            first = next(iter(self._sizes))
+            writes[first] = {**self._carried, **writes.get(first, {})}
         await self._write(api, writes)
+        self._carried = {}
 
     async def flush_removals(self, api: KubeApi) -> None:
         writes: dict[str, dict[str, str | None]] = {}
@@ -141,7 +164,8 @@ class ResultStore(MutableMapping[str, Any]):
                 self._existing.add(name)
             if not created:
                 await _patch(api, namespace, name, data)
-            self._sizes[name] = self._sizes.get(name, 0) + sum(len(v or "") for v in data.values())
+            added = sum(len(v or "") for k, v in data.items() if k not in self._carried)
+            self._sizes[name] = self._sizes.get(name, 0) + added
 
     def location(self, key: str) -> dict[str, str]:
         """Where a flushed key is: a `resultRef` for the status."""

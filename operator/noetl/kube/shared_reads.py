@@ -148,9 +148,9 @@ class SharedReads:
             for _, answer in batch.questions:
                 if not answer.done():
                     answer.set_exception(error)
-            if not isinstance(error, Exception):
+            if isinstance(error, asyncio.CancelledError):
                 raise
-            return
+            return  # the askers have it: raised here too, nobody would read it
         for (_, answer), objects in zip(batch.questions, answers, strict=True):
             if not answer.done():
                 answer.set_result(objects)
