@@ -13,6 +13,7 @@ created again.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -60,10 +61,19 @@ class OperatorContext:
 
 
 class ExecutionDriver:
-    def __init__(self, context: OperatorContext, namespace: str, name: str) -> None:
+    def __init__(
+        self,
+        context: OperatorContext,
+        namespace: str,
+        name: str,
+        seen: dict[str, Any] | None = None,
+    ) -> None:
+        """`seen`: the Execution as a watch event just showed it, when no driver of this
+        operator wrote to it since (it is then read from that, not again)."""
         self.context = context
         self.namespace = namespace
         self.name = name
+        self.seen = seen
         self.queue: asyncio.Queue[Message | PodWaiting | PendingExpired | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
@@ -76,10 +86,10 @@ class ExecutionDriver:
 
     async def run(self) -> None:
         api, clock = self.context.driver_api, self.context.clock
-        execution = await api.get_custom("executions", self.namespace, self.name)
+        execution = self.seen or await api.get_custom("executions", self.namespace, self.name)
         if execution is None:
             return
-        self.execution = execution
+        self.execution = execution = copy.deepcopy(execution)
         status = execution.get("status") or {}
         if status.get("phase") in FINISHED_PHASES:
             finished = status.get("finishedAt")

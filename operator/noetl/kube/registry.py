@@ -59,7 +59,10 @@ class DriverRegistry:
             return
         driver = self._drivers.get(key)
         if driver is None:
-            driver = self._drivers[key] = ExecutionDriver(self.context, namespace, name)
+            # A first driver takes the Execution from the watch event that woke it (after an
+            # operator restart, from kopf's listing): no read of its own.
+            seen = message.body if isinstance(message, ExecutionChanged) else None
+            driver = self._drivers[key] = ExecutionDriver(self.context, namespace, name, seen)
             self._tasks[key] = asyncio.create_task(
                 self._drive(key, driver), name=f"execution {namespace}/{name}"
             )

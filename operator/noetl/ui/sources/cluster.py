@@ -7,8 +7,9 @@ This is the one place that knows where the operator keeps what:
 - each step's state, attempts and loop counts: the engine's records, those of the steps in flight
   in `status.engine`, those of finished steps in the results ConfigMaps under `<step>.record`
   (else the summary `status.steps`);
-- the graph: the playbook as run, ConfigMap `<execution>-playbook` (key `playbook.json`), else
-  the Playbook the Execution names;
+- the graph: the playbook as run, in the first results ConfigMap (key `__playbook`; an
+  Execution started by an older operator: ConfigMap `<execution>-playbook`), else the Playbook
+  the Execution names;
 - a step's result: the results ConfigMaps (labels `noetl.io/execution`,
   `noetl.io/purpose=results`);
 - a step's attempts, rendered args and logs: its pods (labels `noetl.io/execution`,
@@ -42,8 +43,8 @@ from noetl.kube.manifests import (
     STEP_LABEL,
 )
 from noetl.kube.names import snapshot_config_map
+from noetl.kube.results import PLAYBOOK_KEY, from_data_key
 from noetl.kube.results import PURPOSE as RESULTS_PURPOSE
-from noetl.kube.results import from_data_key
 from noetl.kube.times import epoch_seconds
 from noetl.playbook.models import API_GROUP as GROUP
 from noetl.playbook.models import GROUP_VERSION as VERSION
@@ -155,12 +156,15 @@ class ClusterRuns:
     async def _playbook_spec(self, execution: dict[str, Any]) -> Any:
         metadata, spec = execution["metadata"], execution.get("spec") or {}
         try:
-            snapshot: Any = await self._call(
-                self.core.read_namespaced_config_map,
-                snapshot_config_map(metadata["name"]),
-                metadata["namespace"],
-            )
-            return json.loads(snapshot.data["playbook.json"]).get("spec")
+            kept = (await self._stored(metadata["namespace"], metadata["name"])).get(PLAYBOOK_KEY)
+            if kept is None:  # started by an operator that kept it in a ConfigMap of its own
+                snapshot: Any = await self._call(
+                    self.core.read_namespaced_config_map,
+                    snapshot_config_map(metadata["name"]),
+                    metadata["namespace"],
+                )
+                kept = snapshot.data["playbook.json"]
+            return json.loads(kept).get("spec")
         except (ApiException, KeyError, TypeError, ValueError):
             pass  # not started yet: what it will run
         if spec.get("playbook") is not None:
