@@ -121,6 +121,7 @@ class FakeKubeApi:
         self._labelled: dict[tuple[str, str, str, str], set[str]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name), in order
         self.created: Counter[Key] = Counter()  # successful creates by object
+        self.existed: list[Key] = []  # creates answered AlreadyExists, in order
         self.status_patches: list[int] = []  # bytes of each status patch
         self.reads: list[tuple[str, str, str]] = []  # (verb, kind, selector or name), in order
         self.crash_after_writes: int | None = None
@@ -272,6 +273,7 @@ class FakeKubeApi:
         name = metadata.get("name") or f"{metadata['generateName']}{next(self._names)}"
         key = (kind, metadata["namespace"], name)
         if key in self.objects:
+            self.existed.append(key)
             return False
         self.put({**body, "metadata": {**metadata, "name": name}})
         self.created[key] += 1

@@ -506,3 +506,42 @@ async def test_a_loop_item_makes_no_event_of_its_start_or_success_but_does_of_it
     # The loop is told as a whole (its start, its end); no item's start or success is.
     assert not any(e.startswith(("StepStarted: step each[", "StepSucceeded")) for e in events)
     assert any(e.startswith("StepFailed: step each[0]") for e in events), events
+
+
+async def test_a_restart_writes_nothing_for_a_run_whose_state_has_not_changed():
+    operator = await started(CHAIN)
+    api = operator.api
+    await operator.advance(1)  # the first save: the snapshot and the results, then the status
+    writes = list(api.writes)
+    assert operator.task is not None
+    operator.task.cancel()
+    operator.start()  # its Job still runs: nothing to tell, nothing to create
+    await operator.advance(1)
+    assert (api.writes, api.existed) == (writes, [])
+    assert_ran_once_each(api, CASES[0], await operator.run())
+
+
+async def test_runs_started_before_any_save_are_listed_and_not_created_again():
+    operator = await started(CHAIN)
+    api = operator.api
+    assert operator.status() == {} and api.of_kind("ConfigMap") == []  # nothing saved yet
+    [first] = operator.unfinished_jobs()
+    api.finish_job(NS, first["metadata"]["name"], result={"stdout": "a"})
+    assert operator.task is not None
+    operator.task.cancel()  # its Job ended while no operator ran
+    operator.start()
+    await operator.idle()
+    assert api.existed == []  # the listing showed it: no create was even tried
+    assert [job["metadata"]["name"] for job in operator.unfinished_jobs()] == ["run-b-a1"]
+    assert_ran_once_each(api, CASES[0], await operator.run())
+
+
+async def test_a_single_step_execution_tells_its_start_and_its_end_in_two_events():
+    api = FakeKubeApi()
+    submit(api, SINGLE)
+    operator = Operator(api)
+    assert (await operator.run())["phase"] == "Succeeded"
+    assert operator.events() == [
+        "StepStarted: step a#1 started as Job run-a-a1",
+        "ExecutionSucceeded: execution succeeded; step a#1 succeeded",
+    ]

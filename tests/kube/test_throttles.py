@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from noetl.kube import metrics
+from noetl.kube.events import EventSink
 from noetl.kube.ratelimit import TokenBucket
 from noetl.kube.slots import JobSlots
 
@@ -96,3 +98,40 @@ async def test_job_slots_cap_running_jobs_per_namespace():
     assert slots.running("a") == 2
     slots.release("a", "job-1")  # twice is harmless
     assert slots.running("a") == 2
+
+
+class _BusyApi:
+    """An API whose every token goes to work until `free` is set: Events only wait."""
+
+    def __init__(self) -> None:
+        self.free = asyncio.Event()
+        self.posted: list[str] = []
+
+    async def acquire_spare(self) -> None:
+        await self.free.wait()
+
+    def without_limit(self) -> _BusyApi:
+        return self
+
+    async def create(self, body: dict[str, object]) -> bool:
+        self.posted.append(str(body["message"]))
+        return True
+
+
+async def test_events_wait_behind_work_and_past_the_limit_the_oldest_normal_one_is_dropped():
+    api = _BusyApi()
+    sink = EventSink(api, limit=3)  # type: ignore[arg-type]
+    subject = {"metadata": {"name": "run", "namespace": "team", "uid": "u"}}
+    dropped = metrics.EVENTS_DROPPED.labels(reason="StepStarted")
+    before = dropped._value.get()
+    sink.post(subject, "StepStarted", "step a started")
+    sink.post(subject, "StepFailed", "step b failed", warning=True)
+    sink.post(subject, "StepStarted", "step c started")
+    sink.post(subject, "StepRetrying", "step b in 5s", warning=True)  # past the limit...
+    sink.post(subject, "ExecutionFailed", "execution failed", warning=True)
+    await asyncio.sleep(0)
+    assert api.posted == []  # nothing went while work had every token
+    api.free.set()
+    await sink.drained()
+    assert api.posted == ["step b failed", "step b in 5s", "execution failed"]
+    assert dropped._value.get() == before + 2  # ...the oldest Normal ones made room, Warnings stay
