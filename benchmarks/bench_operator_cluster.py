@@ -50,6 +50,7 @@ from noetl.plugins.messages import Outcome
 
 ANSWER = encode(Outcome(ok=True, result={"stdout": "1\n", "stderr": "", "exitCode": 0}))[0]
 TICK = 0.05
+SETTLE = 1.5  # seconds without a call: the operator is done
 
 
 class Watcher:
@@ -173,12 +174,13 @@ def calls_between(
 
 
 def settled_calls(operator: OperatorProcess) -> dict[tuple[str, str], float]:
-    """The call counts once the last writes of the last turn are in."""
+    """The call counts once the last writes of the last turn are in, its Events too (they wait
+    until the operator's token bucket is back above its reserve: 0.8 s after a burst)."""
     calls = operator.api_calls()
-    time.sleep(0.5)
+    time.sleep(SETTLE)
     while (latest := operator.api_calls()) != calls:
         calls = latest
-        time.sleep(0.5)
+        time.sleep(SETTLE)
     return calls
 
 
