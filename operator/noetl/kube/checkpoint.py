@@ -59,7 +59,6 @@ class Snapshot:
 
     playbook: Playbook
     workload: dict[str, Any]
-    stored: bool  # by an earlier driver, which may have started runs
     digest: str  # of the playbook and the workload: what each Job says it was made from
 
 
@@ -83,7 +82,7 @@ async def snapshot_of(
         playbook = await parse_within_budget(document, source)
         kept = stored.get(WORKLOAD_KEY)  # not in a snapshot from before workloads were kept
         workload = json.loads(kept) if kept else spec.get("workload") or {}
-        return Snapshot(playbook, workload, True, _digest(document, workload))
+        return Snapshot(playbook, workload, _digest(document, workload))
     namespace = metadata["namespace"]
     if spec.get("playbook") is not None:
         document = {
@@ -106,7 +105,7 @@ async def snapshot_of(
         raise PlaybookInvalid(problems, source)
     workload = spec.get("workload") or {}
     results.carry({PLAYBOOK_KEY: text, WORKLOAD_KEY: json.dumps(workload, separators=(",", ":"))})
-    return Snapshot(playbook, workload, False, _digest(document, workload))
+    return Snapshot(playbook, workload, _digest(document, workload))
 
 
 async def _legacy_snapshot(api: KubeApi, execution: dict[str, Any]) -> dict[str, str]:

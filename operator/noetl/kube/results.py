@@ -31,8 +31,8 @@ from noetl.kube.manifests import (
 from noetl.kube.names import results_config_map
 
 PURPOSE = "results"
-PLAYBOOK_KEY, WORKLOAD_KEY = SNAPSHOT_KEYS = ("__playbook", "__workload")  # step names start
-# with a letter or a digit
+# The snapshot's keys, which no step's can be: a step name starts with a letter or a digit.
+PLAYBOOK_KEY, WORKLOAD_KEY = SNAPSHOT_KEYS = ("__playbook", "__workload")
 CONFIG_MAP_CAPACITY = 900 * 1024
 MAX_RESULT_BYTES = 800 * 1024  # the engine's result_limit: a result always fits a ConfigMap
 
@@ -111,7 +111,7 @@ class ResultStore(MutableMapping[str, Any]):
         """Keep `snapshot` (texts by data key) in the first ConfigMap, created with it at the
         next flush."""
         first = results_config_map(self._execution["metadata"]["name"], 0)
-        self.snapshot = self._carried = dict(snapshot)
+        self.snapshot, self._carried = dict(snapshot), dict(snapshot)
         self._sizes = {first: sum(len(v) for v in snapshot.values()), **self._sizes}
 
     def unsaved(self) -> list[str]:

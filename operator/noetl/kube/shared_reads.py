@@ -10,7 +10,10 @@ operator made, every step pod), each caller getting what its own selector or nam
 it. A read that waits alone is made as it was asked, so a lone driver costs what it did.
 
 A batch is open until its token comes, and the list is sent after that: every caller's answer
-is at least as new as its question, as a read of its own would be.
+is at least as new as its question, as a read of its own would be. While the bucket has tokens to
+spare (after a restart, at first), nothing waits, so a batch whose kind was asked within the
+last `GATHER_SECONDS` (questions coming in a stream, drivers starting one after another) stays
+open that long first; a lone driver's reads are asked at once.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from noetl.kube.api import KubeApi
 from noetl.kube.manifests import EXECUTION_LABEL, PURPOSE_LABEL
 
 Objects = list[dict[str, Any]]
+GATHER_SECONDS = 0.02
 
 
 @dataclass
@@ -49,6 +53,7 @@ class SharedReads:
         self.api = api
         self._open: dict[tuple[str, str], _Batch] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self._asked: dict[tuple[str, str], float] = {}  # when each kind's last batch opened
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.api, name)  # writes, and reads no driver makes at its start
@@ -116,11 +121,14 @@ class SharedReads:
         """`question` is a selector, or `name:<name>`; `alone` answers it by itself, `together`
         lists what answers every question of its kind in the namespace."""
         key = (resource, namespace)
-        answer: asyncio.Future[Objects] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Objects] = loop.create_future()
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = _Batch()
-            task = asyncio.create_task(self._send(key, batch, alone, together))
+            streaming = loop.time() - self._asked.get(key, -GATHER_SECONDS) < GATHER_SECONDS
+            self._asked[key] = loop.time()
+            task = asyncio.create_task(self._send(key, batch, alone, together, streaming))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
         batch.questions.append((question, answer))
@@ -132,9 +140,12 @@ class SharedReads:
         batch: _Batch,
         alone: Callable[[KubeApi], Awaitable[Objects]],
         together: Callable[[KubeApi], Awaitable[Objects]],
+        streaming: bool,
     ) -> None:
         try:
             try:
+                if streaming:
+                    await asyncio.sleep(GATHER_SECONDS)
                 await self.api.acquire()
             finally:
                 del self._open[key]  # later questions wait for a newer answer
