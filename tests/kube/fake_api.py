@@ -125,6 +125,7 @@ class FakeKubeApi:
         self.status_patches: list[int] = []  # bytes of each status patch
         self.reads: list[tuple[str, str, str]] = []  # (verb, kind, selector or name), in order
         self.crash_after_writes: int | None = None
+        self.backlog = False  # whether calls would wait for tokens (`busy`)
         self.crashed = False
         self._faults: dict[tuple[str, str], list[BaseException]] = {}
         self._versions = itertools.count(1)
@@ -223,6 +224,9 @@ class FakeKubeApi:
 
     async def acquire(self) -> None:
         await asyncio.sleep(0)  # a token, as the real bucket gives one: after a turn of the loop
+
+    def busy(self) -> bool:
+        return self.backlog
 
     async def acquire_spare(self) -> None:
         await asyncio.sleep(0)

@@ -545,3 +545,19 @@ async def test_a_single_step_execution_tells_its_start_and_its_end_in_two_events
         "StepStarted: step a#1 started as Job run-a-a1",
         "ExecutionSucceeded: execution succeeded; step a#1 succeeded",
     ]
+
+
+async def test_while_calls_wait_for_tokens_a_save_that_may_wait_waits_longer():
+    api = FakeKubeApi()
+    submit(api, CHAIN)
+    api.backlog = True  # every call waits its turn: a "Running" save would delay other runs
+    operator = Operator(api)
+    operator.start()
+    await operator.idle()
+    await operator.advance(1)
+    assert operator.status() == {}
+    [first] = operator.unfinished_jobs()
+    operator.finish(first)  # the step ends in time: the save tells both at once
+    await operator.advance(2)
+    status = operator.status()
+    assert (status["phase"], status["steps"]["a"]["phase"]) == ("Running", "Succeeded")

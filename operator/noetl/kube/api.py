@@ -57,6 +57,10 @@ class KubeApi:
         `without_limit()`: it waits while any other call waits."""
         await self._limiter.acquire_spare()
 
+    def busy(self) -> bool:
+        """Whether calls wait for tokens now: what may wait had better wait."""
+        return self._limiter.busy
+
     def without_limit(self) -> KubeApi:
         """This API for calls whose token was taken already (by `acquire`); still counted."""
         paid = copy.copy(self)

@@ -15,10 +15,11 @@ driver feeds their ends again, and the engine re-issues the same commands, whose
 names meet AlreadyExists. (A crash just before the removals leaves those keys behind, unused.)
 
 A turn whose only news is steps that succeeded, and the runs they started, may put its save off
-(`SavePacing`) for up to `SAVE_INTERVAL`: until then its ends are still in the cluster (the
-Jobs that ended keep their pods and termination messages for a day), so a restarted driver that
-resumes from the older save feeds them again, round after round, and meets the Jobs it had
-started as AlreadyExists (an execution not yet saved Running starts again, the same way).
+(`SavePacing`) for up to `SAVE_INTERVAL` (`BUSY_SAVE_INTERVAL` while calls wait for tokens):
+until then its ends are still in the cluster (the Jobs that ended keep their pods and
+termination messages for a day), so a restarted driver that resumes from the older save lists
+them, feeds them again, round after round, and does not create again the Jobs it had started
+(an execution not yet saved Running starts again, the same way).
 Anything the cluster could not tell again is saved in its own turn: the end of the execution, a
 failure (its retry's due time, a refused run), a cancel (a deleted Job says nothing). A
 1,000-item loop thus costs a save a second, not a save per turn.
@@ -29,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,7 @@ from noetl.playbook.budget import parse_within_budget
 
 OUTPUT_KEY = "__output"
 SAVE_INTERVAL = 1.0  # seconds a save may wait: far below the Jobs' TTL (a day by default)
+BUSY_SAVE_INTERVAL = 3.0  # while calls wait for tokens: a save then delays other runs' Jobs
 
 
 @dataclass(frozen=True)
@@ -180,11 +182,21 @@ class SavePacing:
     """Whether a turn's save may wait: see the module's docstring for when it may. A save put off
     is due `interval` after the first turn it covers (a driver's first save, a second after the
     turn that started its first runs: a step that ends sooner leaves its execution one status
-    write, not a "Running" one and an end)."""
+    write, not a "Running" one and an end), `busy_interval` while the operator's calls wait for
+    tokens (its saves would then delay other executions' Jobs)."""
 
-    def __init__(self, clock: Clock, interval: float = SAVE_INTERVAL) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        busy: Callable[[], bool],
+        interval: float = SAVE_INTERVAL,
+        busy_interval: float = BUSY_SAVE_INTERVAL,
+    ) -> None:
+        """`busy`: whether the operator's calls wait for tokens now; a save then waits longer."""
         self.clock = clock
+        self.busy = busy
         self.interval = interval
+        self.busy_interval = busy_interval
         self.since: float | None = None  # when the oldest turn not saved yet was put off
         self.urgent = False  # the turn did something the cluster could not tell again
 
@@ -193,9 +205,10 @@ class SavePacing:
 
     def remaining(self) -> float:
         """Seconds until a save put off now is due."""
+        interval = self.busy_interval if self.busy() else self.interval
         if self.since is None:
-            return self.interval
-        return self.interval - (self.clock.now() - self.since)
+            return interval
+        return interval - (self.clock.now() - self.since)
 
     def put_off(self) -> None:
         if self.since is None:

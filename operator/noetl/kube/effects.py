@@ -79,7 +79,7 @@ class KubeEffects(Effects):
         self.namespace = str(execution["metadata"]["namespace"])
         self.name = str(execution["metadata"]["name"])
         self.finished_at: float | None = None
-        self.pacing = SavePacing(clock)
+        self.pacing = SavePacing(clock, api.busy)
         self._reminder: Cancellable | None = None
         self._events: list[Told] = []  # posted at the end of the turn
 

@@ -37,6 +37,11 @@ class TokenBucket:
         self._spare_lock = asyncio.Lock()
         self._work_waiting = 0
 
+    @property
+    def busy(self) -> bool:
+        """Whether calls of work wait for tokens now (a backlog)."""
+        return self._work_waiting > 0
+
     async def acquire(self) -> None:
         """A token for a call of work: after the calls of work that asked before it."""
         self._work_waiting += 1
