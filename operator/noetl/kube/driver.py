@@ -74,6 +74,7 @@ class ExecutionDriver:
         self.namespace = namespace
         self.name = name
         self.seen = seen
+        self._starting = False
         self.queue: asyncio.Queue[Message | PodWaiting | PendingExpired | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
@@ -85,6 +86,19 @@ class ExecutionDriver:
         return self.checkpoint is not None and self.checkpoint.saves > 0
 
     async def run(self) -> None:
+        self.context.reads.starting += 1  # its start-up reads may be shared (`SharedReads`)
+        self._starting = True
+        try:
+            await self._run()
+        finally:
+            self._started()
+
+    def _started(self) -> None:
+        if self._starting:
+            self._starting = False
+            self.context.reads.starting -= 1
+
+    async def _run(self) -> None:
         api, clock = self.context.driver_api, self.context.clock
         execution = self.seen or await api.get_custom("executions", self.namespace, self.name)
         if execution is None:
@@ -169,6 +183,7 @@ class ExecutionDriver:
                     await loop.feed(first)
                     first = []
                     await _catch_up(loop, inbox)
+            self._started()
             await loop.run(first)
         finally:
             pending.stop()

@@ -11,9 +11,10 @@ it. A read that waits alone is made as it was asked, so a lone driver costs what
 
 A batch is open until its token comes, and the list is sent after that: every caller's answer
 is at least as new as its question, as a read of its own would be. While the bucket has tokens to
-spare (after a restart, at first), nothing waits, so a batch whose kind was asked within the
-last `GATHER_SECONDS` (questions coming in a stream, drivers starting one after another) stays
-open that long first; a lone driver's reads are asked at once.
+spare (after a restart, at first), nothing waits: so while several drivers do their start-up
+reads (`starting`), a batch whose kind was asked within the last `GATHER_SECONDS` stays open
+that long first. A lone driver's reads, and the reads of drivers past their start, are asked at
+once.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class SharedReads:
         self._open: dict[tuple[str, str], _Batch] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._asked: dict[tuple[str, str], float] = {}  # when each kind's last batch opened
+        self.starting = 0  # drivers doing their start-up reads now
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.api, name)  # writes, and reads no driver makes at its start
@@ -126,7 +128,8 @@ class SharedReads:
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = _Batch()
-            streaming = loop.time() - self._asked.get(key, -GATHER_SECONDS) < GATHER_SECONDS
+            recent = loop.time() - self._asked.get(key, -GATHER_SECONDS) < GATHER_SECONDS
+            streaming = recent and self.starting > 1
             self._asked[key] = loop.time()
             task = asyncio.create_task(self._send(key, batch, alone, together, streaming))
             self._sending.add(task)
