@@ -6,7 +6,8 @@ an `ExecutionLoop` whose effects are Kubernetes objects (`KubeEffects`). Watch e
 on its queue as messages (`inbox`; `pending` for pods that cannot start).
 When an earlier driver had begun (it froze the snapshot), it first feeds what happened while
 nobody watched, round after round until the state is still (a finished run becomes current only
-once the run before it is fed).
+once the run before it is fed); cancelled before its start was saved, it deletes the runs that
+earlier driver began, which its state does not know (`sweep`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.shared_reads import SharedReads
 from noetl.kube.slots import JobSlots
+from noetl.kube.sweep import stop_runs
 from noetl.kube.times import epoch_seconds
 from noetl.loop import Clock, ExecutionLoop
 from noetl.playbook import PlaybookInvalid
@@ -149,6 +151,8 @@ class ExecutionDriver:
                     # Its first save may have waited: an earlier driver may have started runs.
                     await loop.feed(first)
                     first = []
+                    if loop.state.finished:  # cancelled: the runs it began are not in the state
+                        await stop_runs(api, execution)
                     await _catch_up(loop, inbox)
             await loop.run(first)
         finally:
