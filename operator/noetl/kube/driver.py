@@ -26,7 +26,7 @@ from noetl.kube.checkpoint import Checkpoint, refuse, retried_results, snapshot_
 from noetl.kube.effects import KubeEffects
 from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
-from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
+from noetl.kube.pending import PendingMessage, PendingPods
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.shared_reads import SharedReads
@@ -62,7 +62,7 @@ class ExecutionDriver:
         self.context = context
         self.namespace = namespace
         self.name = name
-        self.queue: asyncio.Queue[Message | PodWaiting | PendingExpired | Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[Message | PendingMessage | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
         self.checkpoint: Checkpoint | None = None
