@@ -12,6 +12,7 @@ import pytest
 from noetl.kube.pending import NO_POD_YET, JobWithoutPod, PodWaiting, job_without_pod
 from tests.kube.fake_api import FakeKubeApi
 from tests.kube.test_driver import CHAIN, NS, Operator, started, submit
+from tests.kube.test_pods import fails_at_the_pending_deadline
 
 QUOTA = (
     'pods "run-a-a1-x7k2p" is forbidden: exceeded quota: no-pods, requested: pods=1,'
@@ -42,6 +43,15 @@ def without_pod(job: dict[str, Any]) -> JobWithoutPod:
     return JobWithoutPod(job)
 
 
+async def refused_run() -> tuple[Operator, dict[str, Any]]:
+    """An operator whose first step's pod a quota refused, once it has read why."""
+    operator = await started(CHAIN)
+    [job] = operator.unfinished_jobs()
+    operator.driver.queue.put_nowait(refused(operator.api, job))
+    await operator.idle()
+    return operator, job
+
+
 def warnings(api: FakeKubeApi) -> list[str]:
     return [e["message"] for e in api.of_kind("Event") if e["reason"] == "StepPending"]
 
@@ -63,23 +73,14 @@ def test_a_job_without_pod_is_one_started_that_holds_none(status, podless):
 
 
 async def test_a_refused_pod_is_told_then_failed_at_the_pending_deadline():
-    operator = await started(CHAIN)
+    operator, job = await refused_run()
     api = operator.api
-    [job] = operator.unfinished_jobs()
-    operator.driver.queue.put_nowait(refused(api, job))
-    await operator.idle()
     assert warnings(api) == [f"step a: its pod cannot be created: {CAUSE}"]
     assert operator.status()["steps"]["a"]["waiting"] == CAUSE
     operator.driver.queue.put_nowait(JobWithoutPod(job))  # a later status write: read once
     await operator.idle()
     assert len([r for r in api.reads if r[1] == "Event"]) == 1
-    await operator.advance(299)
-    assert operator.status()["phase"] == "Running"
-    await operator.advance(2)
-    status = operator.status()
-    assert status["phase"] == "Failed"
-    assert f"the step's pod could not be created within 300s: {CAUSE}" in status["error"]
-    assert api.get("Job", NS, job["metadata"]["name"]) is None  # the controller stops trying
+    await fails_at_the_pending_deadline(operator, job, f"could not be created within 300s: {CAUSE}")
 
 
 async def test_events_that_say_nothing_yet_are_read_again():
@@ -98,11 +99,8 @@ async def test_events_that_say_nothing_yet_are_read_again():
 
 
 async def test_a_quota_freed_lets_the_step_run():
-    operator = await started(CHAIN)
+    operator, job = await refused_run()
     api = operator.api
-    [job] = operator.unfinished_jobs()
-    operator.driver.queue.put_nowait(refused(api, job))
-    await operator.idle()
     running = api.pod(NS, job["metadata"]["name"], {"running": {"startedAt": "t"}})
     operator.driver.queue.put_nowait(PodWaiting(running))
     await operator.idle()
@@ -114,11 +112,8 @@ async def test_a_quota_freed_lets_the_step_run():
 
 
 async def test_a_pod_created_before_the_deadline_is_not_failed_for_an_old_refusal():
-    operator = await started(CHAIN)
+    operator, job = await refused_run()
     api = operator.api
-    [job] = operator.unfinished_jobs()
-    operator.driver.queue.put_nowait(refused(api, job))
-    await operator.idle()
     api.pod(NS, job["metadata"]["name"], {"waiting": {"reason": "ContainerCreating"}})
     await operator.advance(301)
     assert operator.status()["phase"] == "Running"
