@@ -1,7 +1,8 @@
 """The operator under faults on the real control plane: a refusal it cannot get past ends the
 Execution (ReconcileError, the API server's words) instead of leaving it Running, a step pod
 the kubelet refuses (a missing Secret) fails its step at once, naming why, and one a quota
-refuses is told at once, runs once the quota is freed, or fails at the pending deadline."""
+(or a missing ServiceAccount) refuses is told at once, runs once the quota is freed, or fails
+at the pending deadline."""
 
 from __future__ import annotations
 
@@ -93,25 +94,32 @@ def test_a_pod_refused_by_a_quota_is_told_at_once_and_runs_once_the_quota_is_fre
     assert "waiting" not in status["steps"].get("s", {})
 
 
-def test_a_pod_refused_by_a_quota_fails_its_step_at_the_pending_deadline(
-    kube_cluster: Any, isolated: Resources, tmp_path: Path
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ({}, "exceeded quota: no-pods"),
+        ({"NOETL_STEP_SERVICE_ACCOUNT": "absent"}, 'serviceaccount "absent" not found'),
+    ],
+    ids=["quota", "service-account"],
+)
+def test_a_refused_pod_fails_its_step_at_the_pending_deadline(
+    kube_cluster: Any, isolated: Resources, tmp_path: Path, setting: dict[str, str], refusal: str
 ):
-    env = {"NOETL_NAMESPACES": isolated.namespace, "NOETL_STEP_PENDING_TIMEOUT": "5"}
+    env = {"NOETL_NAMESPACES": isolated.namespace, "NOETL_STEP_PENDING_TIMEOUT": "5", **setting}
     operator = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", env)
     operator.start()
     try:
-        isolated.quota("no-pods", {"pods": "0"})
+        if not setting:
+            isolated.quota("no-pods", {"pods": "0"})
         isolated.create(
             "playbooks", {"kind": "Playbook", "metadata": {"name": "one"}, "spec": ONE_STEP}
         )
-        isolated.execute("quota-pod", "one")
-        status = isolated.wait_finished("quota-pod", timeout=60)
+        isolated.execute("refused", "one")
+        status = isolated.wait_finished("refused", timeout=60)
         assert status["phase"] == "Failed"
-        assert (
-            "the step's pod could not be created within 5s: FailedCreate: pods " in status["error"]
-        )
-        assert "exceeded quota: no-pods" in status["error"]
+        assert "the step's pod could not be created within 5s: FailedCreate: " in status["error"]
+        assert refusal in status["error"]
         assert "timed out" not in status["error"]
-        isolated.wait("executions", "quota-pod", lambda _: not isolated.jobs("quota-pod"), 60)
+        isolated.wait("executions", "refused", lambda _: not isolated.jobs("refused"), 60)
     finally:
         operator.stop()

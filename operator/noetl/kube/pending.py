@@ -34,12 +34,13 @@ from noetl.kube.names import run_name
 from noetl.kube.outcomes import job_finished
 from noetl.loop import Cancellable, Clock
 
+log = logging.getLogger(__name__)
 # Waiting reasons the kubelet keeps retrying until something outside changes (an image pushed,
 # a registry back). Reasons that will not pass (a missing Secret, an invalid image name) fail
 # the step at once instead (`outcomes.REFUSALS`).
-log = logging.getLogger(__name__)
 STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"})
 Run = tuple[str, int | None, int]
+# What a podless Job's step shows until the Job controller's Event says why.
 NO_POD_YET = "FailedCreate: the Job controller has created no pod (its Events say nothing yet)"
 LOOK_AGAIN_MAX_SECONDS = 30.0
 _POD_COUNTS = ("active", "ready", "succeeded", "failed", "terminating")
