@@ -34,6 +34,8 @@ HOSTILE = {
     "recursive loop": "{% for a in items recursive %}{% if loop.depth < 3 %}{{ loop(items) }}"
     "{% endif %}{% endfor %}",
     "sort per item": "{% for a in items %}{{ items | sort | first }}{% endfor %}",
+    "in per item": "{% for a in items %}{% for b in range(99) %}{{ a in items }}"
+    "{% endfor %}{% endfor %}",
 }
 ITEMS = {"items": list(range(10_000))}  # a large result of an earlier step
 

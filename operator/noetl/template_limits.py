@@ -9,8 +9,9 @@ doing it, every operation that can build a value much larger than the template i
   `%` and `str.format` (field widths), the `~` operator, list and mapping literals, and the
   filters and string methods that take a size (`center`, `indent`, `join`, `replace`...);
 - every loop iteration (of a `for`, nested or recursive, over a list or a `range`), every call,
-  and every item of a list or mapping a filter is given (`sort`, `select`, `unique`...) counts
-  against one budget of work per render, so nested loops, recursive macros or a filter run
+  every item of a list or mapping a filter is given (`sort`, `select`, `unique`...), and every
+  item of a list (kilobyte of a string) that `in` searches counts against one budget of work
+  per render, so nested loops, recursive macros or a filter run
   once per item of a 10,000-item result cannot spin for minutes without building anything;
 - what every filter, call and operator returns counts against one budget of what a render
   builds, so that many values each within bounds (`map`, `dict.fromkeys`, a loop) cannot add
@@ -48,7 +49,9 @@ MAX_BUILT = 2 * MAX_OUTPUT
 """Characters and items that the filters, calls and operators of one render may return in all."""
 MAX_OPERATIONS = 1_000_000
 """Work in one render: a loop iteration counts 1, a call (function, method, macro) `CALL_COST`,
-a filter 1 per item of the list or mapping it reads."""
+a filter 1 per item of the list or mapping it reads, `in` 1 per item (or per `SEARCHED_CHARS`
+characters) of the list (or string) it searches."""
+SEARCHED_CHARS = 1000
 CALL_COST = 25  # a macro call costs some fifty times a loop iteration; other calls less
 _CONSTANT_TIME_FILTERS = frozenset({"length", "count", "first", "last", "default", "d"})
 """Filters that do not read their list's items: a loop may ask `x | length` on every turn."""
@@ -92,7 +95,7 @@ def _spend(work: int = 1) -> None:
     if budget.work > MAX_OPERATIONS:
         raise LimitExceeded(
             f"more than {MAX_OPERATIONS:,} units of work (a loop iteration is 1, a call"
-            f" {CALL_COST}, a filter 1 per item it reads) in one template"
+            f" {CALL_COST}, a filter or `in` 1 per item it reads) in one template"
         )
 
 
@@ -358,6 +361,15 @@ class _BoundedCodeGenerator(CodeGenerator):
         super().visit_Tuple(node, frame)
         self.write(")")
 
+    def visit_Operand(self, node: nodes.Operand, frame: Frame) -> None:
+        if node.op not in ("in", "notin"):
+            super().visit_Operand(node, frame)
+            return
+        self.write(" not in " if node.op == "notin" else " in ")
+        self.write("environment.searched(")  # what `in` searches, item by item
+        self.visit(node.expr, frame)
+        self.write(")")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.concatenate((")
         for part in node.nodes:
@@ -413,6 +425,14 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         for item in items:
             _spend()
             yield item
+
+    def searched(self, value: Any) -> Any:
+        """What `in` searches, its items counted as work (a mapping's lookup costs nothing)."""
+        if isinstance(value, list | tuple):
+            _spend(len(value))
+        elif isinstance(value, str):
+            _spend(len(value) // SEARCHED_CHARS)
+        return value
 
     def literal(self, value: Any) -> Any:
         return _charge(check_value(value))

@@ -174,7 +174,13 @@ def test_validation_leaves_templates_that_read_data_to_run_time():
     assert check_template("{{ 2 ** 10 }}") is None
 
 
-RESULT = {"fetch": {"result": list(range(10_000))}}  # a large result of an earlier step
+RESULT = {  # a large result of an earlier step
+    "fetch": {
+        "result": list(range(10_000)),
+        "text": "y" * MAX_SIZE,
+        "by_id": {str(n): n for n in range(10_000)},
+    }
+}
 
 
 @pytest.mark.parametrize(
@@ -188,8 +194,20 @@ RESULT = {"fetch": {"result": list(range(10_000))}}  # a large result of an earl
         "{% for a in fetch.result %}{{ fetch.result | sort | first }}{% endfor %}",
         "{% for a in fetch.result %}{{ fetch.result | select('odd') | list | length }}{% endfor %}",
         "{% for a in fetch.result %}{{ fetch.result | unique | list | length }}{% endfor %}",
+        "{% for a in fetch.result %}{% for b in range(99) %}{{ a in fetch.result }}"
+        "{% endfor %}{% endfor %}",
+        "{% for a in range(100000) %}{{ 'z' not in fetch.text }}{% endfor %}",
     ],
-    ids=["nested-for", "nested-range", "recursive-loop", "sort", "select", "unique"],
+    ids=[
+        "nested-for",
+        "nested-range",
+        "recursive-loop",
+        "sort",
+        "select",
+        "unique",
+        "in",
+        "in-text",
+    ],
 )
 def test_loops_over_a_large_result_spend_one_budget_of_work(template):
     with pytest.raises(RenderError) as caught:
@@ -200,10 +218,12 @@ def test_loops_over_a_large_result_spend_one_budget_of_work(template):
     )
 
 
-def test_reading_a_large_result_once_or_its_length_per_item_is_within_the_budget():
+def test_reading_a_large_result_once_or_a_mapping_or_length_per_item_is_within_the_budget():
     template = (
         "{% for a in fetch.result %}{{ loop.index }}/{{ fetch.result | length }} {% endfor %}"
         "{{ fetch.result | sort | unique | list | length }}"
+        "{% for a in fetch.result if a | string in fetch.by_id and a not in [1, 2] %}"
+        "{% if loop.last %} {{ loop.length }}{% endif %}{% endfor %}"
     )
     rendered = render(template, RESULT)
-    assert rendered.startswith("1/10000 2/10000") and rendered.endswith("10000/10000 10000")
+    assert rendered.startswith("1/10000 2/10000") and rendered.endswith("10000/10000 10000 9998")
