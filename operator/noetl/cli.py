@@ -602,23 +602,49 @@ def status(name: str, namespace: str) -> None:
 
 
 @app.command()
-@click.argument("name")
+@click.argument("target", metavar="EXECUTION|EVENT_LOG")
 @namespace_option
-@click.option("--step", help="Only this step's pods.")
+@click.option("--step", help="Only this step's logs.")
 @click.option(
     "--follow", "-f", is_flag=True, help="Stream the logs as they are written, to the end."
 )
-def logs(name: str, namespace: str, step: str | None, follow: bool) -> None:
-    """Print the logs of an Execution's step pods."""
+def logs(target: str, namespace: str, step: str | None, follow: bool) -> None:
+    """Print the logs of an Execution's step pods, or the ends of a local run's step logs.
+
+    A step whose pods are gone shows the end of its log kept with its results (said on stderr).
+    For the event log of a local run (.noetl/runs/NAME.jsonl): each step run's kept tail."""
+    log = _local_log(target)
+    if log is not None:
+        _local_logs(log, step)
+        return
     cluster = _cluster(namespace)
     with _cluster_errors():
         if follow:
-            for pod, line in cluster.follow_logs(name, step):
+            for pod, line in cluster.follow_logs(target, step):
                 click.echo(f"[{pod}] {line}")
             return
-        for pod, text in cluster.logs(name, step):
-            click.echo(f"==> {pod} <==")
-            click.echo(text.rstrip("\n"))
+        for found in cluster.logs(target, step):
+            if found.kept:
+                lines = found.text.count("\n") + 1
+                click.echo(
+                    f"step {found.source}: pod gone; showing the last {lines} lines kept with"
+                    " the results",
+                    err=True,
+                )
+            click.echo(f"==> {found.source} <==")
+            click.echo(found.text.rstrip("\n"))
+
+
+def _local_logs(log: Path, step: str | None) -> None:
+    from noetl.local.history import step_logs
+
+    try:
+        found = step_logs(log, step)
+    except OSError as error:
+        _fail(f"{log}: cannot read the event log: {error.strerror}", EXIT_FAILED)
+    for run, text in found:
+        click.echo(f"==> {run} <==")
+        click.echo(text.rstrip("\n"))
 
 
 @app.command(name="list")

@@ -31,7 +31,14 @@ from noetl.engine.messages import (
     TimerFired,
     run_key,
 )
-from noetl.engine.state import ExecutionState, LoopState, StepState, record_key, step_record
+from noetl.engine.state import (
+    ExecutionState,
+    LoopState,
+    StepState,
+    log_key,
+    record_key,
+    step_record,
+)
 
 __all__ = [
     "DEFAULT_FINALLY_GRACE",
@@ -60,6 +67,7 @@ __all__ = [
     "SuspendRequested",
     "TimerFired",
     "merge_workload",
+    "log_key",
     "record_key",
     "run_key",
     "step_record",

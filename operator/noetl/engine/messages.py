@@ -43,8 +43,11 @@ class StepStarted(_StepRun):
 
 @dataclass(frozen=True)
 class StepSucceeded(_StepRun):
+    """`log`: the end of what the run printed; the run that ends its step has it kept."""
+
     at: float
     result: Any = None
+    log: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class StepFailed(_StepRun):
     at: float
     error: str
     result: Any = None
+    log: str | None = None
 
 
 @dataclass(frozen=True)

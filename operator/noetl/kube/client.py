@@ -4,7 +4,8 @@ resume, retry and resubmit Executions.
 Plain, blocking calls through the official client, with the user's kubeconfig (or the pod's
 service account). `submit` creates (or updates) the Playbook, then an Execution of it with a
 generated name, and can follow it to the end through a watch. `logs --follow` streams every
-step pod's log as it is written, one thread per pod, until the execution has ended.
+step pod's log as it is written, one thread per pod, until the execution has ended; `logs`
+shows, for a step whose pods are gone, the end of its log kept with its results.
 """
 
 from __future__ import annotations
@@ -14,18 +15,30 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from noetl.engine import merge_workload
-from noetl.engine.state import FINISHED_PHASES
+from noetl.engine.state import FINISHED_PHASES, log_key, record_key
 from noetl.kube.kubeconfig import load_kube_config
-from noetl.kube.manifests import STEP_LABEL, execution_selector
+from noetl.kube.manifests import PURPOSE_LABEL, STEP_LABEL, execution_selector
+from noetl.kube.names import RESULTS_PURPOSE, to_data_key
 from noetl.kube.times import epoch_seconds
 from noetl.playbook import API_GROUP, API_VERSION, GROUP_VERSION, Playbook
 from noetl.tables import duration, table
+
+
+@dataclass(frozen=True)
+class StepLog:
+    """A step's log: a pod's whole log, or (`kept`) the end of it kept with the step's results
+    once the pod is gone; `source` is the pod's name, or the step's."""
+
+    source: str
+    text: str
+    kept: bool = False
 
 
 class NotFound(LookupError):
@@ -169,9 +182,11 @@ class Cluster:
         config_map: Any = self.core.read_namespaced_config_map(ref["configMap"], self.namespace)
         return json.loads(config_map.data[ref["key"]])
 
-    def logs(self, name: str, step: str | None = None) -> Iterator[tuple[str, str]]:
-        """(pod name, log text) of each step pod of the execution, oldest first."""
-        self.execution(name)  # a name that exists, even with no pod yet
+    def logs(self, name: str, step: str | None = None) -> Iterator[StepLog]:
+        """The log of each step pod of the execution, oldest first; then, for each step whose
+        pods are all gone (TTL, node loss, garbage collection), the end of its log kept with
+        its results, in the order the steps finished."""
+        execution = self.execution(name)  # a name that exists, even with no pod yet
         selector = execution_selector(name) + (f",{STEP_LABEL}={step}" if step else "")
         pods: list[Any] = self.core.list_namespaced_pod(
             self.namespace, label_selector=selector
@@ -181,7 +196,30 @@ class Cluster:
                 text = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace)
             except ApiException as error:
                 text = f"(no log: {error.reason})"
-            yield pod.metadata.name, text
+            yield StepLog(pod.metadata.name, text)
+        with_pods = {(pod.metadata.labels or {}).get(STEP_LABEL) for pod in pods}
+        for kept in self._kept_logs(execution):
+            if kept.source not in with_pods and step in (None, kept.source):
+                yield kept
+
+    def _kept_logs(self, execution: dict[str, Any]) -> list[StepLog]:
+        """The end of each finished step's log, from the execution's results ConfigMaps."""
+        metadata = execution["metadata"]
+        selector = f"{execution_selector(metadata['name'])},{PURPOSE_LABEL}={RESULTS_PURPOSE}"
+        config_maps: list[Any] = self.core.list_namespaced_config_map(
+            self.namespace, label_selector=selector
+        ).items
+        data: dict[str, str] = {}
+        for config_map in config_maps:
+            owners = config_map.metadata.owner_references or []
+            if any(owner.uid == metadata["uid"] for owner in owners):
+                data.update(config_map.data or {})
+        kept = []
+        for step in {key.removesuffix(".log") for key in data if key.endswith(".log")}:
+            log = json.loads(data[to_data_key(log_key(step))])
+            record = json.loads(data.get(to_data_key(record_key(step)), "{}"))
+            kept.append((record.get("finished_at") or 0.0, StepLog(step, log, kept=True)))
+        return [log for _, log in sorted(kept, key=lambda pair: pair[0])]
 
     def follow_logs(
         self, name: str, step: str | None = None, poll_seconds: float = 1.0
