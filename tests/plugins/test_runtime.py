@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from noetl.plugins.envelope import BEGIN, END, ENVELOPE_LIMIT, ERROR_LIMIT, MESSAGE_LIMIT, clip
+from noetl.plugins.envelope import BEGIN, END, ERROR_LIMIT, MESSAGE_LIMIT, clip
 from noetl.plugins.runtime import (
     Outcome,
     PluginError,

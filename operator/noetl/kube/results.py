@@ -25,6 +25,7 @@ from noetl.kube.manifests import (
 )
 from noetl.kube.names import RESULTS_PURPOSE as PURPOSE
 from noetl.kube.names import from_data_key, results_config_map, to_data_key
+
 CONFIG_MAP_CAPACITY = 900 * 1024
 MAX_RESULT_BYTES = 800 * 1024  # the engine's result_limit: a result always fits a ConfigMap
 

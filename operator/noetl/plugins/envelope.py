@@ -5,7 +5,8 @@ envelope fits in ENVELOPE_LIMIT bytes goes there whole: `{"ok": true, "result": 
 the result is printed to stdout on one line between the BEGIN and END markers, and the envelope
 only says so: `{"ok": true, "resultInLog": true, "bytes": N}`. A failure carries its `error`,
 clipped to ERROR_LIMIT. The end of the step's log (`log`, logtail.py) takes the room left under
-MESSAGE_LIMIT, keeping its last lines: the tail is cut, never the result. `encode` is the plugin's side; `read_outcome`, its inverse, the operator's.
+MESSAGE_LIMIT, keeping its last lines: the tail is cut, never the result. `encode` is the
+plugin's side; `read_outcome`, its inverse, the operator's.
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ class OutputTail:
     def __enter__(self) -> OutputTail:
         global _active
         self._streams = (sys.stdout, sys.stderr)
-        sys.stdout = _Tee(sys.stdout, self)  # type: ignore[assignment]
-        sys.stderr = _Tee(sys.stderr, self)  # type: ignore[assignment]
+        sys.stdout = _Tee(sys.stdout, self)
+        sys.stderr = _Tee(sys.stderr, self)
         _active = self
         return self
 

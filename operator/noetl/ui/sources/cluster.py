@@ -41,9 +41,7 @@ from noetl.kube.manifests import (
     PURPOSE_LABEL,
     STEP_LABEL,
 )
-from noetl.kube.names import snapshot_config_map
-from noetl.kube.results import PURPOSE as RESULTS_PURPOSE
-from noetl.kube.results import from_data_key
+from noetl.kube.names import RESULTS_PURPOSE, from_data_key, snapshot_config_map
 from noetl.kube.times import epoch_seconds
 from noetl.playbook.models import API_GROUP as GROUP
 from noetl.playbook.models import GROUP_VERSION as VERSION
