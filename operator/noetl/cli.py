@@ -619,7 +619,7 @@ def logs(target: str, namespace: str, step: str | None, follow: bool) -> None:
         return
     cluster = _cluster(namespace)
     with _cluster_errors():
-        if follow:
+        if follow and not cluster.ended(target):  # else nothing more comes: as without -f
             for pod, line in cluster.follow_logs(target, step):
                 click.echo(f"[{pod}] {line}")
             return

@@ -1,8 +1,9 @@
 """The end of a step's log outlives its pod: kept with the results on a cluster, in the event log
-locally, secrets masked in both; `noetl logs` shows it when the pod is gone."""
+locally, secrets masked in both; `noetl logs` and the web view show it when the pod is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from noetl.ui.sources.cluster import ClusterRuns
 from tests.local.test_examples import noetl_run
 from tests.operator.harness import Resources
 from tests.operator.test_cli_cluster import noetl
@@ -73,8 +75,8 @@ def test_noetl_logs_shows_the_kept_tail_once_the_pod_is_gone(
         assert time.monotonic() < deadline, "the step's pod was not deleted"
         time.sleep(0.2)
 
-    for step in ((), ("--step", "talk")):
-        gone = noetl(kube_cluster, "logs", "talker-1", "-n", ns, *step)
+    for options in ((), ("--step", "talk"), ("-f",)):  # -f: the execution has ended already
+        gone = noetl(kube_cluster, "logs", "talker-1", "-n", ns, *options)
         assert gone.returncode == 0, gone.stderr
         assert gone.stdout == f"==> talk <==\n{TAIL}\n"
         assert gone.stderr == (
@@ -83,3 +85,10 @@ def test_noetl_logs_shows_the_kept_tail_once_the_pod_is_gone(
         assert SECRET not in gone.stdout + gone.stderr
     other = noetl(kube_cluster, "logs", "talker-1", "-n", ns, "--step", "end")
     assert (other.returncode, other.stdout, other.stderr) == (0, "", "")
+
+    # The web view's step detail shows the same tail.
+    detail = asyncio.run(ClusterRuns(kube_cluster.api_client(), [ns]).step(ns, "talker-1", "talk"))
+    assert detail is not None
+    assert [(log.title, log.text) for log in detail.logs] == [
+        ("the end of its log, kept with the results", TAIL)
+    ]

@@ -124,6 +124,9 @@ class Cluster:
             raise
         return dict(found)
 
+    def ended(self, name: str) -> bool:
+        return (self.execution(name).get("status") or {}).get("phase") in FINISHED_PHASES
+
     def executions(self) -> list[dict[str, Any]]:
         """The namespace's Executions, the most recent first."""
         found: Any = self.custom.list_namespaced_custom_object(

@@ -13,6 +13,7 @@ This is the one place that knows where the operator keeps what:
   `noetl.io/purpose=results`);
 - a step's attempts, rendered args and logs: its pods (labels `noetl.io/execution`,
   `noetl.io/step`); the args from the `NOETL_INPUT_JSON` value, never from any other variable;
+  once its pods are gone, the end of its log kept in the results ConfigMaps under `<step>.log`;
 - the Events: core Events whose involved object is the Execution;
 - live changes: a watch on the Execution; cancel: `spec.cancel: true`, as `noetl cancel`.
 
@@ -32,7 +33,7 @@ from typing import Any, TypeVar
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from noetl.engine import record_key
+from noetl.engine import log_key, record_key
 from noetl.engine.state import FINISHED_PHASES, ExecutionState
 from noetl.kube.manifests import (
     ATTEMPT_LABEL,
@@ -195,7 +196,11 @@ class ClusterRuns:
         if detail.attempts and view.steps[step].message and detail.step.state == "Failed":
             detail.attempts[-1].error = detail.attempts[-1].error or view.steps[step].message
         if detail.step.finished is not None:  # results are written when a step ends
-            detail.has_result, detail.result = await self._result(namespace, name, step)
+            stored = await self._stored(namespace, name)
+            detail.has_result, detail.result = _result(stored, step)
+            if not pods.items and log_key(step) in stored:
+                text = json.loads(stored[log_key(step)])
+                detail.logs.append(LogText("the end of its log, kept with the results", text))
         return detail
 
     async def _log(self, pod: Any) -> str:
@@ -224,15 +229,6 @@ class ClusterRuns:
             for config_map in found.items
             for key, text in (config_map.data or {}).items()
         }
-
-    async def _result(self, namespace: str, name: str, step: str) -> tuple[bool, Any]:
-        text = (await self._stored(namespace, name)).get(step)
-        if text is None:
-            return False, None
-        try:
-            return True, json.loads(text)
-        except ValueError:
-            return True, text
 
     async def events(self, namespace: str, name: str) -> list[EventView]:
         found: Any = await self._call(
@@ -353,6 +349,16 @@ def _seconds(value: Any) -> float | None:
     if hasattr(value, "timestamp"):
         return float(value.timestamp())
     return epoch_seconds(str(value).replace("Z", "+00:00"))
+
+
+def _result(stored: dict[str, str], step: str) -> tuple[bool, Any]:
+    text = stored.get(step)
+    if text is None:
+        return False, None
+    try:
+        return True, json.loads(text)
+    except ValueError:
+        return True, text
 
 
 def _attempt_order(pod: Any) -> tuple[int, int]:
