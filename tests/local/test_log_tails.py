@@ -3,9 +3,11 @@ step's Secret masked (the same tail a cluster keeps with its results)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+from noetl.ui.sources.local import LocalRuns
 from tests.local.test_cli import noetl, write
 
 SECRET = "local-secret-value-7"
@@ -58,6 +60,13 @@ def test_noetl_logs_shows_each_runs_tail_masked(tmp_path: Path) -> None:
     everything = noetl("logs", str(event_log), cwd=tmp_path)
     assert everything.stdout.count("==> ") == 3
     assert SECRET not in everything.stdout + everything.stderr
+
+    # The web view shows a python step's prints (a shell step's output is in its result).
+    source = LocalRuns(event_log.parent)
+    detail = asyncio.run(source.step("local", event_log.stem, "py"))
+    assert detail is not None
+    assert [log.title for log in detail.logs] == ["attempt 1: log", "attempt 2: log"]
+    assert all(log.text.startswith("python says ***\n") for log in detail.logs)
 
 
 def test_noetl_logs_of_a_missing_event_log_fails_saying_so(tmp_path: Path) -> None:

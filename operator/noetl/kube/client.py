@@ -25,10 +25,12 @@ from noetl.engine import merge_workload
 from noetl.engine.state import FINISHED_PHASES, log_key, record_key
 from noetl.kube.kubeconfig import load_kube_config
 from noetl.kube.manifests import PURPOSE_LABEL, STEP_LABEL, execution_selector
-from noetl.kube.names import RESULTS_PURPOSE, to_data_key
+from noetl.kube.names import RESULTS_PURPOSE, from_data_key
 from noetl.kube.times import epoch_seconds
 from noetl.playbook import API_GROUP, API_VERSION, GROUP_VERSION, Playbook
 from noetl.tables import duration, table
+
+LOG_SUFFIX = log_key("")
 
 
 @dataclass(frozen=True)
@@ -212,15 +214,15 @@ class Cluster:
         config_maps: list[Any] = self.core.list_namespaced_config_map(
             self.namespace, label_selector=selector
         ).items
-        data: dict[str, str] = {}
+        stored: dict[str, str] = {}  # by engine key
         for config_map in config_maps:
             owners = config_map.metadata.owner_references or []
             if any(owner.uid == metadata["uid"] for owner in owners):
-                data.update(config_map.data or {})
+                stored.update((from_data_key(k), v) for k, v in (config_map.data or {}).items())
         kept = []
-        for step in {key.removesuffix(".log") for key in data if key.endswith(".log")}:
-            log = json.loads(data[to_data_key(log_key(step))])
-            record = json.loads(data.get(to_data_key(record_key(step)), "{}"))
+        for step in (key.removesuffix(LOG_SUFFIX) for key in stored if key.endswith(LOG_SUFFIX)):
+            log = json.loads(stored[log_key(step)])
+            record = json.loads(stored.get(record_key(step), "{}"))
             kept.append((record.get("finished_at") or 0.0, StepLog(step, log, kept=True)))
         return [log for _, log in sorted(kept, key=lambda pair: pair[0])]
 

@@ -174,10 +174,13 @@ class LocalRun:
             attempt.state = "Succeeded" if kind == "StepSucceeded" else "Failed"
             attempt.finished, attempt.error = record.get("at"), record.get("error")
             result = record.get("result")
+            output = {}
             if isinstance(result, dict):
                 output = {k: v for k in OUTPUT_KEYS if isinstance(v := result.get(k), str) and v}
-                if output:
-                    self.outputs[key] = output
+            if not output and record.get("log"):
+                output = {"log": record["log"]}  # printed, not returned: a python step's prints
+            if output:
+                self.outputs[key] = output
         elif kind == "CancelStep" and attempt.finished is None:
             attempt.state = "Cancelled"
 
