@@ -12,9 +12,12 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:  # the cluster client is loaded only by the commands that need it
+    from noetl.kube.client import StepLog
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -619,20 +622,25 @@ def logs(target: str, namespace: str, step: str | None, follow: bool) -> None:
         return
     cluster = _cluster(namespace)
     with _cluster_errors():
-        if follow and not cluster.ended(target):  # else nothing more comes: as without -f
-            for pod, line in cluster.follow_logs(target, step):
-                click.echo(f"[{pod}] {line}")
+        if follow:
+            for found in cluster.follow_logs(target, step):
+                _say_if_kept(found)
+                for line in found.text.split("\n") if found.kept else [found.text]:
+                    click.echo(f"[{found.source}] {line}")
             return
         for found in cluster.logs(target, step):
-            if found.kept:
-                lines = found.text.count("\n") + 1
-                click.echo(
-                    f"step {found.source}: pod gone; showing the last {lines} lines kept with"
-                    " the results",
-                    err=True,
-                )
+            _say_if_kept(found)
             click.echo(f"==> {found.source} <==")
             click.echo(found.text.rstrip("\n"))
+
+
+def _say_if_kept(found: StepLog) -> None:
+    if found.kept:
+        lines = found.text.count("\n") + 1
+        click.echo(
+            f"step {found.source}: pod gone; showing the last {lines} lines kept with the results",
+            err=True,
+        )
 
 
 def _local_logs(log: Path, step: str | None) -> None:

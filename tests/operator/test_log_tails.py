@@ -75,10 +75,15 @@ def test_noetl_logs_shows_the_kept_tail_once_the_pod_is_gone(
         assert time.monotonic() < deadline, "the step's pod was not deleted"
         time.sleep(0.2)
 
-    for options in ((), ("--step", "talk"), ("-f",)):  # -f: the execution has ended already
+    followed = "".join(f"[talk] {line}\n" for line in TAIL.split("\n"))
+    for options, shown in (
+        ((), f"==> talk <==\n{TAIL}\n"),
+        (("--step", "talk"), f"==> talk <==\n{TAIL}\n"),
+        (("-f",), followed),  # the execution has ended: -f ends after what is there
+    ):
         gone = noetl(kube_cluster, "logs", "talker-1", "-n", ns, *options)
         assert gone.returncode == 0, gone.stderr
-        assert gone.stdout == f"==> talk <==\n{TAIL}\n"
+        assert gone.stdout == shown
         assert gone.stderr == (
             "step talk: pod gone; showing the last 50 lines kept with the results\n"
         )

@@ -126,9 +126,6 @@ class Cluster:
             raise
         return dict(found)
 
-    def ended(self, name: str) -> bool:
-        return (self.execution(name).get("status") or {}).get("phase") in FINISHED_PHASES
-
     def executions(self) -> list[dict[str, Any]]:
         """The namespace's Executions, the most recent first."""
         found: Any = self.custom.list_namespaced_custom_object(
@@ -203,12 +200,13 @@ class Cluster:
                 text = f"(no log: {error.reason})"
             yield StepLog(pod.metadata.name, text)
         with_pods = {(pod.metadata.labels or {}).get(STEP_LABEL) for pod in pods}
-        for kept in self._kept_logs(execution):
-            if kept.source not in with_pods and step in (None, kept.source):
-                yield kept
+        yield from self._gone(execution, with_pods, step)
 
-    def _kept_logs(self, execution: dict[str, Any]) -> list[StepLog]:
-        """The end of each finished step's log, from the execution's results ConfigMaps."""
+    def _gone(
+        self, execution: dict[str, Any], with_pods: set[str | None], step: str | None
+    ) -> Iterator[StepLog]:
+        """The kept tails of the steps (or `step`) with no pod left, in the order they ended:
+        from the execution's results ConfigMaps."""
         metadata = execution["metadata"]
         selector = f"{execution_selector(metadata['name'])},{PURPOSE_LABEL}={RESULTS_PURPOSE}"
         config_maps: list[Any] = self.core.list_namespaced_config_map(
@@ -220,30 +218,35 @@ class Cluster:
             if any(owner.uid == metadata["uid"] for owner in owners):
                 stored.update((from_data_key(k), v) for k, v in (config_map.data or {}).items())
         kept = []
-        for step in (key.removesuffix(LOG_SUFFIX) for key in stored if key.endswith(LOG_SUFFIX)):
-            log = json.loads(stored[log_key(step)])
-            record = json.loads(stored.get(record_key(step), "{}"))
-            kept.append((record.get("finished_at") or 0.0, StepLog(step, log, kept=True)))
-        return [log for _, log in sorted(kept, key=lambda pair: pair[0])]
+        for name in (key.removesuffix(LOG_SUFFIX) for key in stored if key.endswith(LOG_SUFFIX)):
+            if name in with_pods or step not in (None, name):
+                continue
+            log = json.loads(stored[log_key(name)])
+            record = json.loads(stored.get(record_key(name), "{}"))
+            kept.append((record.get("finished_at") or 0.0, StepLog(name, log, kept=True)))
+        yield from (log for _, log in sorted(kept, key=lambda pair: pair[0]))
 
     def follow_logs(
         self, name: str, step: str | None = None, poll_seconds: float = 1.0
-    ) -> Iterator[tuple[str, str]]:
-        """(pod name, line) from every step pod as lines are written, until the execution has
-        ended and each of its pods' logs has been read to the end."""
-        self.execution(name)
+    ) -> Iterator[StepLog]:
+        """Each line of every step pod (`source`: the pod) as it is written, until the execution
+        has ended and each of its pods' logs has been read to the end; then, as `logs` does,
+        the kept tail of each step whose pods were all gone."""
+        execution = self.execution(name)
         selector = execution_selector(name) + (f",{STEP_LABEL}={step}" if step else "")
         lines: queue.Queue[tuple[str, str]] = queue.Queue()
         streams: dict[str, threading.Thread] = {}
+        with_pods: set[str | None] = set()
         finished = False
         while True:
             if not finished:
                 # Read before listing: every pod of an execution that has ended is in the list.
-                phase = (self.execution(name).get("status") or {}).get("phase")
-                finished = phase in FINISHED_PHASES
+                execution = self.execution(name)
+                finished = (execution.get("status") or {}).get("phase") in FINISHED_PHASES
                 pods: list[Any] = self.core.list_namespaced_pod(
                     self.namespace, label_selector=selector
                 ).items
+                with_pods |= {(pod.metadata.labels or {}).get(STEP_LABEL) for pod in pods}
                 for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
                     started = pod.status is not None and pod.status.phase != "Pending"
                     if started and pod.metadata.name not in streams:
@@ -255,10 +258,11 @@ class Cluster:
             deadline = time.monotonic() + poll_seconds
             while (wait := deadline - time.monotonic()) > 0:
                 try:
-                    yield lines.get(timeout=wait)
+                    yield StepLog(*lines.get(timeout=wait))
                 except queue.Empty:
                     break
             if finished and not any(t.is_alive() for t in streams.values()) and lines.empty():
+                yield from self._gone(execution, with_pods, step)
                 return
 
     def _stream(self, pod: str, lines: queue.Queue[tuple[str, str]]) -> None:
