@@ -644,12 +644,15 @@ def _say_if_kept(found: StepLog) -> None:
 
 
 def _local_logs(log: Path, step: str | None) -> None:
+    from noetl.local.eventlog import NotARunLog
     from noetl.local.history import step_logs
 
     try:
         found = step_logs(log, step)
     except OSError as error:
         _fail(f"{log}: cannot read the event log: {error.strerror}", EXIT_FAILED)
+    except NotARunLog as error:
+        _fail(str(error), EXIT_FAILED)
     for run, text in found:
         click.echo(f"==> {run} <==")
         click.echo(text.rstrip("\n"))

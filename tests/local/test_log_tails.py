@@ -69,7 +69,11 @@ def test_noetl_logs_shows_each_runs_tail_masked(tmp_path: Path) -> None:
     assert all(log.text.startswith("python says ***\n") for log in detail.logs)
 
 
-def test_noetl_logs_of_a_missing_event_log_fails_saying_so(tmp_path: Path) -> None:
+def test_noetl_logs_of_a_missing_or_foreign_file_fails_saying_so(tmp_path: Path) -> None:
     missing = noetl("logs", str(tmp_path / "none.jsonl"), cwd=tmp_path)
     assert missing.returncode == 1
-    assert "cannot read the event log" in missing.stderr
+    assert "cannot read the event log: No such file or directory" in missing.stderr
+    (tmp_path / "other.jsonl").write_text('{"some": "json"}\n')
+    foreign = noetl("logs", str(tmp_path / "other.jsonl"), cwd=tmp_path)
+    assert foreign.returncode == 1
+    assert "not the event log of a noetl run" in foreign.stderr

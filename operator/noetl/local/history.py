@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.engine import run_key
+from noetl.local.eventlog import NotARunLog
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def read_run(path: Path) -> LocalRun | None:
 def step_logs(path: Path, step: str | None = None) -> list[tuple[str, str]]:
     """(run, the end of its log) of every step run of a log that printed something, in the
     order they ended; a run is named `step[index]#attempt`, after its execution's id when it
-    is a child's. Raises OSError when the log cannot be read."""
+    is a child's. Raises OSError when the log cannot be read, NotARunLog when it is not one."""
     logs: list[tuple[str, str]] = []
     main: str | None = None
     for record in _records(path):
@@ -66,6 +67,8 @@ def step_logs(path: Path, step: str | None = None) -> list[tuple[str, str]]:
             continue
         run = run_key(str(record.get("step")), record.get("index"), int(record.get("attempt", 1)))
         logs.append((run if owner == main else f"{owner}/{run}", str(record["log"])))
+    if main is None:
+        raise NotARunLog(f"{path}: not the event log of a noetl run (no execution started)")
     return logs
 
 
