@@ -38,6 +38,14 @@ def test_prints_pass_through_and_are_kept(capsys: pytest.CaptureFixture[str]):
     assert "after" not in output.text()
 
 
+def test_a_write_the_stream_refuses_is_not_kept(capsys: pytest.CaptureFixture[str]):
+    with OutputTail() as output:
+        with pytest.raises(TypeError):
+            sys.stdout.write(b"bytes")  # type: ignore[arg-type]
+        print("then text")
+    assert output.text() == "then text\n"
+
+
 def test_the_window_is_bounded_whatever_is_printed(capsys: pytest.CaptureFixture[str]):
     with OutputTail() as output:
         for i in range(20_000):

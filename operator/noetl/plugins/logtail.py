@@ -90,8 +90,9 @@ class _Tee:
         self._tail = tail
 
     def write(self, text: str) -> int:
+        written = self._stream.write(text)  # what it refuses (bytes, say) is not kept either
         self._tail.keep(text)
-        return self._stream.write(text)
+        return written
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
