@@ -615,7 +615,8 @@ def logs(target: str, namespace: str, step: str | None, follow: bool) -> None:
     """Print the logs of an Execution's step pods, or the ends of a local run's step logs.
 
     A step whose pods are gone shows the end of its log kept with its results (said on stderr).
-    For the event log of a local run (.noetl/runs/NAME.jsonl): each step run's kept tail."""
+    For the event log of a local run (.noetl/runs/NAME.jsonl): each step run's kept tail, as far
+    as the log goes (-f follows an Execution's pods only)."""
     log = _local_log(target)
     if log is not None:
         _local_logs(log, step)
