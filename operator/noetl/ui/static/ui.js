@@ -1,5 +1,18 @@
-// Live updates (server-sent events) and step selection, on top of pages that work without them.
+// Live updates (server-sent events), step selection and actions in place, on top of pages that
+// work without them.
 "use strict";
+
+// The list of executions: its rows as the server sends them again, whenever they change.
+(function () {
+  const table = document.querySelector("[data-live-list]");
+  if (!table || !window.EventSource) return;
+  const source = new EventSource(table.dataset.liveList + location.search);
+  source.addEventListener("rows", (event) => {
+    document.getElementById("rows").innerHTML = JSON.parse(event.data);
+  });
+})();
+
+// An execution's page.
 (function () {
   const root = document.querySelector("[data-live]");
   if (!root) return;
@@ -38,8 +51,9 @@
         row.querySelector(".message").textContent = state.message || "";
       }
     }
-    const cancel = document.getElementById("cancel-form");
-    if (cancel) cancel.hidden = !data.cancellable;
+    for (const form of document.querySelectorAll("form[data-action]")) {
+      form.hidden = !data.actions.includes(form.dataset.action);
+    }
     if (selected && data.steps[selected]) show(selected, false);
   }
 
@@ -69,6 +83,29 @@
     if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
     event.preventDefault();
     show(link.dataset.step, true);
+  });
+
+  // Actions post in place: the page stays (live updates show the effect) unless the answer is
+  // another execution's page (a retry's); a refusal is shown beside the buttons.
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-action]");
+    if (!form) return;
+    event.preventDefault();
+    const button = form.querySelector("button");
+    const error = document.getElementById("action-error");
+    button.disabled = true;
+    try {
+      const body = new URLSearchParams(new FormData(form));
+      const response = await fetch(form.action, { method: "POST", body: body });
+      if (!response.ok) throw new Error(await response.text());
+      error.hidden = true;
+      if (new URL(response.url).pathname !== location.pathname) location.assign(response.url);
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
   });
 
   // Arrow keys move between steps in the graph: to the nearest box that way.
