@@ -22,7 +22,9 @@ from tests.ui.browser import (
     detail_text,
     needs_browser,
     no_secret_in,
+    phase,
     screenshot,
+    shown,
     state_of,
     wait_for,
 )
@@ -275,18 +277,6 @@ def test_cancel_a_local_run(workspace: Path, ui: UIProcess, browser: Any) -> Non
         if run.poll() is None:
             run.send_signal(signal.SIGKILL)
             run.wait()
-
-
-def phase(driver: Any) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(driver.find_element(By.ID, "phase").text)
-
-
-def shown(driver: Any, action: str) -> bool:
-    from selenium.webdriver.common.by import By
-
-    return bool(driver.find_element(By.ID, action).is_displayed())
 
 
 def test_suspend_and_resume_a_local_run(workspace: Path, ui: UIProcess, browser: Any) -> None:

@@ -2,14 +2,31 @@
 // work without them.
 "use strict";
 
-// The list of executions: its rows as the server sends them again, whenever they change.
+// The list of executions: its rows as the server sends them again, whenever they change. Only
+// the cells that differ are replaced while the rows stay the same ones, so that a link in focus
+// keeps the focus; a new or gone row redraws the rows.
 (function () {
   const table = document.querySelector("[data-live-list]");
   if (!table || !window.EventSource) return;
+  const body = document.getElementById("rows");
+  const key = (row) => row.dataset.key || "";
+  function update(html) {
+    const fresh = document.createElement("tbody");
+    fresh.innerHTML = html;
+    const rows = Array.from(fresh.children), current = Array.from(body.children);
+    if (rows.length !== current.length || rows.some((row, i) => key(row) !== key(current[i]))) {
+      body.replaceChildren(...rows);
+      return;
+    }
+    rows.forEach((row, i) => {
+      Array.from(row.children).forEach((cell, j) => {
+        const shown = current[i].children[j];
+        if (shown.innerHTML !== cell.innerHTML) shown.innerHTML = cell.innerHTML;
+      });
+    });
+  }
   const source = new EventSource(table.dataset.liveList + location.search);
-  source.addEventListener("rows", (event) => {
-    document.getElementById("rows").innerHTML = JSON.parse(event.data);
-  });
+  source.addEventListener("rows", (event) => update(JSON.parse(event.data)));
 })();
 
 // An execution's page.
