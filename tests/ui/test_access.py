@@ -3,6 +3,8 @@ runs (`noetl.ui.access`), through the real server in this process (aiohttp's tes
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -108,8 +110,18 @@ async def test_an_action_needs_the_form_token_and_a_request_from_the_views_pages
 
 
 async def test_beyond_loopback_actions_need_the_access_token(tmp_path: Path) -> None:
+    # A run in progress, written by this process (which keeps its log open, as `noetl run` does).
+    log = tmp_path / "going-1.jsonl"
+    header = {"type": "Run", "pid": os.getpid(), "execution": "going-1", "name": "going"}
+    started = {"type": "ExecutionStarted", "at": 1.0, "execution": "going-1"}
+    log.write_text(json.dumps(header) + "\n" + json.dumps(started) + "\n")
     access = Access("sesame", loopback_only=False)
     ui = UI([LocalRuns(tmp_path)], actions=True, access=access)
+    with log.open("a"):
+        await signing_in(ui, access)
+
+
+async def signing_in(ui: UI, access: Access) -> None:
     async with client(ui) as test_client:
         url = "/executions/local/absent/cancel"
         good = {"token": access.form_token}
@@ -117,6 +129,8 @@ async def test_beyond_loopback_actions_need_the_access_token(tmp_path: Path) -> 
         assert response.status == 403
         assert "access token" in await response.text()
         assert (await test_client.get("/executions?token=guess")).status == 403
+        page = await (await test_client.get("/executions/local/going-1")).text()
+        assert 'method="post"' not in page and "need this view's access token" in page
 
         response = await test_client.get("/executions?phase=Failed&token=sesame")
         assert [r.status for r in response.history] == [303]
@@ -125,6 +139,8 @@ async def test_beyond_loopback_actions_need_the_access_token(tmp_path: Path) -> 
         assert cookie.value == "sesame" and cookie["httponly"] and cookie["samesite"] == "Strict"
         response = await test_client.post(url, data=good, headers=origin(test_client))
         assert response.status == 404  # signed in: through to looking for the execution
+        page = await (await test_client.get("/executions/local/going-1")).text()
+        assert 'id="cancel-form"' in page and "access token" not in page
 
 
 def test_form_tokens_differ_between_server_processes() -> None:

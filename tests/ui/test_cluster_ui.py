@@ -233,3 +233,59 @@ def test_the_charts_read_only_rbac_is_enough_and_no_more(
     finally:
         ui.stop()
     assert "Forbidden" not in (tmp_path / "ui.log").read_text()
+
+
+def test_the_charts_rbac_with_actions_allows_what_the_buttons_do_and_no_more(
+    kube_cluster: Any, resources: Resources
+) -> None:
+    """Under the chart's ServiceAccount with `ui.actions.enabled`, the calls the buttons make
+    (those of `noetl.kube.client`, as the commands) go through; deleting or reading Secrets not."""
+    import kubernetes
+    from kubernetes import utils
+    from kubernetes.client.exceptions import ApiException
+
+    from noetl.kube.client import Cluster
+    from tests.deploy.chart import HelmError, render_chart
+
+    ns = resources.namespace
+    values = {"ui": {"enabled": True, "actions": {"enabled": True}}, "watchNamespaces": [ns]}
+    try:
+        manifests = render_chart(values, namespace=ns)
+    except HelmError as error:
+        pytest.skip(str(error))
+    for manifest in manifests:
+        if manifest["metadata"]["name"] == "noetl-operator-ui" and manifest["kind"] in (
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+        ):
+            utils.create_from_dict(kube_cluster.api_client(), manifest)
+    kubeconfig = kube_cluster.service_account_kubeconfig(ns, "noetl-operator-ui")
+    as_ui = kubernetes.config.new_client_from_config(str(kubeconfig))
+    workflow = [{"step": "start", "next": [{"step": "nap"}]}, shell("nap", "sleep 300")]
+    resources.create(
+        "playbooks",
+        {"kind": "Playbook", "metadata": {"name": "napping"}, "spec": {"workflow": workflow}},
+    )
+    resources.execute("napping-1", "napping", suspend=True)  # nothing starts while suspended
+    cluster = Cluster(ns, as_ui)
+    cluster.resume("napping-1", {})
+    cluster.suspend("napping-1")
+    cluster.cancel("napping-1")
+    assert resources.wait_finished("napping-1")["phase"] == "Cancelled"
+    retried = cluster.run_again("napping-1", {}, keep=True)
+    assert resources.get("executions", retried)["spec"]["retryOf"] == "napping-1"
+    custom = client.CustomObjectsApi(as_ui)
+    for forbidden in (
+        lambda: custom.delete_namespaced_custom_object(
+            "noetl.io", "v1alpha1", ns, "executions", "napping-1"
+        ),
+        lambda: custom.patch_namespaced_custom_object(
+            "noetl.io", "v1alpha1", ns, "playbooks", "napping", {"spec": {}}
+        ),
+        lambda: client.CoreV1Api(as_ui).list_namespaced_secret(ns),
+    ):
+        with pytest.raises(ApiException) as denied:
+            forbidden()
+        assert denied.value.status == 403
+    cluster.cancel(retried)
