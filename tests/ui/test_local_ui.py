@@ -309,6 +309,17 @@ def test_suspend_and_resume_a_local_run(workspace: Path, ui: UIProcess, browser:
             run.wait()
 
 
+def action_error(driver: Any) -> str:
+    """What a refused action says beside the buttons ("" when nothing was refused)."""
+    from selenium.common.exceptions import NoSuchElementException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return str(driver.find_element(By.ID, "action-error").text)
+    except NoSuchElementException:  # another page: the new run's, which has no error yet
+        return ""
+
+
 def test_retry_a_failed_local_run(workspace: Path, ui: UIProcess, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -321,7 +332,8 @@ def test_retry_a_failed_local_run(workspace: Path, ui: UIProcess, browser: Any) 
     (workspace / "fixed").touch()
     browser.find_element(By.ID, "retry").click()
     # The page of the new run (a `noetl retry` the view started), followed to its end.
-    wait_for(browser, lambda d: name not in d.current_url)
+    refused = wait_for(browser, lambda d: name not in d.current_url or action_error(d))
+    assert refused is True, refused
     retried = browser.current_url.rpartition("/")[2]
     assert (
         retried.startswith("flaky-") and (workspace / ".noetl/runs" / f"{retried}.jsonl").is_file()
@@ -392,7 +404,7 @@ def test_forms_work_without_script_and_forged_or_disabled_actions_are_refused(
         )
         status, answer = post_form(ui, path, token, **own)
         assert status == 200 and f"<h1>{name}</h1>" in answer
-        wait_for(browser, lambda _: "⏸ Suspended" in ui.fetch(f"/executions/local/{name}"))
+        wait_for(browser, lambda _: "‖ Suspended" in ui.fetch(f"/executions/local/{name}"))
         status, answer = post_form(ui, path, token, **own)  # suspended already: does not apply
         assert status == 409 and "suspend does not apply" in answer
 

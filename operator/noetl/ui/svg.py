@@ -22,7 +22,7 @@ SYMBOLS = {
     "Failed": "✗",
     "Skipped": "\u2013",
     "Cancelled": "■",
-    "Suspended": "⏸",
+    "Suspended": "‖",
     "Interrupted": "✗",
     "Not run": "·",
     "Invalid": "!",

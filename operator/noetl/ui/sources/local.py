@@ -10,7 +10,7 @@ The run's process id is in the log too. Actions reach a run in progress only aft
 that the process with that id is the one writing this log: cancel sends it SIGTERM (what Ctrl-C
 does), suspend and resume go through `noetl.local.control` (what `noetl suspend`/`resume` do).
 Retry starts `noetl retry LOG` as a process of its own, which outlives the web view, and answers
-with the log that process opens.
+with the log whose header names that process.
 """
 
 from __future__ import annotations
@@ -283,24 +283,22 @@ class LocalRun:
         return detail
 
 
-def open_files(pid: int) -> list[str]:
-    """The paths of the files process `pid` has open (none when it is gone)."""
+def writes(pid: int | None, path: Path) -> bool:
+    """Whether process `pid` runs and has `path` open (so the id was not reused by another)."""
+    if not pid:
+        return False
+    target = str(path.resolve())
     try:
         descriptors = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return []
-    found = []
+        return False
     for descriptor in descriptors:
         try:
-            found.append(os.readlink(f"/proc/{pid}/fd/{descriptor}"))
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") == target:
+                return True
         except OSError:
             continue
-    return found
-
-
-def writes(pid: int | None, path: Path) -> bool:
-    """Whether process `pid` runs and has `path` open (so the id was not reused by another)."""
-    return bool(pid) and str(path.resolve()) in open_files(pid or 0)
+    return False
 
 
 class LocalRuns:
@@ -423,11 +421,12 @@ class LocalRuns:
 
     async def retry(self, namespace: str, name: str) -> str:
         """`noetl retry LOG`, its log written beside the others; the name of that log once the
-        new process has it open."""
+        new process has written its header there."""
         run = self._run(name)
         if run is None:
             raise ActionRefused(f"no run {name} here")
         command = [sys.executable, "-m", "noetl", "retry", str(run.path), "--quiet"]
+        before = set(self.runs.glob("*.jsonl"))
         with tempfile.TemporaryFile() as errors:
             process = subprocess.Popen(
                 [*command, "--event-log", str(self.runs)],
@@ -438,23 +437,25 @@ class LocalRuns:
             )
             self._retries.append(process)
             deadline = time.monotonic() + RETRY_START_SECONDS
-            while (log := self._log_of(process.pid, besides=run.path)) is None:
-                if process.poll() is not None:
+            while True:
+                ended = process.poll() is not None  # before the look: a quick run is seen too
+                log = self._log_of(process.pid, before)
+                if log is not None:
+                    return log.stem
+                if ended:
                     errors.seek(0)
                     said = errors.read().decode(errors="replace").strip()[-500:]
                     raise ActionRefused(f"noetl retry ended at once: {said or process.returncode}")
                 if time.monotonic() > deadline:
-                    raise ActionRefused(f"noetl retry opened no log in {RETRY_START_SECONDS}s")
+                    raise ActionRefused(f"noetl retry wrote no log in {RETRY_START_SECONDS}s")
                 await asyncio.sleep(FOLLOW_INTERVAL)
-        return log.stem
 
-    def _log_of(self, pid: int, besides: Path) -> Path | None:
-        """The event log in the runs directory that process `pid` writes (not `besides`, the log
-        it reads)."""
-        directory, earlier = self.runs.resolve(), str(besides.resolve())
-        for path in open_files(pid):
-            if path.endswith(".jsonl") and path != earlier and Path(path).parent == directory:
-                return Path(path)
+    def _log_of(self, pid: int, before: set[Path]) -> Path | None:
+        """The log, new since `before`, whose header names process `pid`."""
+        for path in set(self.runs.glob("*.jsonl")) - before:
+            with contextlib.suppress(OSError, ValueError, AttributeError), path.open() as file:
+                if json.loads(file.readline()).get("pid") == pid:
+                    return path
         return None
 
     def _reap(self) -> None:
