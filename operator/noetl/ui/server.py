@@ -44,6 +44,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 SHOWN_BYTES = 64 * 1024  # of a result or args: more is cut, with a note
 KEEPALIVE_SECONDS = 15  # a comment sent on a quiet stream, so that a closed page is noticed
+RELIST_SECONDS = 0.5  # the list is read again at most this often while a list page is open
 
 
 def pretty(value: Any) -> str:
@@ -236,6 +237,7 @@ class UI:
                 if html != shown:
                     shown = html
                     await _send(response, "rows", html)
+                await asyncio.sleep(RELIST_SECONDS)  # changes meanwhile make one look, not many
         finally:
             for watcher in watchers:
                 watcher.cancel()
