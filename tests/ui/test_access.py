@@ -147,3 +147,39 @@ def test_form_tokens_differ_between_server_processes() -> None:
     first, second = Access(), Access()
     assert first.form_token != second.form_token
     assert re.fullmatch(r"[\w-]{32}", first.form_token)
+
+
+def test_actions_beyond_loopback_print_a_token_that_signs_in(tmp_path: Path) -> None:
+    """`noetl ui --actions --host 0.0.0.0` as a process: the token it makes is printed once as a
+    link; posts need it; a token given in NOETL_UI_TOKEN is used and never printed."""
+    import http.cookiejar
+    import urllib.error
+    import urllib.request
+
+    from tests.ui.browser import UIProcess
+
+    args = ("--no-cluster", "--actions", "--host", "0.0.0.0", "--runs", str(tmp_path / "runs"))
+    made = UIProcess(tmp_path / "made.log", *args)
+    try:
+        printed = (tmp_path / "made.log").read_text()
+        found = re.search(rf"open http://0\.0\.0\.0:{made.port}/\?token=([\w-]+)", printed)
+        assert found, printed
+        page = made.fetch("/executions")
+        assert found[1] not in page
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(f"{made.base}/executions?token=guess")
+        assert refused.value.code == 403
+        with opener.open(f"{made.base}/executions?phase=Failed&token={found[1]}") as response:
+            assert response.url == f"{made.base}/executions?phase=Failed"
+    finally:
+        made.stop()
+
+    given = UIProcess(tmp_path / "given.log", *args, env={"NOETL_UI_TOKEN": "sesame-given"})
+    try:
+        given.fetch("/executions?token=sesame-given")
+    finally:
+        given.stop()
+    assert "token" not in (tmp_path / "given.log").read_text()
