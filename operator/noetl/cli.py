@@ -176,8 +176,9 @@ def _local_run_options(command: Any) -> Any:
         ),
         click.option(
             "--event-log",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Where to write the JSON-lines event log.",
+            type=click.Path(path_type=Path),
+            help="Where to write the JSON-lines event log: a file, or a directory to write"
+            " EXECUTION.jsonl in  [default: .noetl/runs].",
         ),
         click.option(
             "--json",
@@ -273,7 +274,9 @@ def _run_locally(
     secrets = dict(_read_secret(spec) for spec in secret)
     executor = StepExecutor(secrets=secrets, max_parallel=max_parallel)
     execution_id = new_execution_id(playbook.name)
-    log_path = event_log or run_log_path(Path(".noetl") / "runs", execution_id)
+    log_path = event_log or Path(".noetl") / "runs"
+    if log_path.is_dir() or not event_log:
+        log_path = run_log_path(log_path, execution_id)
     try:
         log = EventLog(log_path)
     except OSError as error:
@@ -794,7 +797,16 @@ def resume(target: str, namespace: str, set_: tuple[str, ...]) -> None:
 @click.option("--namespace", multiple=True, help="Only these cluster namespaces (repeatable).")
 @click.option("--no-cluster", is_flag=True, help="Show local runs only, even with a kubeconfig.")
 @click.option(
-    "--actions/--no-actions", default=True, show_default=True, help="Offer cancel buttons."
+    "--actions/--no-actions",
+    default=False,
+    show_default=True,
+    help="Offer the cancel, suspend, resume and retry buttons.",
+)
+@click.option(
+    "--token",
+    envvar="NOETL_UI_TOKEN",
+    help="The access token the buttons need (env NOETL_UI_TOKEN). Made and printed at start when"
+    " --actions listens on an address other than loopback.",
 )
 def ui(
     host: str,
@@ -804,13 +816,14 @@ def ui(
     namespace: tuple[str, ...],
     no_cluster: bool,
     actions: bool,
+    token: str | None,
 ) -> None:
     """Serve a web view of playbooks and executions (local runs and the cluster), live."""
     from noetl.ui import serve
 
     if playbooks is None and Path("playbooks").is_dir():
         playbooks = Path("playbooks")
-    serve(host, port, runs, playbooks, list(namespace) or None, actions, not no_cluster)
+    serve(host, port, runs, playbooks, list(namespace) or None, actions, not no_cluster, token)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from noetl.engine.machine import (
     merge_workload,
 )
 from noetl.engine.messages import (
+    EVENT_TYPES,
     ApprovalGiven,
     AwaitApproval,
     CancelRequested,
@@ -29,6 +30,7 @@ from noetl.engine.messages import (
     StepSucceeded,
     SuspendRequested,
     TimerFired,
+    event_of,
     run_key,
 )
 from noetl.engine.state import (
@@ -43,6 +45,7 @@ from noetl.engine.state import (
 __all__ = [
     "DEFAULT_FINALLY_GRACE",
     "DEFAULT_MAX_CHILD_DEPTH",
+    "EVENT_TYPES",
     "ApprovalGiven",
     "AwaitApproval",
     "CancelRequested",
@@ -66,6 +69,7 @@ __all__ = [
     "StepSucceeded",
     "SuspendRequested",
     "TimerFired",
+    "event_of",
     "log_key",
     "merge_workload",
     "record_key",
