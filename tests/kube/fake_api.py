@@ -114,6 +114,13 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _field(obj: dict[str, Any], path: str) -> Any:
+    """The value at a field selector's dotted path (`involvedObject.uid`)."""
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None  # type: ignore[assignment]
+    return obj
+
+
 class FakeKubeApi:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
@@ -204,11 +211,17 @@ class FakeKubeApi:
         )
 
     def finish_job(
-        self, namespace: str, name: str, ok: bool = True, result: Any = None
+        self,
+        namespace: str,
+        name: str,
+        ok: bool = True,
+        result: Any = None,
+        log: str | None = None,
     ) -> dict[str, Any]:
         """The Job's pod ends with this outcome, and the Job controller marks it so: the pod."""
         job = self.objects[("Job", namespace, name)]
-        message, _ = encode(Outcome(ok=ok, result=result, error=None if ok else "step failed"))
+        error = None if ok else "step failed"
+        message, _ = encode(Outcome(ok=ok, result=result, error=error, log=log))
         terminated = {"exitCode": 0 if ok else 1, "message": message}
         pod = self.pod(namespace, name, {"terminated": terminated})
         condition = "Complete" if ok else "Failed"
@@ -261,6 +274,17 @@ class FakeKubeApi:
 
     async def list_config_maps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return await self._list("ConfigMap", namespace, selector)
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        self._call("list", "Event")
+        self.reads.append(("list", "Event", field_selector))
+        fields = dict(term.split("=", 1) for term in field_selector.split(","))
+        return [
+            copy.deepcopy(event)
+            for (kind, ns, _), event in self.objects.items()
+            if (kind, ns) == ("Event", namespace)
+            and all(_field(event, path) == value for path, value in fields.items())
+        ]
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._call("get", "ConfigMap")

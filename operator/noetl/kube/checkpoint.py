@@ -41,9 +41,9 @@ from noetl.engine.state import ExecutionPhase
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
 from noetl.kube.manifests import owned_by
-from noetl.kube.names import snapshot_config_map
+from noetl.kube.names import PLAYBOOK_KEY, WORKLOAD_KEY, snapshot_config_map
 from noetl.kube.playbooks import run_problems, snapshot_text
-from noetl.kube.results import PLAYBOOK_KEY, WORKLOAD_KEY, ResultStore
+from noetl.kube.results import ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import FinishedSteps, execution_status, fits_inline, merge_patch
 from noetl.loop import Clock

@@ -7,7 +7,8 @@ on its queue as messages (`inbox`; `pending` for pods that cannot start).
 When an earlier driver had begun (a saved state, or runs listed before the first save), it
 first feeds what happened while nobody watched, round after round until the state is still (a
 finished run becomes current only once the run before it is fed); the runs listed are not
-created again.
+created again. Cancelled before its start was saved, it deletes the runs that earlier driver
+began, which its state does not know (`sweep`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from noetl.kube.effects import KubeEffects
 from noetl.kube.events import EventSink
 from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
-from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
+from noetl.kube.pending import PendingMessage, PendingPods
 from noetl.kube.results import MAX_RESULT_BYTES, ResultStore
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.shared_reads import SharedReads
 from noetl.kube.slots import JobSlots
+from noetl.kube.sweep import stop_runs
 from noetl.kube.times import epoch_seconds
 from noetl.loop import Clock, ExecutionLoop
 from noetl.playbook import PlaybookInvalid
@@ -75,7 +77,7 @@ class ExecutionDriver:
         self.name = name
         self.seen = seen
         self._starting = False
-        self.queue: asyncio.Queue[Message | PodWaiting | PendingExpired | Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[Message | PendingMessage | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
         self.checkpoint: Checkpoint | None = None
@@ -182,6 +184,8 @@ class ExecutionDriver:
                 if inbox.existing:
                     await loop.feed(first)
                     first = []
+                    if loop.state.finished:  # cancelled: the runs it began are not in the state
+                        await stop_runs(api, execution)
                     await _catch_up(loop, inbox)
             self._started()
             await loop.run(first)
