@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -39,6 +40,25 @@ class HandlerSuccessAtDebug(logging.Filter):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's record of an object as last handled, kept nowhere and built from nothing.
+
+    Only `on.event` handlers are registered, and they see no diff; yet kopf builds this record
+    for every watch event, a deep copy of the whole object (a fifth of the operator's CPU).
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def configure_logging(log_format: str) -> None:
@@ -71,6 +91,7 @@ async def run_operator(
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: object) -> None:
         settings.posting.level = logging.WARNING
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.watching.server_timeout = 300
         settings.networking.error_backoffs = [1, 2, 5, 10]
         settings.peering.priority = random.randint(1, 1_000_000)
