@@ -22,10 +22,12 @@ from noetl.kube.api import KubeApi
 from noetl.kube.driver import OperatorContext
 from noetl.kube.handlers import register
 from noetl.kube.kubeconfig import load_kube_config
+from noetl.kube.manifests import EXECUTION_LABEL
 from noetl.kube.ratelimit import TokenBucket
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
+from noetl.kube.watches import Watch
 
 
 class HandlerSuccessAtDebug(logging.Filter):
@@ -80,8 +82,19 @@ async def run_operator(
     context = OperatorContext(api, settings, JobSlots(settings.max_running_jobs_per_namespace))
     registry = kopf.OperatorRegistry()
     drivers = DriverRegistry(context)
-    register(registry, drivers)
     namespaces = settings.namespaces
+    exact = not any(set(ns) & set("*?![") for ns in namespaces)
+    # kopf pauses its watches while another instance is active, and it matches namespace
+    # patterns: with either, it watches the step Jobs and pods too.
+    steps_by_kopf = peering is not None or not exact
+    step_changes = register(registry, drivers, steps_by_kopf)
+    watched: list[str | None] = [*namespaces] or [None]  # None: all namespaces
+    watches = [
+        Watch(load_kube_config(), plural, namespace, EXECUTION_LABEL, changed)
+        for plural, changed in step_changes.items()
+        for namespace in watched
+        if not steps_by_kopf
+    ]
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -97,12 +110,12 @@ async def run_operator(
         settings.peering.priority = random.randint(1, 1_000_000)
         settings.peering.mandatory = peering is not None
         # Exact namespaces need no namespace/CRD scanning, nor the cluster-wide RBAC it takes.
-        settings.scanning.disabled = bool(namespaces) and not any(
-            set(ns) & set("*?![") for ns in namespaces
-        )
+        settings.scanning.disabled = bool(namespaces) and exact
 
     if metrics_port:
         prometheus_client.start_http_server(metrics_port)
+    for watch in watches:
+        watch.start()
     try:
         await kopf.operator(
             registry=registry,
@@ -113,6 +126,8 @@ async def run_operator(
             liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
         )
     finally:
+        for watch in watches:
+            watch.stop()
         api.close()
 
 
