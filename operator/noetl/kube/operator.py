@@ -84,13 +84,16 @@ async def run_operator(
     drivers = DriverRegistry(context)
     namespaces = settings.namespaces
     exact = not any(set(ns) & set("*?![") for ns in namespaces)
-    # kopf pauses its watches while another instance is active, and it matches namespace
-    # patterns: with either, it watches the step Jobs and pods too.
-    steps_by_kopf = peering is not None or not exact
+    # kopf pauses its watches while another instance is active, and it knows namespace
+    # patterns with exclusions (`!`) or several globs in one (`,`): then it watches the step
+    # Jobs and pods too. Otherwise the operator's own watches do, one per exact namespace, or
+    # one across all namespaces, filtered by the plain patterns (`noetl-*`) when there are some.
+    steps_by_kopf = peering is not None or any(set(ns) & set("!,") for ns in namespaces)
     step_changes = register(registry, drivers, steps_by_kopf)
-    watched: list[str | None] = [*namespaces] or [None]  # None: all namespaces
+    watched: list[str | None] = [*namespaces] if exact and namespaces else [None]
+    only = () if exact else namespaces
     watches = [
-        Watch(load_kube_config(), plural, namespace, EXECUTION_LABEL, changed)
+        Watch(load_kube_config(), plural, namespace, EXECUTION_LABEL, changed, only)
         for plural, changed in step_changes.items()
         for namespace in watched
         if not steps_by_kopf

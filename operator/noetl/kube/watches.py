@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 from kubernetes import client
@@ -36,8 +37,8 @@ class Gone(Exception):
 
 
 class Watch:
-    """One kind (`jobs` or `pods`) in one namespace (None: all), as a thread that hands each
-    change to `changed` on the event loop."""
+    """One kind (`jobs` or `pods`) in one namespace (None: all, or those matching one of the
+    shell patterns `only`), as a thread that hands each change to `changed` on the event loop."""
 
     def __init__(
         self,
@@ -46,12 +47,14 @@ class Watch:
         namespace: str | None,
         selector: str,
         changed: Change,
+        only: Sequence[str] = (),
         backoffs: Sequence[float] = BACKOFFS,
     ) -> None:
         self.kind = kind
         self.namespace = namespace
         self.selector = selector
         self.changed = changed
+        self.only = only
         self.backoffs = backoffs
         self._list = _lister(api_client, kind, namespace)
         self._stopped = threading.Event()
@@ -126,6 +129,9 @@ class Watch:
 
     def _hand_over(self, kind: str | None, obj: dict[str, Any]) -> None:
         assert self._loop is not None
+        namespace = obj["metadata"].get("namespace", "")
+        if self.only and not any(fnmatchcase(namespace, pattern) for pattern in self.only):
+            return
         if not self._stopped.is_set():
             self._loop.call_soon_threadsafe(self.changed, kind, obj)
 
