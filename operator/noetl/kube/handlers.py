@@ -9,6 +9,7 @@ watch event that ends the previous one, with no periodic requeue.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
@@ -40,8 +41,12 @@ def register(
     crons = CronController(drivers.context.api, drivers.context.clock)
     excluded = drivers.context.settings.excluded_namespaces
 
+    @functools.cache  # asked on every watch event, of a handful of namespaces
+    def excluded_namespace(namespace: str) -> bool:
+        return any(fnmatchcase(namespace, pattern) for pattern in excluded)
+
     def served(namespace: str | None, **_: Any) -> bool:
-        return not any(fnmatchcase(namespace or "", pattern) for pattern in excluded)
+        return not excluded_namespace(namespace or "")
 
     @kopf.on.event(API_GROUP, GROUP_VERSION, "executions", when=served, registry=registry)
     async def execution_event(

@@ -59,6 +59,11 @@ class Watch:
         self._list = _lister(api_client, kind, namespace)
         self._stopped = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Changes decoded but not yet handed over, and whether the loop was woken for them:
+        # a burst wakes it once, not once per change.
+        self._arrived: list[tuple[str | None, dict[str, Any]]] = []
+        self._woken = False
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -132,8 +137,19 @@ class Watch:
         namespace = obj["metadata"].get("namespace", "")
         if self.only and not any(fnmatchcase(namespace, pattern) for pattern in self.only):
             return
-        if not self._stopped.is_set():
-            self._loop.call_soon_threadsafe(self.changed, kind, obj)
+        with self._lock:
+            self._arrived.append((kind, obj))
+            if self._woken:
+                return
+            self._woken = True
+        self._loop.call_soon_threadsafe(self._hand_over_arrived)
+
+    def _hand_over_arrived(self) -> None:
+        with self._lock:
+            arrived, self._arrived, self._woken = self._arrived, [], False
+        for kind, obj in arrived:
+            if not self._stopped.is_set():
+                self.changed(kind, obj)
 
 
 def _lister(api_client: client.ApiClient, kind: str, namespace: str | None) -> Callable[..., Any]:
