@@ -130,6 +130,7 @@ class Watch:
                     self._hand_over(kind, obj)
                 yield obj["metadata"]["resourceVersion"]
         finally:
+            response.close()  # a stream left unread cannot go back to the pool for reuse
             response.release_conn()
 
     def _hand_over(self, kind: str | None, obj: dict[str, Any]) -> None:
