@@ -1,10 +1,12 @@
 """`noetl operator`: the kopf operator with its metrics and health endpoints, in one process.
 
 It watches the given namespaces (or all), serves Prometheus metrics on /metrics and kopf's
-liveness probe on /healthz. Peering is off by default (one replica, Recreate): with a peering
+liveness probe on /healthz. kopf watches Executions, Playbooks and CronPlaybooks; the step Jobs
+and pods, the busiest streams, are the operator's own watches (`watches`) unless kopf must have
+them (see `run_operator`). Peering is off by default (one replica, Recreate): with a peering
 name, instances elect one active operator, each with a random priority so that two never tie
 (equal priorities freeze kopf peering). Logs are quiet at INFO: kopf's line for every handler
-call that succeeds (one per watch event of every Job) is lowered to DEBUG.
+call that succeeds (one per watch event) is lowered to DEBUG.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class HandlerSuccessAtDebug(logging.Filter):
     """Lowers kopf's "Handler ... succeeded." lines to DEBUG, and drops them unless DEBUG is on.
 
     kopf logs each successful handler call at INFO, which is one line per watch event of every
-    step Job and Execution: noise that buries what matters. Warnings and errors pass unchanged.
+    Execution (and step Job, when kopf watches those): noise that buries what matters. Warnings
+    and errors pass unchanged.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
