@@ -1,4 +1,8 @@
-"""The kopf handlers: watch events in, deliveries to execution drivers out.
+"""The handlers of watch events: changes in, deliveries to execution drivers out.
+
+kopf calls those of Executions, Playbooks and CronPlaybooks; those of step Jobs and pods are
+plain functions, called by the operator's own watches (`watches`) or, when kopf must watch those
+too, by kopf handlers that wrap them.
 
 Only `on.event` handlers are used, so kopf keeps no per-object state of its own (no
 last-handled-configuration annotation, which breaks past 256 KiB on a 2,000-step playbook, and
