@@ -12,9 +12,12 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:  # the cluster client is loaded only by the commands that need it
+    from noetl.kube.client import StepLog
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -173,8 +176,9 @@ def _local_run_options(command: Any) -> Any:
         ),
         click.option(
             "--event-log",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Where to write the JSON-lines event log.",
+            type=click.Path(path_type=Path),
+            help="Where to write the JSON-lines event log: a file, or a directory to write"
+            " EXECUTION.jsonl in  [default: .noetl/runs].",
         ),
         click.option(
             "--json",
@@ -270,7 +274,9 @@ def _run_locally(
     secrets = dict(_read_secret(spec) for spec in secret)
     executor = StepExecutor(secrets=secrets, max_parallel=max_parallel)
     execution_id = new_execution_id(playbook.name)
-    log_path = event_log or run_log_path(Path(".noetl") / "runs", execution_id)
+    log_path = event_log or Path(".noetl") / "runs"
+    if log_path.is_dir() or not event_log:
+        log_path = run_log_path(log_path, execution_id)
     try:
         log = EventLog(log_path)
     except OSError as error:
@@ -602,23 +608,58 @@ def status(name: str, namespace: str) -> None:
 
 
 @app.command()
-@click.argument("name")
+@click.argument("target", metavar="EXECUTION|EVENT_LOG")
 @namespace_option
-@click.option("--step", help="Only this step's pods.")
+@click.option("--step", help="Only this step's logs.")
 @click.option(
     "--follow", "-f", is_flag=True, help="Stream the logs as they are written, to the end."
 )
-def logs(name: str, namespace: str, step: str | None, follow: bool) -> None:
-    """Print the logs of an Execution's step pods."""
+def logs(target: str, namespace: str, step: str | None, follow: bool) -> None:
+    """Print the logs of an Execution's step pods, or the ends of a local run's step logs.
+
+    A step whose pods are gone shows the end of its log kept with its results (said on stderr).
+    For the event log of a local run (.noetl/runs/NAME.jsonl): each step run's kept tail, as far
+    as the log goes (-f follows an Execution's pods only)."""
+    log = _local_log(target)
+    if log is not None:
+        _local_logs(log, step)
+        return
     cluster = _cluster(namespace)
     with _cluster_errors():
         if follow:
-            for pod, line in cluster.follow_logs(name, step):
-                click.echo(f"[{pod}] {line}")
+            for found in cluster.follow_logs(target, step):
+                _say_if_kept(found)
+                for line in found.text.split("\n") if found.kept else [found.text]:
+                    click.echo(f"[{found.source}] {line}")
             return
-        for pod, text in cluster.logs(name, step):
-            click.echo(f"==> {pod} <==")
-            click.echo(text.rstrip("\n"))
+        for found in cluster.logs(target, step):
+            _say_if_kept(found)
+            click.echo(f"==> {found.source} <==")
+            click.echo(found.text.rstrip("\n"))
+
+
+def _say_if_kept(found: StepLog) -> None:
+    if found.kept:
+        lines = found.text.count("\n") + 1
+        click.echo(
+            f"step {found.source}: pod gone; showing the last {lines} lines kept with the results",
+            err=True,
+        )
+
+
+def _local_logs(log: Path, step: str | None) -> None:
+    from noetl.local.eventlog import NotARunLog
+    from noetl.local.history import step_logs
+
+    try:
+        found = step_logs(log, step)
+    except OSError as error:
+        _fail(f"{log}: cannot read the event log: {error.strerror}", EXIT_FAILED)
+    except NotARunLog as error:
+        _fail(str(error), EXIT_FAILED)
+    for run, text in found:
+        click.echo(f"==> {run} <==")
+        click.echo(text.rstrip("\n"))
 
 
 @app.command(name="list")
@@ -756,7 +797,16 @@ def resume(target: str, namespace: str, set_: tuple[str, ...]) -> None:
 @click.option("--namespace", multiple=True, help="Only these cluster namespaces (repeatable).")
 @click.option("--no-cluster", is_flag=True, help="Show local runs only, even with a kubeconfig.")
 @click.option(
-    "--actions/--no-actions", default=True, show_default=True, help="Offer cancel buttons."
+    "--actions/--no-actions",
+    default=False,
+    show_default=True,
+    help="Offer the cancel, suspend, resume and retry buttons.",
+)
+@click.option(
+    "--token",
+    envvar="NOETL_UI_TOKEN",
+    help="The access token the buttons need (env NOETL_UI_TOKEN). Made and printed at start when"
+    " --actions listens on an address other than loopback.",
 )
 def ui(
     host: str,
@@ -766,13 +816,14 @@ def ui(
     namespace: tuple[str, ...],
     no_cluster: bool,
     actions: bool,
+    token: str | None,
 ) -> None:
     """Serve a web view of playbooks and executions (local runs and the cluster), live."""
     from noetl.ui import serve
 
     if playbooks is None and Path("playbooks").is_dir():
         playbooks = Path("playbooks")
-    serve(host, port, runs, playbooks, list(namespace) or None, actions, not no_cluster)
+    serve(host, port, runs, playbooks, list(namespace) or None, actions, not no_cluster, token)
 
 
 def main() -> None:

@@ -460,15 +460,35 @@ def test_ui_is_read_only_locked_down_and_reached_by_port_forward() -> None:
     assert not operator_selector.items() <= labels.items(), "the operator's selector matches the UI"
 
 
-def test_ui_actions_add_only_patching_executions_in_watched_namespaces(
+def test_ui_actions_add_only_patching_and_creating_executions_in_watched_namespaces(
     renders: dict[str, list[dict[str, Any]]],
 ) -> None:
     ui = ui_objects(renders["namespaced"])
     assert "ClusterRole" not in ui
     assert sorted(role["metadata"]["namespace"] for role in ui["Role"]) == ["team-a", "team-b"]
     for role in ui["Role"]:
-        assert triples(role) == UI_READ_RULES | {("noetl.io", "executions", "patch")}
+        assert triples(role) == UI_READ_RULES | {
+            ("noetl.io", "executions", "patch"),
+            ("noetl.io", "executions", "create"),
+        }
     (ui_container,) = ui["Deployment"][0]["spec"]["template"]["spec"]["containers"]
     assert "--actions" in ui_container["args"]
     assert {"--namespace=team-a", "--namespace=team-b"} <= set(ui_container["args"])
     assert ui["Service"][0]["spec"]["ports"][0]["port"] == 9090
+
+
+@needs_helm
+def test_ui_actions_take_their_access_token_from_a_secret() -> None:
+    values = {"ui": {"enabled": True, "actions": {"enabled": True, "tokenSecret": "ui-token"}}}
+    (container,) = ui_objects(render_chart(values))["Deployment"][0]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["env"] == [
+        {
+            "name": "NOETL_UI_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "ui-token", "key": "token"}},
+        }
+    ]
+    command = app.get_command(app.make_context("noetl", ["ui"]), "ui")
+    assert command is not None
+    assert "NOETL_UI_TOKEN" in [param.envvar for param in command.params]

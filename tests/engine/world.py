@@ -104,17 +104,20 @@ class World:
         assert len(matches) == 1, f"{key_or_step!r} matches {matches} of {list(self.running)}"
         return self.running.pop(matches[0])
 
-    def succeed(self, key_or_step: str, result: Any = None) -> list[Command]:
+    def succeed(
+        self, key_or_step: str, result: Any = None, log: str | None = None
+    ) -> list[Command]:
         run = self._run(key_or_step)
         return self.send(
-            StepSucceeded(run.step, run.index, run.attempt, at=self.tick(), result=result)
+            StepSucceeded(run.step, run.index, run.attempt, at=self.tick(), result=result, log=log)
         )
 
-    def fail(self, key_or_step: str, error: str = "boom", result: Any = None) -> list[Command]:
+    def fail(
+        self, key_or_step: str, error: str = "boom", result: Any = None, log: str | None = None
+    ) -> list[Command]:
         run = self._run(key_or_step)
-        return self.send(
-            StepFailed(run.step, run.index, run.attempt, at=self.tick(), error=error, result=result)
-        )
+        at = self.tick()
+        return self.send(StepFailed(run.step, run.index, run.attempt, at, error, result, log))
 
     def fire(self, timer: str) -> list[Command]:
         due = self.timers.pop(timer)

@@ -202,11 +202,17 @@ class FakeKubeApi:
         )
 
     def finish_job(
-        self, namespace: str, name: str, ok: bool = True, result: Any = None
+        self,
+        namespace: str,
+        name: str,
+        ok: bool = True,
+        result: Any = None,
+        log: str | None = None,
     ) -> dict[str, Any]:
         """The Job's pod ends with this outcome, and the Job controller marks it so: the pod."""
         job = self.objects[("Job", namespace, name)]
-        message, _ = encode(Outcome(ok=ok, result=result, error=None if ok else "step failed"))
+        error = None if ok else "step failed"
+        message, _ = encode(Outcome(ok=ok, result=result, error=error, log=log))
         terminated = {"exitCode": 0 if ok else 1, "message": message}
         pod = self.pod(namespace, name, {"terminated": terminated})
         condition = "Complete" if ok else "Failed"

@@ -9,6 +9,7 @@ per step: nothing lost, nothing started twice. API errors are injected and must 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from noetl.kube import driver as driver_module
 from noetl.kube import metrics
 from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.inbox import ExecutionChanged, JobChanged, PodEnded
+from noetl.kube.names import results_config_map
 from noetl.kube.registry import DriverRegistry
 from noetl.kube.settings import OperatorSettings
 from tests.kube.fake_api import (
@@ -127,9 +129,10 @@ def submit(api: FakeKubeApi, spec: dict[str, Any], name: str = "run") -> None:
 class Operator:
     """A driver on the fake API and a fake clock; the test plays the cluster's part for Jobs."""
 
-    def __init__(self, api: FakeKubeApi, name: str = "run") -> None:
+    def __init__(self, api: FakeKubeApi, name: str = "run", log: str | None = None) -> None:
         self.api = api
         self.name = name
+        self.log = log  # what every step's pod printed
         self.clock = FakeClock()
         self.context = OperatorContext(api, OperatorSettings(), clock=self.clock)  # type: ignore[arg-type]
         self.restarts = 0
@@ -157,7 +160,7 @@ class Operator:
         name = job["metadata"]["name"]
         if result is None:
             result = {"stdout": job["metadata"]["labels"]["noetl.io/step"]}
-        self.api.finish_job(NS, name, ok, result)
+        self.api.finish_job(NS, name, ok, result, self.log)
         self.driver.queue.put_nowait(JobChanged(job))
 
     async def advance(self, seconds: float) -> None:
@@ -496,3 +499,23 @@ async def test_a_loop_item_makes_no_event_of_its_start_or_success_but_does_of_it
     # The loop is told as a whole (its start, its end); no item's start or success is.
     assert not any(e.startswith(("StepStarted: step each[", "StepSucceeded")) for e in events)
     assert any(e.startswith("StepFailed: step each[0]") for e in events), events
+
+
+async def test_a_steps_log_tail_rides_the_write_that_stores_its_record():
+    runs = {}
+    for log in (None, "the end of\nwhat it printed"):
+        api = FakeKubeApi()
+        submit(api, CHAIN)
+        status = await Operator(api, log=log).run()
+        assert status["phase"] == "Succeeded"
+        runs[log] = api
+    quiet, talkative = runs.values()
+    assert talkative.writes == quiet.writes  # the same calls, in the same order
+    data = talkative.get("ConfigMap", NS, results_config_map("run", 0))["data"]
+    assert {step: json.loads(data[f"{step}.log"]) for step in "abc"} == dict.fromkeys(
+        "abc", "the end of\nwhat it printed"
+    )
+    assert not any(
+        key.endswith(".log")
+        for key in quiet.get("ConfigMap", NS, results_config_map("run", 0))["data"]
+    )

@@ -20,8 +20,7 @@ from noetl.kube.manifests import (
     owner_name,
     step_job,
 )
-from noetl.kube.names import dns_label, label_value, run_name
-from noetl.kube.results import from_data_key, to_data_key
+from noetl.kube.names import dns_label, from_data_key, label_value, run_name, to_data_key
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.status import SUMMARY_LIMIT, FinishedSteps, execution_status, merge_patch
 from noetl.playbook import Step

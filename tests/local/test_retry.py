@@ -52,6 +52,29 @@ def test_a_retry_without_override_fails_the_same_way_and_keeps_the_same_items(tm
     assert _started(tmp_path, second) == ["each[2]"]
 
 
+def test_a_retry_of_a_retry_keeps_what_both_runs_did(tmp_path):
+    first = _summary(
+        noetl("run", "--json", str(PLAYBOOKS / "rerun.yaml"), "--set", "broken=2", cwd=tmp_path)
+    )
+    second = _summary(noetl("retry", "--json", first["eventLog"], cwd=tmp_path))
+    assert _started(tmp_path, second) == ["each[1]"]
+    (tmp_path / "elsewhere").mkdir()  # --event-log names a directory: the log goes in it
+    retried = noetl(
+        "retry",
+        "--json",
+        second["eventLog"],
+        "--set",
+        "broken=0",
+        "--event-log",
+        "elsewhere",
+        cwd=tmp_path,
+    )
+    third = _summary(retried)
+    assert third["eventLog"] == f"elsewhere/{third['execution']}.jsonl"
+    assert (third["phase"], third["result"]) == ("Succeeded", {"total": 6})
+    assert _started(tmp_path, third) == ["each[1]"]  # items 0 and 2: kept from the first run
+
+
 def test_resubmit_runs_everything_again(tmp_path):
     first = _summary(noetl("run", "--json", str(PLAYBOOKS / "rerun.yaml"), cwd=tmp_path))
     again = noetl("resubmit", "--json", first["eventLog"], "--set", "numbers=[4, 5]", cwd=tmp_path)

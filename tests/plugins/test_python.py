@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from noetl.plugins import python
 from noetl.plugins.runtime import Outcome, execute
 from tests.plugins import step
@@ -31,7 +33,9 @@ def test_neither_main_nor_result_gives_none() -> None:
 
 def test_an_exception_names_its_type_message_and_line() -> None:
     code = "def main():\n    values = {}\n    return values['missing']\n"
-    assert run_code(code) == Outcome(ok=False, error="KeyError: 'missing' (line 3)")
+    outcome = run_code(code)
+    assert replace(outcome, log=None) == Outcome(ok=False, error="KeyError: 'missing' (line 3)")
+    assert outcome.log is not None and outcome.log.endswith("KeyError: 'missing'")  # traceback
 
 
 def test_an_exception_at_module_level() -> None:

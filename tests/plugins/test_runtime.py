@@ -10,13 +10,13 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from noetl.plugins.envelope import BEGIN, END, ENVELOPE_LIMIT, ERROR_LIMIT, clip
+from noetl.plugins.envelope import BEGIN, END, ERROR_LIMIT, MESSAGE_LIMIT, clip
 from noetl.plugins.runtime import (
     Outcome,
     PluginError,
@@ -42,7 +42,9 @@ def test_an_unexpected_exception_is_one_line_with_its_type(
     def crash(request: StepRequest) -> Any:
         raise LookupError("where is it")
 
-    assert execute(crash, step("x")) == Outcome(ok=False, error="LookupError: where is it")
+    outcome = execute(crash, step("x"))
+    assert replace(outcome, log=None) == Outcome(ok=False, error="LookupError: where is it")
+    assert outcome.log is not None and outcome.log.startswith("Traceback")  # kept in the tail
     assert "Traceback" in capsys.readouterr().err
 
 
@@ -207,12 +209,15 @@ def test_a_large_result_goes_to_the_log_between_markers(tmp_path: Path) -> None:
     envelope = json.loads(done.termination)
     assert envelope["ok"] is True and envelope["resultInLog"] is True
     assert "result" not in envelope
-    assert len(done.termination.encode()) <= ENVELOPE_LIMIT
+    assert len(done.termination.encode()) <= MESSAGE_LIMIT
     payload = done.stdout.rsplit(BEGIN, 1)[1].split(END)[0].strip()
     assert "\n" not in payload
     assert envelope["bytes"] == len(payload.encode())
     expected = {"text": "é" * 4000, "quote": f"{BEGIN} {END}"}
-    assert read_outcome(done.termination, done.stdout) == Outcome(ok=True, result=expected)
+    printed = f'{BEGIN}\n["fake"]\n{END}'  # what the step printed is its log's tail
+    assert read_outcome(done.termination, done.stdout) == Outcome(
+        ok=True, result=expected, log=printed
+    )
 
 
 def test_a_failure_exits_1_with_its_error(tmp_path: Path) -> None:
@@ -220,7 +225,9 @@ def test_a_failure_exits_1_with_its_error(tmp_path: Path) -> None:
         "python", python_request("def main():\n    raise RuntimeError('boom')"), tmp_path
     )
     assert done.exit_code == 1
-    assert read_outcome(done.termination) == Outcome(ok=False, error="RuntimeError: boom (line 2)")
+    outcome = read_outcome(done.termination)
+    assert replace(outcome, log=None) == Outcome(ok=False, error="RuntimeError: boom (line 2)")
+    assert outcome.log is not None and outcome.log.endswith("RuntimeError: boom")
 
 
 def test_a_failure_with_a_large_result_and_a_long_error(tmp_path: Path) -> None:
@@ -230,7 +237,7 @@ def test_a_failure_with_a_large_result_and_a_long_error(tmp_path: Path) -> None:
     request = {"step": "s", "tool": "shell", "args": {"command": command}}
     done = run_container("shell", request, tmp_path)
     assert done.exit_code == 1
-    assert len(done.termination.encode()) <= ENVELOPE_LIMIT
+    assert len(done.termination.encode()) <= MESSAGE_LIMIT
     outcome = read_outcome(done.termination, done.stdout)
     assert not outcome.ok
     assert outcome.error is not None
@@ -290,6 +297,7 @@ def test_a_mounted_secret_is_env_for_the_step_and_masked_everywhere(tmp_path: Pa
         "ok": False,
         "error": "command exited with code 3: ***",  # the last line, after X's newline
         "result": {"stdout": "*** *** ***", "stderr": "*** *** ***", "exitCode": 3},
+        "log": "*** *** ***\n*** *** ***",  # what it printed, masked as well
     }
     for secret in ("pw-hunter22", "xylophone-77", "tok-0123456789"):
         assert secret not in done.stdout + done.stderr

@@ -16,7 +16,9 @@ def run_shell(args: dict[str, object], env: dict[str, str] | None = None) -> Out
 
 def test_stdout_stderr_and_exit_code() -> None:
     outcome = run_shell({"command": "echo hello; echo oops >&2"})
-    assert outcome == Outcome(ok=True, result={"stdout": "hello", "stderr": "oops", "exitCode": 0})
+    assert outcome == Outcome(
+        ok=True, result={"stdout": "hello", "stderr": "oops", "exitCode": 0}, log="hello\noops"
+    )
 
 
 def test_only_one_trailing_newline_is_dropped() -> None:

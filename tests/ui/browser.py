@@ -127,6 +127,20 @@ def state_of(driver: Any, step: str) -> str:
     return str(node.text)
 
 
+def phase(driver: Any) -> str:
+    """The phase an execution's page shows, with its symbol."""
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "phase").text)
+
+
+def shown(driver: Any, action: str) -> bool:
+    """Whether the button of `action` is shown on an execution's page."""
+    from selenium.webdriver.common.by import By
+
+    return bool(driver.find_element(By.ID, action).is_displayed())
+
+
 def wait_for(driver: Any, condition: Any, timeout: float = 120) -> Any:
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait

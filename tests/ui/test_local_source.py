@@ -36,7 +36,7 @@ async def test_a_finished_run_replays_to_the_engine_state(tmp_path: Path) -> Non
     (summary,) = await source.executions()
     assert (summary.name, summary.playbook, summary.phase) == (name, "conditional", "Succeeded")
     view = await source.execution("local", name)
-    assert view is not None and not view.cancellable
+    assert view is not None and view.actions == ()  # nothing to retry in a run that succeeded
     # Branches not taken are told apart from steps that ran, and every step of the graph has one.
     states = {step.name: step.state for step in view.steps.values()}
     assert set(states) == set(view.graph.nodes)
@@ -106,8 +106,9 @@ async def test_a_line_being_written_waits_and_a_vanished_writer_is_interrupted(
     source = LocalRuns(tmp_path)
     view = await source.execution("local", "cut")
     assert view is not None
-    # pid 1 is not this log's writer: the run cannot go on, and nothing offers to cancel it.
-    assert view.phase == "Interrupted" and not view.cancellable
+    # pid 1 is not this log's writer: the run cannot go on, and nothing offers to cancel it; a
+    # log without its playbook cannot be retried either.
+    assert view.phase == "Interrupted" and view.actions == ()
     with log.open("a") as file:
         file.write('ep", "step": "a", "index": null, "attempt": 1, "execution": "cut-1"}\n')
     view = await source.execution("local", "cut")
@@ -119,7 +120,7 @@ async def test_a_log_not_written_yet_is_pending_and_offers_no_cancel(tmp_path: P
     source = LocalRuns(tmp_path)
     view = await source.execution("local", "new")
     assert view is not None
-    assert (view.phase, view.cancellable) == ("Pending", False)
+    assert (view.phase, view.actions) == ("Pending", ())
     old = time.time() - 3600
     os.utime(tmp_path / "new.jsonl", (old, old))  # nothing came for an hour: abandoned
     view = await source.execution("local", "new")

@@ -11,6 +11,7 @@ from noetl.engine.machine import (
     merge_workload,
 )
 from noetl.engine.messages import (
+    EVENT_TYPES,
     ApprovalGiven,
     AwaitApproval,
     CancelRequested,
@@ -29,13 +30,22 @@ from noetl.engine.messages import (
     StepSucceeded,
     SuspendRequested,
     TimerFired,
+    event_of,
     run_key,
 )
-from noetl.engine.state import ExecutionState, LoopState, StepState, record_key, step_record
+from noetl.engine.state import (
+    ExecutionState,
+    LoopState,
+    StepState,
+    log_key,
+    record_key,
+    step_record,
+)
 
 __all__ = [
     "DEFAULT_FINALLY_GRACE",
     "DEFAULT_MAX_CHILD_DEPTH",
+    "EVENT_TYPES",
     "ApprovalGiven",
     "AwaitApproval",
     "CancelRequested",
@@ -59,6 +69,8 @@ __all__ = [
     "StepSucceeded",
     "SuspendRequested",
     "TimerFired",
+    "event_of",
+    "log_key",
     "merge_workload",
     "record_key",
     "run_key",

@@ -59,6 +59,7 @@ from noetl.engine.state import (
     StepState,
     Timer,
     clip,
+    log_key,
     record_key,
     short,
 )
@@ -207,6 +208,7 @@ class _Transition:
         self.at = at
         self.commands: list[Command] = []
         self.launching = False  # inside _launch_items: a failed item does not re-enter it
+        self.log: tuple[str, str] | None = None  # (step, the end of its run's log) of this event
         # Steps routed to and ready to begin. A worklist, not recursion: a chain of thousands of
         # routing steps finishes in one transition without growing the call stack.
         self.ready: deque[str] = deque()
@@ -223,9 +225,11 @@ class _Transition:
                     step.started_at = self.at
             case StepSucceeded():
                 if self._current(event.step, event.index, event.attempt) is not None:
+                    self._keep_log(event.step, event.log)
                     self._attempt_succeeded(event.step, event.index, event.attempt, event.result)
             case StepFailed():
                 if self._current(event.step, event.index, event.attempt) is not None:
+                    self._keep_log(event.step, event.log)
                     self._attempt_failed(
                         event.step, event.index, event.attempt, event.error, event.result
                     )
@@ -255,6 +259,10 @@ class _Transition:
             self.state.timers[EXECUTION_TIMEOUT] = Timer(due=due, kind="execution")
             self.commands.append(ScheduleTimer(EXECUTION_TIMEOUT, due))
         self.ready.append(START)
+
+    def _keep_log(self, name: str, log: str | None) -> None:
+        """Remember the run's log: if its end ends the step, the log is kept with its record."""
+        self.log = (name, log) if log else None
 
     def _current(self, name: str, index: int | None, attempt: int) -> StepState | None:
         """The step's state if this (index, attempt) is the one running now (else stale: None)."""
@@ -628,6 +636,8 @@ class _Transition:
         self.state.active.pop(name, None)
         self.state.approvals.pop(name, None)
         self.results[record_key(name)] = step.to_dict()
+        if self.log is not None and self.log[0] == name:
+            self.results[log_key(name)] = self.log[1]
 
     def _next_targets(self, name: str) -> list[str]:
         """The steps `next` starts: plain entries, and the first `when` that holds, else `else`."""

@@ -7,7 +7,8 @@ as the shell saw it: the engine has no clock of its own. A step run is identifie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 
@@ -43,8 +44,11 @@ class StepStarted(_StepRun):
 
 @dataclass(frozen=True)
 class StepSucceeded(_StepRun):
+    """`log`: the end of what the run printed; the run that ends its step has it kept."""
+
     at: float
     result: Any = None
+    log: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class StepFailed(_StepRun):
     at: float
     error: str
     result: Any = None
+    log: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,16 @@ Event = (
     | ResumeRequested
     | ApprovalGiven
 )
+EVENT_TYPES: dict[str, type[Event]] = {kind.__name__: kind for kind in Event.__args__}
+"""Each event class by its name: how a record of it (an event log's `type`) is read back."""
+
+
+def event_of(record: Mapping[str, Any]) -> Event:
+    """The event a record stands for: its `type` names the class, its other keys hold the fields
+    (as an event log writes them); keys the event does not have are left out."""
+    kind = EVENT_TYPES[record["type"]]
+    names = {item.name for item in fields(kind)}
+    return kind(**{key: value for key, value in record.items() if key in names})
 
 
 # Commands -------------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ def record_key(step: str) -> str:
     return f"{step}#record"
 
 
+def log_key(step: str) -> str:
+    """Where the end of a finished step's log is kept: that of the run whose end ended it."""
+    return f"{step}#log"
+
+
 def _compact(items: list[tuple[str, Any]]) -> dict[str, Any]:
     # Empty and unset fields are left out: the persisted form stays as small as it can.
     return {key: value for key, value in items if value not in (None, [], {})}

@@ -4,7 +4,8 @@ resume, retry and resubmit Executions.
 Plain, blocking calls through the official client, with the user's kubeconfig (or the pod's
 service account). `submit` creates (or updates) the Playbook, then an Execution of it with a
 generated name, and can follow it to the end through a watch. `logs --follow` streams every
-step pod's log as it is written, one thread per pod, until the execution has ended.
+step pod's log as it is written, one thread per pod, until the execution has ended; `logs`
+shows, for a step whose pods are gone, the end of its log kept with its results.
 """
 
 from __future__ import annotations
@@ -14,18 +15,32 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from noetl.engine import merge_workload
-from noetl.engine.state import FINISHED_PHASES
+from noetl.engine.state import FINISHED_PHASES, log_key, record_key
 from noetl.kube.kubeconfig import load_kube_config
-from noetl.kube.manifests import STEP_LABEL, execution_selector
+from noetl.kube.manifests import PURPOSE_LABEL, STEP_LABEL, execution_selector
+from noetl.kube.names import RESULTS_PURPOSE, from_data_key
 from noetl.kube.times import epoch_seconds
 from noetl.playbook import API_GROUP, API_VERSION, GROUP_VERSION, Playbook
 from noetl.tables import duration, table
+
+LOG_SUFFIX = log_key("")
+
+
+@dataclass(frozen=True)
+class StepLog:
+    """A step's log: a pod's whole log, or (`kept`) the end of it kept with the step's results
+    once the pod is gone; `source` is the pod's name, or the step's."""
+
+    source: str
+    text: str
+    kept: bool = False
 
 
 class NotFound(LookupError):
@@ -169,9 +184,11 @@ class Cluster:
         config_map: Any = self.core.read_namespaced_config_map(ref["configMap"], self.namespace)
         return json.loads(config_map.data[ref["key"]])
 
-    def logs(self, name: str, step: str | None = None) -> Iterator[tuple[str, str]]:
-        """(pod name, log text) of each step pod of the execution, oldest first."""
-        self.execution(name)  # a name that exists, even with no pod yet
+    def logs(self, name: str, step: str | None = None) -> Iterator[StepLog]:
+        """The log of each step pod of the execution, oldest first; then, for each step whose
+        pods are all gone (TTL, node loss, garbage collection), the end of its log kept with
+        its results, in the order the steps finished."""
+        execution = self.execution(name)  # a name that exists, even with no pod yet
         selector = execution_selector(name) + (f",{STEP_LABEL}={step}" if step else "")
         pods: list[Any] = self.core.list_namespaced_pod(
             self.namespace, label_selector=selector
@@ -181,26 +198,55 @@ class Cluster:
                 text = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace)
             except ApiException as error:
                 text = f"(no log: {error.reason})"
-            yield pod.metadata.name, text
+            yield StepLog(pod.metadata.name, text)
+        with_pods = {(pod.metadata.labels or {}).get(STEP_LABEL) for pod in pods}
+        yield from self._gone(execution, with_pods, step)
+
+    def _gone(
+        self, execution: dict[str, Any], with_pods: set[str | None], step: str | None
+    ) -> Iterator[StepLog]:
+        """The kept tails of the steps (or `step`) with no pod left, in the order they ended:
+        from the execution's results ConfigMaps."""
+        metadata = execution["metadata"]
+        selector = f"{execution_selector(metadata['name'])},{PURPOSE_LABEL}={RESULTS_PURPOSE}"
+        config_maps: list[Any] = self.core.list_namespaced_config_map(
+            self.namespace, label_selector=selector
+        ).items
+        stored: dict[str, str] = {}  # by engine key
+        for config_map in config_maps:
+            owners = config_map.metadata.owner_references or []
+            if any(owner.uid == metadata["uid"] for owner in owners):
+                stored.update((from_data_key(k), v) for k, v in (config_map.data or {}).items())
+        kept = []
+        for name in (key.removesuffix(LOG_SUFFIX) for key in stored if key.endswith(LOG_SUFFIX)):
+            if name in with_pods or step not in (None, name):
+                continue
+            log = json.loads(stored[log_key(name)])
+            record = json.loads(stored.get(record_key(name), "{}"))
+            kept.append((record.get("finished_at") or 0.0, StepLog(name, log, kept=True)))
+        yield from (log for _, log in sorted(kept, key=lambda pair: pair[0]))
 
     def follow_logs(
         self, name: str, step: str | None = None, poll_seconds: float = 1.0
-    ) -> Iterator[tuple[str, str]]:
-        """(pod name, line) from every step pod as lines are written, until the execution has
-        ended and each of its pods' logs has been read to the end."""
-        self.execution(name)
+    ) -> Iterator[StepLog]:
+        """Each line of every step pod (`source`: the pod) as it is written, until the execution
+        has ended and each of its pods' logs has been read to the end; then, as `logs` does,
+        the kept tail of each step whose pods were all gone."""
+        execution = self.execution(name)
         selector = execution_selector(name) + (f",{STEP_LABEL}={step}" if step else "")
         lines: queue.Queue[tuple[str, str]] = queue.Queue()
         streams: dict[str, threading.Thread] = {}
+        with_pods: set[str | None] = set()
         finished = False
         while True:
             if not finished:
                 # Read before listing: every pod of an execution that has ended is in the list.
-                phase = (self.execution(name).get("status") or {}).get("phase")
-                finished = phase in FINISHED_PHASES
+                execution = self.execution(name)
+                finished = (execution.get("status") or {}).get("phase") in FINISHED_PHASES
                 pods: list[Any] = self.core.list_namespaced_pod(
                     self.namespace, label_selector=selector
                 ).items
+                with_pods |= {(pod.metadata.labels or {}).get(STEP_LABEL) for pod in pods}
                 for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
                     started = pod.status is not None and pod.status.phase != "Pending"
                     if started and pod.metadata.name not in streams:
@@ -212,10 +258,11 @@ class Cluster:
             deadline = time.monotonic() + poll_seconds
             while (wait := deadline - time.monotonic()) > 0:
                 try:
-                    yield lines.get(timeout=wait)
+                    yield StepLog(*lines.get(timeout=wait))
                 except queue.Empty:
                     break
             if finished and not any(t.is_alive() for t in streams.values()) and lines.empty():
+                yield from self._gone(execution, with_pods, step)
                 return
 
     def _stream(self, pod: str, lines: queue.Queue[tuple[str, str]]) -> None:

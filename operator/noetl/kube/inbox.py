@@ -209,8 +209,9 @@ class Inbox:
 
 def _event_of(run: Run, at: float, outcome: Outcome) -> Event:
     if not outcome.ok:
-        return StepFailed(*run, at=at, error=outcome.error or "step failed", result=outcome.result)
-    return StepSucceeded(*run, at=at, result=outcome.result)
+        error = outcome.error or "step failed"
+        return StepFailed(*run, at=at, error=error, result=outcome.result, log=outcome.log)
+    return StepSucceeded(*run, at=at, result=outcome.result, log=outcome.log)
 
 
 def _finish_time(job: dict[str, Any]) -> str:

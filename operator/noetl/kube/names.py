@@ -52,3 +52,19 @@ def results_config_map(execution: str, number: int) -> str:
 
 def snapshot_config_map(execution: str) -> str:
     return dns_label(execution, "playbook", limit=253)
+
+
+RESULTS_PURPOSE = "results"  # the purpose label of an execution's results ConfigMaps
+
+
+def to_data_key(key: str) -> str:
+    """A result store key made a ConfigMap data key: `step[3]` -> `step.3`, `step#log` ->
+    `step.log` (step names hold no dot, so the first one splits the step from the rest)."""
+    return key.replace("[", ".").replace("]", "").replace("#", ".")
+
+
+def from_data_key(data_key: str) -> str:
+    step, dot, rest = data_key.partition(".")
+    if not dot:
+        return step
+    return f"{step}[{rest}]" if rest.isdigit() else f"{step}#{rest}"

@@ -121,6 +121,7 @@ async def pod_outcome(
             ok=False,
             result=outcome.result,
             error=f"the step's container exited with code {exit_code}",
+            log=outcome.log,
         )
     return outcome
 

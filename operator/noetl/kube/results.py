@@ -3,8 +3,8 @@
 The engine reads and writes results through a mapping; this one keeps them in memory and, on
 `flush`, writes what changed to ConfigMaps labelled with the execution (each up to ~900 KiB, a
 new one when full). Results therefore never swell the Execution's status, and a restarted
-operator reads them back with one list call. Keys are engine keys made ConfigMap-safe:
-`step`, `step[3]` -> `step.3`, `step#items` -> `step.items`.
+operator reads them back with one list call. Keys are engine keys made ConfigMap-safe
+(names.to_data_key): `step`, `step[3]` -> `step.3`, `step#items` -> `step.items`.
 """
 
 from __future__ import annotations
@@ -23,26 +23,15 @@ from noetl.kube.manifests import (
     execution_selector,
     owned_by,
 )
-from noetl.kube.names import results_config_map
+from noetl.kube.names import RESULTS_PURPOSE as PURPOSE
+from noetl.kube.names import from_data_key, results_config_map, to_data_key
 
-PURPOSE = "results"
 CONFIG_MAP_CAPACITY = 900 * 1024
 MAX_RESULT_BYTES = 800 * 1024  # the engine's result_limit: a result always fits a ConfigMap
 
 
 class ResultTooLarge(ValueError):
     """A value larger than a ConfigMap holds (the engine's `result_limit` keeps them out)."""
-
-
-def to_data_key(key: str) -> str:
-    return key.replace("[", ".").replace("]", "").replace("#", ".")
-
-
-def from_data_key(data_key: str) -> str:
-    step, dot, rest = data_key.partition(".")
-    if not dot:
-        return step
-    return f"{step}[{rest}]" if rest.isdigit() else f"{step}#{rest}"
 
 
 def encode(value: Any) -> str:

@@ -3,15 +3,20 @@
 `noetl list --local` shows them. A log's first `ExecutionStarted` names the run (child
 executions of `tool: playbook` write to the same log under their own ids); its
 `FinishExecution` says how it ended. A log without one is a run still going, or one that was
-killed before it could say so: it shows as Running.
+killed before it could say so: it shows as Running. `noetl logs` reads the end of each step
+run's log from its `StepSucceeded`/`StepFailed` records (`step_logs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from noetl.engine import run_key
+from noetl.local.eventlog import NotARunLog
 
 
 @dataclass(frozen=True)
@@ -31,14 +36,10 @@ def read_run(path: Path) -> LocalRun | None:
     started = finished = None
     phase, error = "Running", None
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        records = _records(path)
     except OSError:
         return None
-    for line in lines:
-        try:
-            record: dict[str, Any] = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed run
+    for record in records:
         kind, owner = record.get("type"), record.get("execution")
         if kind == "ExecutionStarted" and execution is None:
             execution, started = owner, record.get("at", record.get("time"))
@@ -49,6 +50,37 @@ def read_run(path: Path) -> LocalRun | None:
         return None
     playbook = execution.rsplit("-", 1)[0]
     return LocalRun(execution, playbook, phase, started, finished, error, path)
+
+
+def step_logs(path: Path, step: str | None = None) -> list[tuple[str, str]]:
+    """(run, the end of its log) of every step run of a log that printed something, in the
+    order they ended; a run is named `step[index]#attempt`, after its execution's id when it
+    is a child's. Raises OSError when the log cannot be read, NotARunLog when it is not one."""
+    logs: list[tuple[str, str]] = []
+    main: str | None = None
+    for record in _records(path):
+        kind, owner = record.get("type"), record.get("execution")
+        main = main or (owner if kind == "ExecutionStarted" else None)
+        if kind not in ("StepSucceeded", "StepFailed") or not record.get("log"):
+            continue
+        if step is not None and record.get("step") != step:
+            continue
+        run = run_key(str(record.get("step")), record.get("index"), int(record.get("attempt", 1)))
+        logs.append((run if owner == main else f"{owner}/{run}", str(record["log"])))
+    if main is None:
+        raise NotARunLog(f"{path}: not the event log of a noetl run (no execution started)")
+    return logs
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The JSON records of a log; a line cut short by a killed run is left out."""
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records
 
 
 def local_runs(directory: Path) -> list[LocalRun]:

@@ -4,46 +4,20 @@ The log's header (type `Run`) holds the playbook as it ran and the workload; eve
 engine heard follows. Fed again to an engine for that playbook, the events rebuild the run's
 final state and result store exactly (the engine is deterministic), so nothing about a run is
 stored twice. Events of child runs (sub-playbooks) carry their own execution id and are left out.
+A retry's log is replayed from what it kept of the run it retried (`retryOf`, whose log is looked
+for beside it), as the retry itself started.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from noetl.engine import (
-    ApprovalGiven,
-    CancelRequested,
-    Engine,
-    Event,
-    ExecutionStarted,
-    ExecutionState,
-    ResumeRequested,
-    StepFailed,
-    StepStarted,
-    StepSucceeded,
-    SuspendRequested,
-    TimerFired,
-)
+from noetl.engine import EVENT_TYPES, Engine, ExecutionState, event_of
+from noetl.engine.retry import kept_results
 from noetl.local.eventlog import NotARunLog, read_records
 from noetl.playbook import Playbook, PlaybookInvalid, parse_playbook
-
-EVENT_TYPES: dict[str, type[Any]] = {
-    kind.__name__: kind
-    for kind in (
-        ExecutionStarted,
-        StepStarted,
-        StepSucceeded,
-        StepFailed,
-        TimerFired,
-        CancelRequested,
-        SuspendRequested,
-        ResumeRequested,
-        ApprovalGiven,
-    )
-}
 
 
 class NotReplayable(ValueError):
@@ -58,13 +32,6 @@ class RecordedRun:
     workload: dict[str, Any]
     state: ExecutionState
     results: dict[str, Any]
-
-
-def _event(record: dict[str, Any]) -> Event:
-    kind = EVENT_TYPES[record["type"]]
-    fields = {f.name for f in dataclasses.fields(kind)}
-    event: Event = kind(**{key: value for key, value in record.items() if key in fields})
-    return event
 
 
 def read_run(log: Path) -> RecordedRun:
@@ -83,7 +50,11 @@ def read_run(log: Path) -> RecordedRun:
     workload = dict(header.get("workload") or {})
     engine = Engine(playbook, workload, {"id": execution, "name": playbook.name})
     state, results = ExecutionState(), dict[str, Any]()
+    # A retry's run started from what it kept of the run it retried: so does its replay.
+    earlier = log.with_name(f"{header['retryOf']}.jsonl") if header.get("retryOf") else None
+    if earlier is not None and earlier.is_file() and earlier != log:
+        results = kept_results(engine.graph, read_run(earlier).results)
     for record in records:
         if record.get("execution") == execution and record["type"] in EVENT_TYPES:
-            engine.handle(state, results, _event(record))
+            engine.handle(state, results, event_of(record))
     return RecordedRun(execution, playbook, Path(header["playbook"]), workload, state, results)

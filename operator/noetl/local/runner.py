@@ -44,6 +44,7 @@ from noetl.local.resolver import PlaybookResolver
 from noetl.local.steps import StepExecutor
 from noetl.loop import Effects, ExecutionLoop, Run
 from noetl.playbook import Playbook, PlaybookInvalid
+from noetl.plugins.messages import Outcome
 
 BACKSTOP_SECONDS = 5.0
 """How long past its timeout the executor itself gives up on a step the engine did not stop."""
@@ -184,22 +185,23 @@ class LocalRunner(Effects):
                 outcome = await self._executor.run(
                     _with_backstop(run), self._loop.engine.execution, started
                 )
-                ok, result, error = outcome.ok, outcome.result, outcome.error or "step failed"
             else:
                 started()
                 ok, result, error = await self._run_child(run)
+                outcome = Outcome(ok=ok, result=result, error=error)
         except Exception as crash:  # the runner's own fault must still end the step, never hang
-            ok, result, error = (
-                False,
-                None,
-                f"could not run the step: {type(crash).__name__}: {crash}",
-            )
+            error = f"could not run the step: {type(crash).__name__}: {crash}"
+            outcome = Outcome(ok=False, error=error)
         finally:
             self._running.pop(run.key, None)
-        if ok:
-            self._loop.post(StepSucceeded(*step_run, at=time.time(), result=result))
+        at, log = time.time(), outcome.log
+        if outcome.ok:
+            self._loop.post(StepSucceeded(*step_run, at=at, result=outcome.result, log=log))
         else:
-            self._loop.post(StepFailed(*step_run, at=time.time(), error=error, result=result))
+            error = outcome.error or "step failed"
+            self._loop.post(
+                StepFailed(*step_run, at=at, error=error, result=outcome.result, log=log)
+            )
 
     async def _run_child(self, command: StartChildExecution) -> tuple[bool, Any, str]:
         if self._resolver is None:

@@ -208,7 +208,12 @@ class StepProcesses:
         if end["outcome"] is None:
             return Outcome(ok=False, error=f"the step's process died (exit code {end['exit']})")
         reply = end["outcome"]
-        return Outcome(ok=bool(reply["ok"]), result=reply.get("result"), error=reply.get("error"))
+        return Outcome(
+            ok=bool(reply["ok"]),
+            result=reply.get("result"),
+            error=reply.get("error"),
+            log=reply.get("log"),
+        )
 
     @staticmethod
     async def _kill(server: _Server, ident: int, ended: asyncio.Future[Any]) -> None:

@@ -4,21 +4,25 @@ Kubernetes keeps at most 4096 bytes of a container's termination message. An out
 envelope fits in ENVELOPE_LIMIT bytes goes there whole: `{"ok": true, "result": ...}`. Otherwise
 the result is printed to stdout on one line between the BEGIN and END markers, and the envelope
 only says so: `{"ok": true, "resultInLog": true, "bytes": N}`. A failure carries its `error`,
-clipped to ERROR_LIMIT. `encode` is the plugin's side; `read_outcome`, its inverse, the operator's.
+clipped to ERROR_LIMIT. The end of the step's log (`log`, logtail.py) takes the room left under
+MESSAGE_LIMIT, keeping its last lines: the tail is cut, never the result. `encode` is the
+plugin's side; `read_outcome`, its inverse, the operator's.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from noetl.plugins.messages import Outcome
 
 BEGIN = "::noetl-result-begin::"
 END = "::noetl-result-end::"
 ENVELOPE_LIMIT = 3072
+MESSAGE_LIMIT = 4000  # Kubernetes keeps 4096 bytes of a termination message: stay clear of it
 ERROR_LIMIT = 2048
 _TRUNCATED = " ... (truncated)"
+_CUT_BEFORE = "(truncated) ... "
 
 
 def dumps(value: Any) -> str:
@@ -32,15 +36,21 @@ def encode(outcome: Outcome) -> tuple[str, str | None]:
     if not outcome.ok:
         envelope["error"] = clip(outcome.error or "step failed", ERROR_LIMIT)
     envelope["result"] = outcome.result
-    message = dumps(envelope)
-    if len(message.encode()) <= ENVELOPE_LIMIT:
-        return message, None
-    # Markers can only occur inside JSON strings, where an escaped colon reads back the same:
-    # this keeps a result that quotes the markers from confusing `read_outcome`.
-    payload = dumps(outcome.result).replace("::noetl-result-", "\\u003a:noetl-result-")
-    del envelope["result"]
-    envelope.update(resultInLog=True, bytes=len(payload.encode()))
-    return dumps(envelope), payload
+    message, payload = dumps(envelope), None
+    if len(message.encode()) > ENVELOPE_LIMIT:
+        # Markers can only occur inside JSON strings, where an escaped colon reads back the
+        # same: this keeps a result that quotes the markers from confusing `read_outcome`.
+        payload = dumps(outcome.result).replace("::noetl-result-", "\\u003a:noetl-result-")
+        del envelope["result"]
+        envelope.update(resultInLog=True, bytes=len(payload.encode()))
+        message = dumps(envelope)
+    if outcome.log:
+        # The log's tail has the room the rest leaves: it is cut first, never the result.
+        room = MESSAGE_LIMIT - len(message.encode()) - len(',"log":""')
+        if tail := clip(outcome.log, room, keep="end"):
+            envelope["log"] = tail
+            message = dumps(envelope)
+    return message, payload
 
 
 def log_block(payload: str) -> str:
@@ -48,19 +58,30 @@ def log_block(payload: str) -> str:
     return f"\n{BEGIN}\n{payload}\n{END}\n"
 
 
-def clip(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters and `limit` bytes of JSON, marked when cut."""
+def clip(text: str, limit: int, keep: Literal["start", "end"] = "start") -> str:
+    """`text` cut to at most `limit` characters and `limit` bytes of JSON, marked where cut;
+    `keep` says which end of it stays (a log's tail keeps its end)."""
 
     def size(candidate: str) -> int:
         return max(len(candidate), len(dumps(candidate).encode()) - 2)
 
+    def marked(part: str) -> str:
+        return part + _TRUNCATED if keep == "start" else _CUT_BEFORE + part
+
+    def part(length: int) -> str:
+        if length <= 0:
+            return ""
+        return text[:length] if keep == "start" else text[-length:]
+
     if size(text) <= limit:
         return text
-    cut = text[: limit - len(_TRUNCATED)]
-    while size(cut + _TRUNCATED) > limit:
+    if limit <= len(_TRUNCATED):
+        return ""
+    cut = part(limit - len(_TRUNCATED))
+    while cut and size(marked(cut)) > limit:
         # Escapes and multi-byte characters make bytes outgrow characters: shrink in proportion.
-        cut = cut[: max(0, len(cut) * limit // size(cut + _TRUNCATED) - len(_TRUNCATED))]
-    return cut + _TRUNCATED
+        cut = part(len(cut) * limit // size(marked(cut)) - len(_TRUNCATED))
+    return marked(cut)
 
 
 def read_outcome(termination_message: str | None, log_text: str | None = None) -> Outcome:
@@ -87,9 +108,11 @@ def read_outcome(termination_message: str | None, log_text: str | None = None) -
             result = json.loads(log_text[begin + len(BEGIN) : end])
         except ValueError:
             return _unreadable("the result between the log markers is not JSON")
+    log = envelope.get("log") if isinstance(envelope.get("log"), str) else None
     if envelope["ok"]:
-        return Outcome(ok=True, result=result)
-    return Outcome(ok=False, result=result, error=str(envelope.get("error") or "step failed"))
+        return Outcome(ok=True, result=result, log=log)
+    error = str(envelope.get("error") or "step failed")
+    return Outcome(ok=False, result=result, error=error, log=log)
 
 
 def _unreadable(why: str) -> Outcome:

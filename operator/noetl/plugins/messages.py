@@ -24,14 +24,17 @@ class PluginError(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one run of a step ended: `ok` and a JSON `result`, or an `error` (maybe a result too)."""
+    """How one run of a step ended: `ok` and a JSON `result`, or an `error` (maybe a result too).
+
+    `log` is the end of what the run printed, secrets masked (logtail.py), or None."""
 
     ok: bool
     result: Any = None
     error: str | None = None
+    log: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "result": self.result, "error": self.error}
+        return {"ok": self.ok, "result": self.result, "error": self.error, "log": self.log}
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ outside a pod. This module is the one the rest of NoETL imports: it re-exports t
 outcome types and `read_outcome`, the operator's way back from a finished container to an Outcome.
 
 In a container the step's Secret is a mounted directory (SECRET_DIR, one file per key): `main`
-exports its files as env vars to the step and masks their values in the outcome (masking.py).
+exports its files as env vars to the step and masks their values in the outcome (masking.py),
+the end of its output (`Outcome.log`, logtail.py) included.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +26,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from noetl.plugins import logtail
 from noetl.plugins.envelope import dumps, encode, log_block, read_outcome
+from noetl.plugins.logtail import OutputTail
 from noetl.plugins.masking import Mask
 from noetl.plugins.messages import Outcome, PluginError, StepRequest
 
@@ -52,8 +56,16 @@ Plugin = Callable[[StepRequest], Any]
 
 
 def execute(run: Plugin, request: StepRequest) -> Outcome:
-    """Run a plugin on a request; whatever happens, come back with an Outcome, secrets masked."""
+    """Run a plugin on a request; whatever happens, come back with an Outcome, secrets masked,
+    and the end of what it printed (its `log`)."""
     mask = Mask.of(request)
+    with OutputTail() as output:
+        outcome = _outcome(run, request, mask)
+    tail = logtail.bounded(mask.text(output.text()))
+    return dataclasses.replace(outcome, log=tail or None)
+
+
+def _outcome(run: Plugin, request: StepRequest, mask: Mask) -> Outcome:
     try:
         result = run(request)
     except PluginError as exc:

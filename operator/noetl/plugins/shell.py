@@ -7,7 +7,8 @@ is laid over the step's environment; `args.cwd` sets the working directory.
 
 The step ends when its shell exits: whatever the command left running in its session (`sleep
 400 &`) is killed then, and the output is what was written by that time. In a container the
-output is also printed, for the pod's log; run locally (noetl.plugins.worker) it is not.
+output is also printed, for the pod's log; run locally (noetl.plugins.worker) it is not. Either
+way it is the end of the step's log the runtime keeps (logtail.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from noetl.plugins import runtime
+from noetl.plugins import logtail, runtime
 from noetl.plugins.masking import Mask
 from noetl.plugins.runtime import Outcome, PluginError, StepRequest
 
@@ -75,6 +76,9 @@ def _text(output: bytes) -> str:
 def run(request: StepRequest) -> Any:
     """Run the command to its shell's end; what it left running in its session is killed."""
     outcome = execute_command(request)
+    # Not printed (the local runner's terminal is not the step's), but kept as its log's tail.
+    for name in ("stdout", "stderr"):
+        logtail.record(outcome.result[name])
     if not outcome.ok:
         raise PluginError(outcome.error or "command failed", outcome.result)
     return outcome.result

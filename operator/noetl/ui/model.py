@@ -20,6 +20,10 @@ from noetl.playbook.reading import parse_spec
 
 LOCAL = "local"
 """The namespace shown for runs on this machine."""
+ACTIONS = ("cancel", "suspend", "resume", "retry")
+"""What people may do to an execution from its page: the commands `noetl cancel`, `suspend`,
+`resume` and `retry` do."""
+RETRYABLE_PHASES = ("Failed", "Cancelled", "Interrupted")
 
 
 @dataclass
@@ -113,12 +117,32 @@ class ExecutionView(ExecutionSummary):
     error: str | None = None
     steps: dict[str, StepView] = field(default_factory=dict)
     graph: GraphModel = field(default_factory=GraphModel)
-    cancellable: bool = False
+    actions: tuple[str, ...] = ()  # those of ACTIONS that apply now (see `applicable_actions`)
     note: str | None = None  # why something is missing, for people
 
     @property
     def finished_run(self) -> bool:
         return self.phase in FINISHED_PHASES
+
+
+def applicable_actions(
+    phase: str, reachable: bool, awaiting_approval: bool = False, retryable: bool = True
+) -> tuple[str, ...]:
+    """The actions that apply to an execution in `phase`: cancel while it has not finished,
+    suspend while it runs, resume while it is suspended or an approval step waits, retry once it
+    failed, was cancelled or was interrupted. `reachable`: whatever runs it can be told (a local
+    run's process is there); `retryable`: what it ran can be read back (a local run's log holds
+    its playbook)."""
+    if phase in RETRYABLE_PHASES:
+        return ("retry",) if retryable else ()
+    if phase in FINISHED_PHASES or not reachable:
+        return ()
+    found = ["cancel"]
+    if phase in ("Pending", "Running"):
+        found.append("suspend")
+    if phase == "Suspended" or awaiting_approval:
+        found.append("resume")
+    return tuple(found)
 
 
 @dataclass

@@ -6,8 +6,10 @@ renders the pages with autoescaping. Each page works without script: the graph's
 tables hold every fact as text. The script only swaps states in place and opens a step's detail
 beside the graph.
 
-Write actions are POST forms carrying a token made at start-up, so that another web page open in
-the same browser cannot trigger them; they are off unless asked for (`actions`).
+The list of executions follows the sources' changes the same way (`/executions/live`, the rows
+as HTML). Actions (cancel, suspend, resume, retry) are plain POST forms that redirect back to a
+page, so they work without script too; they are off unless asked for (`actions`), and each
+passes the checks of `noetl.ui.access` before its source carries it out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
@@ -25,7 +26,9 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from noetl.ui.access import Access
 from noetl.ui.model import (
+    ACTIONS,
     LOCAL,
     ExecutionSummary,
     ExecutionView,
@@ -40,9 +43,8 @@ from noetl.ui.svg import SYMBOLS, render_graph, state_class, state_label
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 SHOWN_BYTES = 64 * 1024  # of a result or args: more is cut, with a note
-ACTIONS = ("cancel",)
-"""Write actions the UI offers. Suspend, resume and retry (commands of `noetl` now) join here: a
-route, a Source method and a button in execution.html each."""
+KEEPALIVE_SECONDS = 15  # a comment sent on a quiet stream, so that a closed page is noticed
+RELIST_SECONDS = 0.5  # the list is read again at most this often while a list page is open
 
 
 def pretty(value: Any) -> str:
@@ -103,33 +105,38 @@ def live_state(view: ExecutionView) -> dict[str, Any]:
         "duration": format_duration(view.duration),
         "error": view.error,
         "finished": view.finished_run or view.phase == "Interrupted",
-        "cancellable": view.cancellable,
+        "actions": list(view.actions),
         "steps": {name: step(item) for name, item in view.steps.items()},
     }
 
 
 class UI:
     def __init__(
-        self, sources: list[Source], notes: list[str] | None = None, actions: bool = True
+        self,
+        sources: list[Source],
+        notes: list[str] | None = None,
+        actions: bool = False,
+        access: Access | None = None,
     ) -> None:
         self.sources = sources
         self.notes = notes or []
-        self.actions = {name: actions for name in ACTIONS}
-        self.token = secrets.token_urlsafe(24)
+        self.actions = actions
+        self.access = access or Access()
         self.templates = _environment()
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_source_failures])
+        app = web.Application(middlewares=[self.access.sign_in, _source_failures])
         app.add_routes(
             [
                 web.get("/", self.home),
                 web.get("/healthz", self.health),
                 web.get("/static/{file}", self.static),
                 web.get("/executions", self.executions),
+                web.get("/executions/live", self.executions_live),
                 web.get("/executions/{namespace}/{name}", self.execution),
                 web.get("/executions/{namespace}/{name}/live", self.live),
                 web.get("/executions/{namespace}/{name}/steps/{step}", self.step),
-                web.post("/executions/{namespace}/{name}/cancel", self.cancel),
+                web.post("/executions/{namespace}/{name}/{action}", self.act),
                 web.get("/playbooks", self.playbooks),
                 web.get("/playbooks/{namespace}/{name}", self.playbook),
             ]
@@ -184,7 +191,8 @@ class UI:
         kind = "text/css" if name.endswith(".css") else "text/javascript"
         return web.Response(text=text, content_type=kind)
 
-    async def executions(self, request: web.Request) -> web.Response:
+    async def _rows(self, request: web.Request) -> tuple[dict[str, Any], list[str]]:
+        """The executions the list shows (those its filters choose), and the filters."""
         rows, problems = await self._from_every_source(lambda source: source.executions())
         fields = (("phase", "Phase"), ("playbook", "Playbook"), ("namespace", "Namespace"))
         chosen = {field: request.query.get(field, "") for field, _ in fields}
@@ -197,9 +205,42 @@ class UI:
             if all(not value or getattr(row, field) == value for field, value in chosen.items())
         ]
         shown.sort(key=lambda row: row.started or 0, reverse=True)
-        return self._page(
-            "executions.html", "executions", problems, rows=shown, filters=filters, chosen=chosen
-        )
+        return {"rows": shown, "filters": filters, "chosen": chosen}, problems
+
+    async def executions(self, request: web.Request) -> web.Response:
+        listing, problems = await self._rows(request)
+        return self._page("executions.html", "executions", problems, **listing)
+
+    async def executions_live(self, request: web.Request) -> web.StreamResponse:
+        """The rows of the list, sent again whenever a source says something may have changed
+        and they read differently."""
+        response = await _event_stream(request)
+        changed = asyncio.Event()
+
+        async def note(source: Source) -> None:
+            async for _ in source.every_change():
+                changed.set()
+
+        watchers = [asyncio.create_task(note(source)) for source in self.sources]
+        rows = self.templates.get_template("execution_rows.html")
+        shown = None
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(changed.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(b": still here\n\n")
+                    continue
+                changed.clear()
+                listing, _ = await self._rows(request)
+                html = rows.render(**listing)
+                if html != shown:
+                    shown = html
+                    await _send(response, "rows", html)
+                await asyncio.sleep(RELIST_SECONDS)  # changes meanwhile make one look, not many
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
 
     async def _view(self, request: web.Request) -> tuple[Source, ExecutionView]:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
@@ -224,8 +265,9 @@ class UI:
             steps=sorted(view.steps.values(), key=_step_order(view)),
             detail=detail,
             events=events,
-            actions=self.actions,
-            token=self.token,
+            actions=ACTIONS if self.actions and self.access.signed_in(request) else (),
+            sign_in=self.actions and not self.access.signed_in(request),
+            token=self.access.form_token,
         )
 
     async def step(self, request: web.Request) -> web.Response:
@@ -242,14 +284,10 @@ class UI:
 
     async def live(self, request: web.Request) -> web.StreamResponse:
         source, view = await self._view(request)
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        await response.prepare(request)
+        response = await _event_stream(request)
 
         async def send(current: ExecutionView) -> None:
-            data = json.dumps(live_state(current), separators=(",", ":"))
-            await response.write(f"event: state\ndata: {data}\n\n".encode())
+            await _send(response, "state", live_state(current))
 
         await send(view)
         async for _ in source.changes(view.namespace, view.name):
@@ -261,18 +299,29 @@ class UI:
             await send(final)
         return response
 
-    async def cancel(self, request: web.Request) -> web.Response:
-        namespace, name = request.match_info["namespace"], request.match_info["name"]
-        if not self.actions["cancel"]:
-            raise web.HTTPForbidden(text="actions are disabled in this UI")
-        form = await request.post()
-        if not secrets.compare_digest(str(form.get("token", "")), self.token):
-            raise web.HTTPForbidden(text="missing or wrong form token: reload the page")
+    async def act(self, request: web.Request) -> web.Response:
+        """An action, once `noetl.ui.access` lets it through and it applies to the execution as
+        it is now; then back to the page of the execution (of the new one, for a retry)."""
+        action = request.match_info["action"]
+        if action not in ACTIONS:
+            raise web.HTTPNotFound(text=f"no action {action}: there are {', '.join(ACTIONS)}")
+        if not self.actions:
+            raise web.HTTPForbidden(text="actions are off in this view (noetl ui --actions)")
+        refusal = self.access.refusal(request, await request.post())
+        if refusal:
+            raise web.HTTPForbidden(text=refusal)
+        source, view = await self._view(request)
+        if action not in view.actions:
+            raise web.HTTPConflict(text=f"{view.name} is {view.phase}: {action} does not apply")
         try:
-            await self._source(namespace).cancel(namespace, name)
+            if action == "retry":
+                name = await source.retry(view.namespace, view.name)
+            else:
+                await getattr(source, action)(view.namespace, view.name)
+                name = view.name
         except ActionRefused as refused:
             raise web.HTTPConflict(text=str(refused)) from None
-        raise web.HTTPSeeOther(f"/executions/{quote(namespace)}/{quote(name)}")
+        raise web.HTTPSeeOther(f"/executions/{quote(view.namespace)}/{quote(name)}")
 
     async def playbooks(self, _: web.Request) -> web.Response:
         found, problems = await self._from_every_source(lambda source: source.playbooks())
@@ -303,6 +352,19 @@ async def _source_failures(
         raise web.HTTPBadGateway(text=f"could not read it: {reason}") from None
 
 
+async def _event_stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    return response
+
+
+async def _send(response: web.StreamResponse, event: str, data: Any) -> None:
+    text = json.dumps(data, separators=(",", ":"))
+    await response.write(f"event: {event}\ndata: {text}\n\n".encode())
+
+
 def _step_order(view: ExecutionView) -> Callable[[StepView], tuple[float, int]]:
     """Steps in the order they started; those that did not start yet in the graph's order."""
     position = {name: i for i, name in enumerate(view.graph.nodes)}
@@ -313,8 +375,9 @@ def build(
     runs: Path,
     playbooks: Path | None,
     namespaces: list[str] | None = None,
-    actions: bool = True,
+    actions: bool = False,
     cluster: bool = True,
+    access: Access | None = None,
 ) -> UI:
     """The UI over local runs and, when a kubeconfig (or a service account) is there, a cluster."""
     from noetl.ui.sources.local import LocalRuns
@@ -329,4 +392,4 @@ def build(
             sources.append(ClusterRuns(load_kube_config(), namespaces))
         except Exception as error:  # no kubeconfig, or one that does not load
             notes.append(f"cluster: not shown ({type(error).__name__}: {error})"[:200])
-    return UI(sources, notes, actions)
+    return UI(sources, notes, actions, access)

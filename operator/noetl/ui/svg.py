@@ -22,6 +22,8 @@ SYMBOLS = {
     "Failed": "✗",
     "Skipped": "\u2013",
     "Cancelled": "■",
+    "Suspended": "‖",
+    "Interrupted": "✗",
     "Not run": "·",
     "Invalid": "!",
     "Valid": "✓",

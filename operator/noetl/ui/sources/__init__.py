@@ -2,7 +2,8 @@
 
 `local.LocalRuns` reads the event logs of `noetl run`; `cluster.ClusterRuns` reads Executions,
 Playbooks, Events, pods and ConfigMaps through the API server. Each answers in the neutral model
-of `noetl.ui.model`, so all that knows where a cluster keeps what is in one file.
+of `noetl.ui.model`, so all that knows where a cluster keeps what is in one file. Each acts
+(cancel, suspend, resume, retry) through the functions the `noetl` commands use for it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from noetl.ui.model import (
 
 
 class ActionRefused(Exception):
-    """An action (cancel) that cannot be carried out; the message says why, for people."""
+    """An action (cancel, suspend, resume, retry) that cannot be carried out; the message says
+    why, for people."""
 
 
 class Source(Protocol):
@@ -43,7 +45,19 @@ class Source(Protocol):
         """Yields each time the execution may have changed; ends when it cannot change more."""
         ...
 
+    def every_change(self) -> AsyncIterator[None]:
+        """Yields each time an execution may have appeared or changed; never ends by itself."""
+        ...
+
     async def cancel(self, namespace: str, name: str) -> None: ...
+
+    async def suspend(self, namespace: str, name: str) -> None: ...
+
+    async def resume(self, namespace: str, name: str) -> None: ...
+
+    async def retry(self, namespace: str, name: str) -> str:
+        """Start a retry of the execution (its failed steps again); the name of the new one."""
+        ...
 
     async def playbooks(self) -> list[PlaybookView]: ...
 

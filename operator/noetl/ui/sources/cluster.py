@@ -13,8 +13,11 @@ This is the one place that knows where the operator keeps what:
   `noetl.io/purpose=results`);
 - a step's attempts, rendered args and logs: its pods (labels `noetl.io/execution`,
   `noetl.io/step`); the args from the `NOETL_INPUT_JSON` value, never from any other variable;
+  once its pods are gone, the end of its log kept in the results ConfigMaps under `<step>.log`;
 - the Events: core Events whose involved object is the Execution;
-- live changes: a watch on the Execution; cancel: `spec.cancel: true`, as `noetl cancel`.
+- live changes: a watch on the Execution, and one on all Executions for the list;
+- actions: through `noetl.kube.client.Cluster`, as the `noetl` commands do them (cancel,
+  suspend and resume patch the spec; retry creates an Execution with `spec.retryOf`).
 
 The blocking official client runs in threads, so the server's loop never waits on the network.
 Secrets are never read: a step's Secret is only named (`args.secretRef`) in what is shown.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -32,8 +36,9 @@ from typing import Any, TypeVar
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from noetl.engine import record_key
+from noetl.engine import log_key, record_key
 from noetl.engine.state import FINISHED_PHASES, ExecutionState
+from noetl.kube.client import Cluster, NotFound
 from noetl.kube.manifests import (
     ATTEMPT_LABEL,
     EXECUTION_LABEL,
@@ -41,9 +46,8 @@ from noetl.kube.manifests import (
     PURPOSE_LABEL,
     STEP_LABEL,
 )
-from noetl.kube.names import snapshot_config_map
-from noetl.kube.results import PURPOSE as RESULTS_PURPOSE
-from noetl.kube.results import from_data_key
+from noetl.kube.names import RESULTS_PURPOSE, from_data_key, snapshot_config_map
+from noetl.kube.refusals import error_text
 from noetl.kube.times import epoch_seconds
 from noetl.playbook.models import API_GROUP as GROUP
 from noetl.playbook.models import GROUP_VERSION as VERSION
@@ -58,15 +62,19 @@ from noetl.ui.model import (
     PlaybookView,
     StepDetail,
     StepView,
+    applicable_actions,
     graph_of,
     place_errors,
 )
 from noetl.ui.sources import ActionRefused, fill_steps, step_views
 
 T = TypeVar("T")
+Args = tuple[Any, ...]
+ListCall = tuple[Callable[..., Any], Args]  # a list function of the client and its arguments
 LOG_BYTES = 256 * 1024  # the end of each pod's log, enough to read and small enough to send
 RECORD = record_key("")  # the suffix of a finished step's record among the results
 WATCH_SECONDS = 300
+REWATCH_SECONDS = 2
 REQUEST_SECONDS = 15
 
 
@@ -149,7 +157,8 @@ class ClusterRuns:
                 name: StepView(name, entry.get("phase", "Waiting"), entry.get("attempts", 0))
                 for name, entry in (status.get("steps") or {}).items()
             }
-        view.cancellable = view.phase not in FINISHED_PHASES
+        awaiting = bool(status.get("awaitingApproval"))
+        view.actions = applicable_actions(view.phase, reachable=True, awaiting_approval=awaiting)
         return view
 
     async def _playbook_spec(self, execution: dict[str, Any]) -> Any:
@@ -197,7 +206,11 @@ class ClusterRuns:
         if detail.attempts and view.steps[step].message and detail.step.state == "Failed":
             detail.attempts[-1].error = detail.attempts[-1].error or view.steps[step].message
         if detail.step.finished is not None:  # results are written when a step ends
-            detail.has_result, detail.result = await self._result(namespace, name, step)
+            stored = await self._stored(namespace, name)
+            detail.has_result, detail.result = _result(stored, step)
+            if not pods.items and log_key(step) in stored:
+                text = json.loads(stored[log_key(step)])
+                detail.logs.append(LogText("the end of its log, kept with the results", text))
         return detail
 
     async def _log(self, pod: Any) -> str:
@@ -227,15 +240,6 @@ class ClusterRuns:
             for key, text in (config_map.data or {}).items()
         }
 
-    async def _result(self, namespace: str, name: str, step: str) -> tuple[bool, Any]:
-        text = (await self._stored(namespace, name)).get(step)
-        if text is None:
-            return False, None
-        try:
-            return True, json.loads(text)
-        except ValueError:
-            return True, text
-
     async def events(self, namespace: str, name: str) -> list[EventView]:
         found: Any = await self._call(
             self.core.list_namespaced_event,
@@ -253,55 +257,88 @@ class ClusterRuns:
         ]
         return sorted(events, key=lambda event: event.time or 0)
 
-    async def changes(self, namespace: str, name: str) -> AsyncIterator[None]:
-        """Each new version of the Execution, from a watch run in a thread."""
+    async def _watch(
+        self, *lists: tuple[Callable[..., Any], tuple[Any, ...]]
+    ) -> AsyncIterator[Any]:
+        """Each object the watches of these list calls see, until they all end (after
+        WATCH_SECONDS, or broken); each watch runs in a thread of its own."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        stream = watch.Watch()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        streams = [watch.Watch() for _ in lists]
 
-        def follow() -> None:
+        def follow(
+            stream: watch.Watch, function: Callable[..., Any], args: tuple[Any, ...]
+        ) -> None:
             try:
-                for event in stream.stream(
-                    self.custom.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "executions",
-                    field_selector=f"metadata.name={name}",
-                    timeout_seconds=WATCH_SECONDS,
-                ):
-                    phase = ((event["object"].get("status") or {}).get("phase")) or ""
-                    loop.call_soon_threadsafe(queue.put_nowait, phase)
-            except Exception:  # the watch broke: the page keeps what it has and can reload
+                for event in stream.stream(function, *args, timeout_seconds=WATCH_SECONDS):
+                    loop.call_soon_threadsafe(queue.put_nowait, event["object"])
+            except Exception:  # the watch broke: what was seen stands, and one can look again
                 pass
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
-        thread = threading.Thread(target=follow, name=f"watch {namespace}/{name}", daemon=True)
-        thread.start()
+        for stream, (function, args) in zip(streams, lists, strict=True):
+            threading.Thread(target=follow, args=(stream, function, args), daemon=True).start()
+        ended = 0
         try:
-            while (phase := await queue.get()) is not None:
-                yield
-                if phase in FINISHED_PHASES:
-                    return
+            while ended < len(lists):
+                found = await queue.get()
+                if found is None:
+                    ended += 1
+                else:
+                    yield found
         finally:
-            stream.stop()
+            for stream in streams:
+                stream.stop()
+
+    async def changes(self, namespace: str, name: str) -> AsyncIterator[None]:
+        """Each new version of the Execution."""
+        one: ListCall = (
+            functools.partial(
+                self.custom.list_namespaced_custom_object, field_selector=f"metadata.name={name}"
+            ),
+            (GROUP, VERSION, namespace, "executions"),
+        )
+        async for execution in self._watch(one):
+            yield
+            if ((execution.get("status") or {}).get("phase")) in FINISHED_PHASES:
+                return
+
+    async def every_change(self) -> AsyncIterator[None]:
+        """Each new version of any Execution shown; the watches started again when they end."""
+        lists: list[ListCall]
+        if self.namespaces is None:
+            lists = [(self.custom.list_cluster_custom_object, (GROUP, VERSION, "executions"))]
+        else:
+            lists = [
+                (self.custom.list_namespaced_custom_object, (GROUP, VERSION, ns, "executions"))
+                for ns in self.namespaces
+            ]
+        while True:
+            async for _ in self._watch(*lists):
+                yield
+            await asyncio.sleep(REWATCH_SECONDS)  # not in a tight loop when watches break
+
+    async def _act(self, namespace: str, name: str, act: Callable[[Cluster], T]) -> T:
+        """What the `noetl` command does, in a thread; a refusal said in a sentence."""
+        try:
+            return await asyncio.to_thread(act, Cluster(namespace, self._api_client))
+        except NotFound as missing:
+            raise ActionRefused(str(missing)) from None
+        except ApiException as error:
+            raise ActionRefused(f"the API server refused: {error_text(error)}") from None
 
     async def cancel(self, namespace: str, name: str) -> None:
-        execution = await self._get(namespace, name)
-        if execution is None:
-            raise ActionRefused(f"no Execution {name} in namespace {namespace}")
-        if (execution.get("status") or {}).get("phase") in FINISHED_PHASES:
-            raise ActionRefused(f"{name} has finished: nothing to cancel")
-        await self._call(
-            self.custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            "executions",
-            name,
-            {"spec": {"cancel": True}},
-        )
+        await self._act(namespace, name, lambda cluster: cluster.cancel(name))
+
+    async def suspend(self, namespace: str, name: str) -> None:
+        await self._act(namespace, name, lambda cluster: cluster.suspend(name))
+
+    async def resume(self, namespace: str, name: str) -> None:
+        await self._act(namespace, name, lambda cluster: cluster.resume(name, {}))
+
+    async def retry(self, namespace: str, name: str) -> str:
+        return await self._act(namespace, name, lambda cluster: cluster.run_again(name, {}, True))
 
     async def playbooks(self) -> list[PlaybookView]:
         views = []
@@ -355,6 +392,16 @@ def _seconds(value: Any) -> float | None:
     if hasattr(value, "timestamp"):
         return float(value.timestamp())
     return epoch_seconds(str(value).replace("Z", "+00:00"))
+
+
+def _result(stored: dict[str, str], step: str) -> tuple[bool, Any]:
+    text = stored.get(step)
+    if text is None:
+        return False, None
+    try:
+        return True, json.loads(text)
+    except ValueError:
+        return True, text
 
 
 def _attempt_order(pod: Any) -> tuple[int, int]:

@@ -6,33 +6,32 @@ the state the run had (loop counts, skipped steps), the same record a cluster ke
 the log give each attempt's rendered args; step events give its times, error and output. A log
 is read incrementally: following a run reads only the lines added since the last look.
 
-The run's process id is in the log too; a run still in progress is cancelled with SIGTERM (what
-Ctrl-C does), after checking that the process with that id is the one writing this log.
+The run's process id is in the log too. Actions reach a run in progress only after checking
+that the process with that id is the one writing this log: cancel sends it SIGTERM (what Ctrl-C
+does), suspend and resume go through `noetl.local.control` (what `noetl suspend`/`resume` do).
+Retry starts `noetl retry LOG` as a process of its own, which outlives the web view, and answers
+with the log whose header names that process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from noetl.engine import (
-    CancelRequested,
-    Engine,
-    Event,
-    ExecutionStarted,
-    ExecutionState,
-    StepFailed,
-    StepStarted,
-    StepSucceeded,
-    TimerFired,
-)
+from noetl.engine import EVENT_TYPES, Engine, ExecutionState, event_of
+from noetl.engine.retry import kept_results
 from noetl.engine.state import FINISHED_PHASES
+from noetl.local import control
 from noetl.playbook import PlaybookInvalid, parse_playbook
 from noetl.playbook.yaml_core import YamlError, load_yaml
 from noetl.ui.model import (
@@ -46,6 +45,7 @@ from noetl.ui.model import (
     PlaybookView,
     StepDetail,
     StepView,
+    applicable_actions,
     graph_of,
     place_errors,
 )
@@ -53,28 +53,22 @@ from noetl.ui.sources import ActionRefused, fill_steps, step_views
 
 FOLLOW_INTERVAL = 0.2  # seconds between looks at a log that is still being written
 QUIET_SECONDS = 10  # a log that names no process is taken as abandoned after this long unwritten
-EVENTS = {
-    "ExecutionStarted": ExecutionStarted,
-    "StepStarted": StepStarted,
-    "StepSucceeded": StepSucceeded,
-    "StepFailed": StepFailed,
-    "TimerFired": TimerFired,
-    "CancelRequested": CancelRequested,
-}
-_EVENT_FIELDS = {
-    kind: set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
-    for kind, cls in EVENTS.items()
-}
+LIST_INTERVAL = 0.5  # seconds between looks at the directory of logs, while a list is open
+RETRY_START_SECONDS = 60  # how long `noetl retry` may take to open its log
 OUTPUT_KEYS = ("stdout", "stderr")
 
 
 class LocalRun:
-    """One event log, read as far as it is written."""
+    """One event log, read as far as it is written. `earlier` finds the result store of the run
+    a retry retried (by its execution id), which seeds the replay as it seeded the run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, earlier: Callable[[str], dict[str, Any] | None] = lambda _: None
+    ) -> None:
         self.path = path
+        self._earlier = earlier
         self.name = path.stem
-        self._offset = 0
+        self.read_to = 0  # bytes of the log read so far
         self._records: list[dict[str, Any]] = []
         self.execution_id: str | None = None
         self.pid: int | None = None
@@ -83,6 +77,7 @@ class LocalRun:
         self.started: float | None = None
         self.finished: float | None = None
         self.error: str | None = None
+        self.suspended = False
         self._graph = GraphModel()  # drawn from the playbook in the log, once
         self._engine: Engine | None = None
         self._state = ExecutionState()
@@ -96,14 +91,14 @@ class LocalRun:
         """Read the lines added since the last look; whether there were any."""
         try:
             with self.path.open("rb") as file:
-                file.seek(self._offset)
+                file.seek(self.read_to)
                 chunk = file.read()
         except OSError:
             return False
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written waits for its end
         if not complete:
             return False
-        self._offset += len(complete)
+        self.read_to += len(complete)
         for line in complete.splitlines():
             try:
                 record = json.loads(line)
@@ -122,8 +117,10 @@ class LocalRun:
         if record.get("execution") != self.execution_id:
             return  # a child playbook's own events: its outcome reaches the parent's step
         kind = record.get("type")
-        if kind in EVENTS:
+        if kind in EVENT_TYPES:
             self._records.append(record)  # to replay; commands only fill in the attempts
+        if kind in ("SuspendRequested", "ResumeRequested"):
+            self.suspended = kind == "SuspendRequested"
         if kind == "ExecutionStarted":
             self.phase, self.started = "Running", record.get("at")
         elif kind == "FinishExecution":
@@ -154,6 +151,13 @@ class LocalRun:
             run.get("workload") or {},
             {"id": self.execution_id or self.name, "name": playbook.name},
         )
+        if run.get("retryOf"):
+            earlier = self._earlier(str(run["retryOf"]))
+            if earlier is None:
+                self.note = f"the run this retried ({run['retryOf']}) is not here: steps kept"
+                self.note += " from it show as not run"
+            else:
+                self._results = kept_results(self._engine.graph, earlier)
 
     def _note_attempt(self, kind: Any, record: dict[str, Any]) -> None:
         if "step" not in record or "attempt" not in record:
@@ -174,10 +178,13 @@ class LocalRun:
             attempt.state = "Succeeded" if kind == "StepSucceeded" else "Failed"
             attempt.finished, attempt.error = record.get("at"), record.get("error")
             result = record.get("result")
+            output = {}
             if isinstance(result, dict):
                 output = {k: v for k in OUTPUT_KEYS if isinstance(v := result.get(k), str) and v}
-                if output:
-                    self.outputs[key] = output
+            if not output and record.get("log"):
+                output = {"log": record["log"]}  # printed, not returned: a python step's prints
+            if output:
+                self.outputs[key] = output
         elif kind == "CancelStep" and attempt.finished is None:
             attempt.state = "Cancelled"
 
@@ -186,12 +193,8 @@ class LocalRun:
         if self._engine is None:
             return
         for record in self._records[self._replayed :]:
-            kind = record["type"]
             try:
-                event: Event = EVENTS[kind](
-                    **{k: v for k, v in record.items() if k in _EVENT_FIELDS[kind]}
-                )
-                self._engine.handle(self._state, self._results, event)
+                self._engine.handle(self._state, self._results, event_of(record))
             except Exception as error:  # a log that does not replay: show what the log says
                 self.note = f"the run could not be replayed ({type(error).__name__}: {error})"
                 self._engine = None
@@ -217,13 +220,16 @@ class LocalRun:
             return False
 
     @property
-    def cancellable(self) -> bool:
+    def reachable(self) -> bool:
+        """Whether its process can be told something: it names one, which writes this log."""
         return self.pid is not None and self.live
 
     def shown_phase(self) -> str:
-        if self.finished_run or self.live:
+        if self.finished_run:
             return self.phase
-        return "Interrupted"  # the process is gone without finishing the run
+        if not self.live:
+            return "Interrupted"  # the process is gone without finishing the run
+        return "Suspended" if self.phase == "Running" and self.suspended else self.phase
 
     def summary(self) -> ExecutionSummary:
         return ExecutionSummary(
@@ -243,8 +249,10 @@ class LocalRun:
             error=self.error or self._state.error,
             steps=steps,
             graph=self._graph,
-            cancellable=self.cancellable,
             note=self.note,
+        )
+        view.actions = applicable_actions(
+            view.phase, self.reachable, bool(self._state.approvals), self._engine is not None
         )
         if view.phase == "Interrupted":
             view.note = "the process that ran this has ended without finishing it"
@@ -257,6 +265,11 @@ class LocalRun:
             step.attempts = max(step.attempts, number)
             step.state, step.finished = attempt.state, attempt.finished
         return steps
+
+    def results(self) -> dict[str, Any] | None:
+        """The result store the run's events make, None when they cannot be replayed."""
+        self._replay()
+        return self._results if self._engine is not None else None
 
     def detail(self, name: str) -> StepDetail | None:
         view = self.view()
@@ -300,6 +313,8 @@ class LocalRuns:
         self.runs = runs
         self.playbook_dir = playbooks
         self._known: dict[str, LocalRun] = {}
+        self._retries: list[subprocess.Popen[bytes]] = []  # reaped when they end
+        self._replaying: set[str] = set()
 
     def owns(self, namespace: str) -> bool:
         return namespace == LOCAL
@@ -310,9 +325,20 @@ class LocalRuns:
             return None
         run = self._known.get(name)
         if run is None:
-            run = self._known[name] = LocalRun(path)
+            run = self._known[name] = LocalRun(path, self._results_of)
         run.refresh()
         return run
+
+    def _results_of(self, execution: str) -> dict[str, Any] | None:
+        """The result store of the run `execution` (its log is named after it), replayed."""
+        if execution in self._replaying:  # a log that says it retried itself, in a circle
+            return None
+        self._replaying.add(execution)
+        try:
+            run = self._run(execution)
+            return run.results() if run is not None else None
+        finally:
+            self._replaying.discard(execution)
 
     async def executions(self) -> list[ExecutionSummary]:
         found = []
@@ -334,19 +360,109 @@ class LocalRuns:
         return []  # the event log is what the page shows already, step by step
 
     async def changes(self, namespace: str, name: str) -> AsyncIterator[None]:
+        """A yield whenever the log has grown, once first (since the caller's last look, other
+        requests may have read lines of the shared run), and a last look once the run ends."""
         run = self._run(name)
-        while run is not None and run.live:
-            await asyncio.sleep(FOLLOW_INTERVAL)
-            if run.refresh():
+        seen = -1
+        while run is not None:
+            going = run.live
+            if going and seen >= 0:
+                await asyncio.sleep(FOLLOW_INTERVAL)
+            run.refresh()
+            if run.read_to != seen:
+                seen = run.read_to
                 yield
-        if run is not None and run.refresh():
-            yield
+            if not going:
+                return
+
+    async def every_change(self) -> AsyncIterator[None]:
+        """A look at the logs' sizes and times, and at which runs' processes are there, every
+        LIST_INTERVAL; a yield when that changed."""
+        seen = None
+        while True:
+            self._reap()
+            now = (self._files(), frozenset(n for n, r in self._known.items() if r.live))
+            if now != seen:
+                seen = now
+                yield
+            await asyncio.sleep(LIST_INTERVAL)
+
+    def _files(self) -> frozenset[tuple[str, int, int]]:
+        try:
+            entries = list(os.scandir(self.runs))
+        except OSError:
+            return frozenset()
+        found = set()
+        for entry in entries:
+            if entry.name.endswith(".jsonl"):
+                with contextlib.suppress(OSError):
+                    status = entry.stat()
+                    found.add((entry.name, status.st_size, status.st_mtime_ns))
+        return frozenset(found)
+
+    def _reachable(self, name: str) -> LocalRun:
+        """The run, whose process (checked to be the one writing its log) can be told things."""
+        run = self._run(name)
+        if run is None or not run.reachable or run.pid is None:
+            raise ActionRefused(f"{name} is not running here")
+        return run
 
     async def cancel(self, namespace: str, name: str) -> None:
+        os.kill(self._reachable(name).pid or 0, signal.SIGTERM)
+
+    async def suspend(self, namespace: str, name: str) -> None:
+        try:
+            control.suspend(self._reachable(name).path)
+        except control.RunNotReachable as error:
+            raise ActionRefused(str(error)) from None
+
+    async def resume(self, namespace: str, name: str) -> None:
+        try:
+            control.resume(self._reachable(name).path, {})
+        except control.RunNotReachable as error:
+            raise ActionRefused(str(error)) from None
+
+    async def retry(self, namespace: str, name: str) -> str:
+        """`noetl retry LOG`, its log written beside the others; the name of that log once the
+        new process has written its header there."""
         run = self._run(name)
-        if run is None or not run.cancellable or run.pid is None:
-            raise ActionRefused(f"{name} is not running here: nothing to cancel")
-        os.kill(run.pid, signal.SIGTERM)
+        if run is None:
+            raise ActionRefused(f"no run {name} here")
+        command = [sys.executable, "-m", "noetl", "retry", str(run.path), "--quiet"]
+        before = set(self.runs.glob("*.jsonl"))
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(
+                [*command, "--event-log", str(self.runs)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                start_new_session=True,  # not stopped with the web view (its Ctrl-C, its group)
+            )
+            self._retries.append(process)
+            deadline = time.monotonic() + RETRY_START_SECONDS
+            while True:
+                ended = process.poll() is not None  # before the look: a quick run is seen too
+                log = self._log_of(process.pid, before)
+                if log is not None:
+                    return log.stem
+                if ended:
+                    errors.seek(0)
+                    said = errors.read().decode(errors="replace").strip()[-500:]
+                    raise ActionRefused(f"noetl retry ended at once: {said or process.returncode}")
+                if time.monotonic() > deadline:
+                    raise ActionRefused(f"noetl retry wrote no log in {RETRY_START_SECONDS}s")
+                await asyncio.sleep(FOLLOW_INTERVAL)
+
+    def _log_of(self, pid: int, before: set[Path]) -> Path | None:
+        """The log, new since `before`, whose header names process `pid`."""
+        for path in set(self.runs.glob("*.jsonl")) - before:
+            with contextlib.suppress(OSError, ValueError, AttributeError), path.open() as file:
+                if json.loads(file.readline()).get("pid") == pid:
+                    return path
+        return None
+
+    def _reap(self) -> None:
+        self._retries = [process for process in self._retries if process.poll() is None]
 
     async def playbooks(self) -> list[PlaybookView]:
         if self.playbook_dir is None or not self.playbook_dir.is_dir():
@@ -355,6 +471,7 @@ class LocalRuns:
         return [playbook_file(path) for path in files]
 
     async def close(self) -> None:
+        self._reap()
         self._known.clear()
 
 

@@ -1,5 +1,35 @@
-// Live updates (server-sent events) and step selection, on top of pages that work without them.
+// Live updates (server-sent events), step selection and actions in place, on top of pages that
+// work without them.
 "use strict";
+
+// The list of executions: its rows as the server sends them again, whenever they change. Only
+// the cells that differ are replaced while the rows stay the same ones, so that a link in focus
+// keeps the focus; a new or gone row redraws the rows.
+(function () {
+  const table = document.querySelector("[data-live-list]");
+  if (!table || !window.EventSource) return;
+  const body = document.getElementById("rows");
+  const key = (row) => row.dataset.key || "";
+  function update(html) {
+    const fresh = document.createElement("tbody");
+    fresh.innerHTML = html;
+    const rows = Array.from(fresh.children), current = Array.from(body.children);
+    if (rows.length !== current.length || rows.some((row, i) => key(row) !== key(current[i]))) {
+      body.replaceChildren(...rows);
+      return;
+    }
+    rows.forEach((row, i) => {
+      Array.from(row.children).forEach((cell, j) => {
+        const shown = current[i].children[j];
+        if (shown.innerHTML !== cell.innerHTML) shown.innerHTML = cell.innerHTML;
+      });
+    });
+  }
+  const source = new EventSource(table.dataset.liveList + location.search);
+  source.addEventListener("rows", (event) => update(JSON.parse(event.data)));
+})();
+
+// An execution's page.
 (function () {
   const root = document.querySelector("[data-live]");
   if (!root) return;
@@ -38,8 +68,9 @@
         row.querySelector(".message").textContent = state.message || "";
       }
     }
-    const cancel = document.getElementById("cancel-form");
-    if (cancel) cancel.hidden = !data.cancellable;
+    for (const form of document.querySelectorAll("form[data-action]")) {
+      form.hidden = !data.actions.includes(form.dataset.action);
+    }
     if (selected && data.steps[selected]) show(selected, false);
   }
 
@@ -69,6 +100,29 @@
     if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
     event.preventDefault();
     show(link.dataset.step, true);
+  });
+
+  // Actions post in place: the page stays (live updates show the effect) unless the answer is
+  // another execution's page (a retry's); a refusal is shown beside the buttons.
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-action]");
+    if (!form) return;
+    event.preventDefault();
+    const button = form.querySelector("button");
+    const error = document.getElementById("action-error");
+    button.disabled = true;
+    try {
+      const body = new URLSearchParams(new FormData(form));
+      const response = await fetch(form.action, { method: "POST", body: body });
+      if (!response.ok) throw new Error(await response.text());
+      error.hidden = true;
+      if (new URL(response.url).pathname !== location.pathname) location.assign(response.url);
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
   });
 
   // Arrow keys move between steps in the graph: to the nearest box that way.
