@@ -2,8 +2,9 @@
 
     python benchmarks/bench_templates.py
 
-Each hostile template runs until a limit stops it (docs/dsl.md, Limits); the figure is the time
-a render can hold the event loop that runs it. Then `noetl validate` of a playbook whose template
+Each hostile template runs until a limit stops it (docs/dsl.md, Limits), `items` being a list
+of 10,000 numbers (a large result of an earlier step); the figure is the time a render can hold
+the event loop that runs it. Then `noetl validate` of a playbook whose template
 is `{{ (9 ** (9 ** 8)) % 7 }}`, in a process of its own, as a user would run it.
 """
 
@@ -28,7 +29,15 @@ HOSTILE = {
     "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
     "output": "{% for i in range(100000) %}{{ 'x' * 999999 }}{% endfor %}",
     "join": "{{ range(100000) | join('x' * 1000) }}",
+    "3 loops / 10k": "{% for a in items %}{% for b in items %}{% for c in items %}"
+    "{% endfor %}{% endfor %}{% endfor %}",
+    "recursive loop": "{% for a in items recursive %}{% if loop.depth < 3 %}{{ loop(items) }}"
+    "{% endif %}{% endfor %}",
+    "sort per item": "{% for a in items %}{{ items | sort | first }}{% endfor %}",
+    "in per item": "{% for a in items %}{% for b in range(99) %}{{ a in items }}"
+    "{% endfor %}{% endfor %}",
 }
+ITEMS = {"items": list(range(10_000))}  # a large result of an earlier step
 
 PLAYBOOK = """\
 kind: Playbook
@@ -47,7 +56,7 @@ def main() -> None:
     for name, template in HOSTILE.items():
         started = time.perf_counter()
         try:
-            render(template, {})
+            render(template, ITEMS)
             reason = "rendered"
         except RenderError as error:
             reason = error.reason.removeprefix("over the template limits: ")

@@ -8,8 +8,11 @@ doing it, every operation that can build a value much larger than the template i
 - `**` and `*` on integers (the size of the result in bits), `*` and `+` on strings and lists,
   `%` and `str.format` (field widths), the `~` operator, list and mapping literals, and the
   filters and string methods that take a size (`center`, `indent`, `join`, `replace`...);
-- every loop iteration and every call counts against one budget of work per render, so nested
-  loops or recursive macros cannot spin for minutes without building anything;
+- every loop iteration (of a `for`, nested or recursive, over a list or a `range`), every call,
+  every item of a list or mapping a filter is given (`sort`, `select`, `unique`...), and every
+  item of a list (kilobyte of a string) that `in` searches counts against one budget of work
+  per render, so nested loops, recursive macros or a filter run
+  once per item of a 10,000-item result cannot spin for minutes without building anything;
 - what every filter, call and operator returns counts against one budget of what a render
   builds, so that many values each within bounds (`map`, `dict.fromkeys`, a loop) cannot add
   up to gigabytes; a value printed (`{{ x }}`) or handed back is at most `MAX_OUTPUT` in size,
@@ -33,6 +36,7 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import TemplateRuntimeError
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_SIZE = 1_000_000
@@ -44,8 +48,13 @@ MAX_OUTPUT = 10 * MAX_SIZE
 MAX_BUILT = 2 * MAX_OUTPUT
 """Characters and items that the filters, calls and operators of one render may return in all."""
 MAX_OPERATIONS = 1_000_000
-"""Work in one render: a loop iteration counts 1, a call (function, method, macro) `CALL_COST`."""
+"""Work in one render: a loop iteration counts 1, a call (function, method, macro) `CALL_COST`,
+a filter 1 per item of the list or mapping it reads, `in` 1 per item (or per `SEARCHED_CHARS`
+characters) of the list (or string) it searches."""
+SEARCHED_CHARS = 1000
 CALL_COST = 25  # a macro call costs some fifty times a loop iteration; other calls less
+_CONSTANT_TIME_FILTERS = frozenset({"length", "count", "first", "last", "default", "d"})
+"""Filters that do not read their list's items: a loop may ask `x | length` on every turn."""
 
 _SIZED_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _PERCENT_FIELD = re.compile(
@@ -86,7 +95,7 @@ def _spend(work: int = 1) -> None:
     if budget.work > MAX_OPERATIONS:
         raise LimitExceeded(
             f"more than {MAX_OPERATIONS:,} units of work (a loop iteration is 1, a call"
-            f" {CALL_COST}) in one template"
+            f" {CALL_COST}, a filter or `in` 1 per item it reads) in one template"
         )
 
 
@@ -299,10 +308,15 @@ def _bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callab
     }
 
 
-def _charging(function: Callable[..., Any]) -> Callable[..., Any]:
-    """A filter whose result counts against the render's budget of what it builds."""
+def _charging(function: Callable[..., Any], reads_items: bool) -> Callable[..., Any]:
+    """A filter whose result counts against the render's budget of what it builds, and, when
+    it `reads_items`, the items of the list or mapping it is given against the work budget."""
+    passes_first = hasattr(function, "jinja_pass_arg")  # the context or environment: not data
 
     def charged(*args: Any, **kwargs: Any) -> Any:
+        value = args[1 if passes_first else 0] if len(args) > passes_first else None
+        if reads_items and isinstance(value, list | tuple | Mapping | set | frozenset):
+            _spend(len(value))
         return _charge(function(*args, **kwargs))
 
     if hasattr(function, "jinja_pass_arg"):  # the context or environment Jinja passes first
@@ -347,6 +361,15 @@ class _BoundedCodeGenerator(CodeGenerator):
         super().visit_Tuple(node, frame)
         self.write(")")
 
+    def visit_Operand(self, node: nodes.Operand, frame: Frame) -> None:
+        if node.op not in ("in", "notin"):
+            super().visit_Operand(node, frame)
+            return
+        self.write(" not in " if node.op == "notin" else " in ")
+        self.write("environment.searched(")  # what `in` searches, item by item
+        self.visit(node.expr, frame)
+        self.write(")")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.concatenate((")
         for part in node.nodes:
@@ -374,14 +397,19 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         }
 
     def add_filters(self, **filters: Callable[..., Any]) -> None:
-        """Add (or replace) filters, each result counted against the render's budget."""
-        self.filters.update({name: _charging(f) for name, f in filters.items()})
+        """Add (or replace) filters, each counted against the render's budgets: the items it
+        reads as work, its result as what is built."""
+        self.filters.update(
+            {name: _charging(f, name not in _CONSTANT_TIME_FILTERS) for name, f in filters.items()}
+        )
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         return _charge(self._checked_binops[operator](left, right))
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         _spend(CALL_COST)
+        if isinstance(obj, LoopContext) and args:  # `loop(children)` in a recursive for
+            args = (self.count_iterations(args[0]), *args[1:])
         if isinstance(getattr(obj, "__self__", None), str):
             _check_sized_method(obj, args)
         check_value([args, kwargs])  # e.g. str.format of a list naming one string many times
@@ -397,6 +425,14 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         for item in items:
             _spend()
             yield item
+
+    def searched(self, value: Any) -> Any:
+        """What `in` searches, its items counted as work (a mapping's lookup costs nothing)."""
+        if isinstance(value, list | tuple):
+            _spend(len(value))
+        elif isinstance(value, str):
+            _spend(len(value) // SEARCHED_CHARS)
+        return value
 
     def literal(self, value: Any) -> Any:
         return _charge(check_value(value))

@@ -44,7 +44,7 @@ NAMESPACED_RULES = {
     *(("", "pods", v) for v in ("list", "watch")),
     ("", "pods/log", "get"),
     *(("", "configmaps", v) for v in ("get", "list", "create", "patch")),
-    ("", "events", "create"),
+    *(("", "events", v) for v in ("create", "list")),
 }
 CRD_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")

@@ -114,6 +114,13 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _field(obj: dict[str, Any], path: str) -> Any:
+    """The value at a field selector's dotted path (`involvedObject.uid`)."""
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None  # type: ignore[assignment]
+    return obj
+
+
 class FakeKubeApi:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
@@ -259,6 +266,17 @@ class FakeKubeApi:
 
     async def list_config_maps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return await self._list("ConfigMap", namespace, selector)
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        self._call("list", "Event")
+        self.reads.append(("list", "Event", field_selector))
+        fields = dict(term.split("=", 1) for term in field_selector.split(","))
+        return [
+            copy.deepcopy(event)
+            for (kind, ns, _), event in self.objects.items()
+            if (kind, ns) == ("Event", namespace)
+            and all(_field(event, path) == value for path, value in fields.items())
+        ]
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._call("get", "ConfigMap")

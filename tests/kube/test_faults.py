@@ -171,7 +171,8 @@ async def test_a_status_too_large_for_etcd_ends_the_execution_with_a_minimal_sta
     assert status["conditions"][0]["reason"] == "ReconcileError"
 
 
-async def test_a_cancel_ends_an_execution_whose_driver_cannot_resume():
+@pytest.mark.parametrize("resumes", [True, False], ids=["driver-resumes", "driver-cannot"])
+async def test_a_cancel_during_a_backoff_ends_the_execution_and_deletes_its_jobs(resumes: bool):
     cluster = Cluster(reconcile_retry_limit=100, reconcile_backoff_max_seconds=3600)
     cluster.start()
     await cluster.idle()
@@ -183,6 +184,10 @@ async def test_a_cancel_ends_an_execution_whose_driver_cannot_resume():
     cluster.clock.advance(2)  # the turn's save, put off for a second, is due
     await cluster.idle()
     assert cluster.drivers.backing_off(NS, "run")  # in a backoff of up to an hour
+    unfinished = [j["metadata"]["name"] for j in cluster.api.of_kind("Job") if not j.get("status")]
+    assert unfinished == ["run-b-a1"]  # started before the save that failed
+    if not resumes:  # the next driver cannot even read what was saved
+        cluster.api.fail("list", "ConfigMap", *[refusal(503)] * 100)
     execution = cluster.api.get("Execution", NS, "run")
     assert execution is not None
     execution["spec"]["cancel"] = True
@@ -191,6 +196,8 @@ async def test_a_cancel_ends_an_execution_whose_driver_cannot_resume():
     status = cluster.status()
     assert status["phase"] == "Cancelled"
     assert "spec.cancel is true" in status["error"]
+    assert cluster.api.get("Job", NS, "run-b-a1") is None  # deleted, its pod with it
+    assert ("delete", "Job", "run-b-a1") in cluster.api.writes
 
 
 async def test_a_deleted_results_config_map_fails_the_execution_clearly():

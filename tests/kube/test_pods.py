@@ -37,14 +37,19 @@ async def test_a_pod_that_cannot_pull_its_image_is_told_then_failed_at_the_pendi
         (e["type"], e["reason"], e["message"]) for e in api.of_kind("Event")
     ]
     assert operator.status()["steps"]["a"]["waiting"] == PULL
+    await fails_at_the_pending_deadline(operator, job, f"could not start within 300s: {PULL}")
+
+
+async def fails_at_the_pending_deadline(operator: Operator, job: dict[str, Any], why: str) -> None:
+    """The step fails once its 300 s pending deadline has passed, not before; its Job goes."""
     await operator.advance(299)
     assert operator.status()["phase"] == "Running"
     await operator.advance(2)
     status = operator.status()
     assert status["phase"] == "Failed"
-    assert f"the step's pod could not start within 300s: {PULL}" in status["error"]
+    assert f"the step's pod {why}" in status["error"]
     assert "timed out" not in status["error"]
-    assert api.get("Job", NS, job["metadata"]["name"]) is None  # it stops pulling
+    assert operator.api.get("Job", NS, job["metadata"]["name"]) is None  # it stops trying
 
 
 async def test_a_pod_that_starts_after_all_clears_the_deadline():

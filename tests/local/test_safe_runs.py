@@ -85,6 +85,35 @@ def test_args_that_render_to_the_wrong_type_fail_the_step_naming_the_field(tmp_p
     }
 
 
+NESTED = "{% for a in items %}{% for b in items %}{% for c in items %}"
+
+
+def test_nested_loops_over_a_large_result_fail_the_step_naming_the_expression(tmp_path):
+    command = f"echo {NESTED}{{% endfor %}}{{% endfor %}}{{% endfor %}}"
+    file = write(
+        tmp_path,
+        f"""
+        name: nested
+        workflow:
+          - step: start
+            next: [{{step: items}}]
+          - step: items
+            tool: python
+            code: "result = list(range(10000))"
+            next: [{{step: cube}}]
+          - step: cube
+            tool: shell
+            args: {{command: {json.dumps(command)}}}
+        """,
+    )
+    summary = run_json(tmp_path, file)
+    assert summary["phase"] == "Failed"
+    assert summary["error"].startswith(
+        f"step 'cube' failed: args: template {command!r}: over the template limits:"
+        " more than 1,000,000 units of work"
+    )
+
+
 def test_a_loop_that_continues_on_error_keeps_the_items_that_succeeded(tmp_path):
     file = write(
         tmp_path,

@@ -172,3 +172,58 @@ def test_validation_refuses_constant_templates_past_the_limits(template):
 def test_validation_leaves_templates_that_read_data_to_run_time():
     assert check_template("{{ workload.n ** 9999 }}") is None
     assert check_template("{{ 2 ** 10 }}") is None
+
+
+RESULT = {  # a large result of an earlier step
+    "fetch": {
+        "result": list(range(10_000)),
+        "text": "y" * MAX_SIZE,
+        "by_id": {str(n): n for n in range(10_000)},
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for a in fetch.result %}{% for b in fetch.result %}{% for c in fetch.result %}"
+        "{% endfor %}{% endfor %}{% endfor %}",
+        "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+        "{% for a in fetch.result recursive %}{% if loop.depth < 3 %}{{ loop(fetch.result) }}"
+        "{% endif %}{% endfor %}",
+        "{% for a in fetch.result %}{{ fetch.result | sort | first }}{% endfor %}",
+        "{% for a in fetch.result %}{{ fetch.result | select('odd') | list | length }}{% endfor %}",
+        "{% for a in fetch.result %}{{ fetch.result | unique | list | length }}{% endfor %}",
+        "{% for a in fetch.result %}{% for b in range(99) %}{{ a in fetch.result }}"
+        "{% endfor %}{% endfor %}",
+        "{% for a in range(100000) %}{{ 'z' not in fetch.text }}{% endfor %}",
+    ],
+    ids=[
+        "nested-for",
+        "nested-range",
+        "recursive-loop",
+        "sort",
+        "select",
+        "unique",
+        "in",
+        "in-text",
+    ],
+)
+def test_loops_over_a_large_result_spend_one_budget_of_work(template):
+    with pytest.raises(RenderError) as caught:
+        render(template, RESULT)
+    assert caught.value.expression == template
+    assert caught.value.reason.startswith(
+        f"over the template limits: more than {MAX_OPERATIONS:,} units of work"
+    )
+
+
+def test_reading_a_large_result_once_or_a_mapping_or_length_per_item_is_within_the_budget():
+    template = (
+        "{% for a in fetch.result %}{{ loop.index }}/{{ fetch.result | length }} {% endfor %}"
+        "{{ fetch.result | sort | unique | list | length }}"
+        "{% for a in fetch.result if a | string in fetch.by_id and a not in [1, 2] %}"
+        "{% if loop.last %} {{ loop.length }}{% endif %}{% endfor %}"
+    )
+    rendered = render(template, RESULT)
+    assert rendered.startswith("1/10000 2/10000") and rendered.endswith("10000/10000 10000 9998")

@@ -79,7 +79,8 @@ otherwise.
   verbs: [get, list, create, patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  # list: a step's Job with no pod says why (a quota, admission) only in its FailedCreate Events.
+  verbs: [create, list]
 {{- end -}}
 
 {{/* kopf watches the CRDs to learn which resources exist when it scans (all namespaces). */}}

@@ -131,6 +131,18 @@ class KubeApi:
             "configmaps", self.core.list_namespaced_config_map, namespace, selector=selector
         )
 
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        """Events picked by fields (`involvedObject.uid=...,reason=...`): they carry no labels."""
+        response = await self._call(
+            "list",
+            "events",
+            self.core.list_namespaced_event,
+            namespace,
+            field_selector=field_selector,
+        )
+        items: list[dict[str, Any]] = _json(response)["items"]
+        return items
+
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get_or_none(
             "configmaps", self.core.read_namespaced_config_map, name, namespace

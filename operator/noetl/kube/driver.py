@@ -6,7 +6,8 @@ an `ExecutionLoop` whose effects are Kubernetes objects (`KubeEffects`). Watch e
 on its queue as messages (`inbox`; `pending` for pods that cannot start).
 When an earlier driver had begun (it froze the snapshot), it first feeds what happened while
 nobody watched, round after round until the state is still (a finished run becomes current only
-once the run before it is fed).
+once the run before it is fed); cancelled before its start was saved, it deletes the runs that
+earlier driver began, which its state does not know (`sweep`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from noetl.kube.checkpoint import Checkpoint, refuse, retried_results, snapshot_
 from noetl.kube.effects import KubeEffects
 from noetl.kube.inbox import Inbox, Message, spec_events
 from noetl.kube.manifests import execution_depth
-from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
+from noetl.kube.pending import PendingMessage, PendingPods
 from noetl.kube.results import MAX_RESULT_BYTES
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.shared_reads import SharedReads
 from noetl.kube.slots import JobSlots
+from noetl.kube.sweep import stop_runs
 from noetl.kube.times import epoch_seconds
 from noetl.loop import Clock, ExecutionLoop
 from noetl.playbook import PlaybookInvalid
@@ -60,7 +62,7 @@ class ExecutionDriver:
         self.context = context
         self.namespace = namespace
         self.name = name
-        self.queue: asyncio.Queue[Message | PodWaiting | PendingExpired | Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[Message | PendingMessage | Event] = asyncio.Queue()
         self.execution: dict[str, Any] = {}
         self.finished_at: float | None = None
         self.checkpoint: Checkpoint | None = None
@@ -149,6 +151,8 @@ class ExecutionDriver:
                     # Its first save may have waited: an earlier driver may have started runs.
                     await loop.feed(first)
                     first = []
+                    if loop.state.finished:  # cancelled: the runs it began are not in the state
+                        await stop_runs(api, execution)
                     await _catch_up(loop, inbox)
             await loop.run(first)
         finally:

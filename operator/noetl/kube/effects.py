@@ -41,7 +41,7 @@ from noetl.kube.inbox import Inbox
 from noetl.kube.loop_events import LoopEvents
 from noetl.kube.manifests import child_execution, step_job
 from noetl.kube.names import run_name
-from noetl.kube.pending import PendingExpired, PendingPods, PodWaiting
+from noetl.kube.pending import PENDING_MESSAGES, PendingPods
 from noetl.kube.refusals import error_text
 from noetl.kube.settings import OperatorSettings
 from noetl.kube.slots import JobSlots
@@ -80,7 +80,7 @@ class KubeEffects(Effects):
         self._events: list[tuple[str, str, bool]] = []  # posted at the end of the turn
 
     async def interpret(self, message: Any) -> list[Event]:
-        if isinstance(message, PodWaiting | PendingExpired):
+        if isinstance(message, PENDING_MESSAGES):
             told = dict(self.pending.by_step())
             event = await self.pending.interpret(message)
             if event is None and self.pending.by_step() != told:

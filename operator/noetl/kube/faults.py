@@ -22,12 +22,10 @@ from typing import Any, Literal
 
 from kubernetes.client.exceptions import ApiException
 
-from noetl.engine.state import FINISHED_PHASES
 from noetl.kube import events, metrics
 from noetl.kube.api import KubeApi
-from noetl.kube.manifests import execution_selector, owned_by
-from noetl.kube.outcomes import job_finished
 from noetl.kube.refusals import error_text
+from noetl.kube.sweep import stop_runs
 from noetl.kube.times import timestamp
 
 log = logging.getLogger(__name__)
@@ -86,7 +84,7 @@ async def end_run(
     now = time.time()
     metadata = execution["metadata"]
     namespace, name = metadata["namespace"], metadata["name"]
-    await _stop_runs(api, execution)
+    await stop_runs(api, execution)
     status: dict[str, Any] = {
         "phase": phase,
         "error": message,
@@ -111,21 +109,3 @@ async def end_run(
     await events.record(api, execution, reason, message, warning=True)
     metrics.EXECUTIONS_FINISHED.labels(phase=phase).inc()
     return now
-
-
-async def _stop_runs(api: KubeApi, execution: dict[str, Any]) -> None:
-    """Delete the execution's unfinished Jobs and child Executions (best effort)."""
-    metadata = execution["metadata"]
-    namespace, selector = metadata["namespace"], execution_selector(metadata["name"])
-    try:
-        jobs = await api.list_jobs(namespace, selector)
-        children = await api.list_custom("executions", namespace, selector)
-        for job in jobs:
-            if owned_by(job, metadata["uid"]) and not job_finished(job):
-                await api.delete("Job", namespace, job["metadata"]["name"])
-        for child in children:
-            phase = (child.get("status") or {}).get("phase")
-            if owned_by(child, metadata["uid"]) and phase not in FINISHED_PHASES:
-                await api.delete("Execution", namespace, child["metadata"]["name"])
-    except Exception as error:  # the end is written even when its runs cannot be stopped
-        log.warning("execution %s: cannot stop its runs: %s", metadata["name"], error)

@@ -27,7 +27,13 @@ from noetl.kube.cronplaybooks import CronController
 from noetl.kube.inbox import ChildChanged, ExecutionChanged, JobChanged, PodEnded
 from noetl.kube.manifests import EXECUTION_LABEL, EXECUTION_NAME_ANNOTATION, owner_name
 from noetl.kube.outcomes import container_refused, container_terminated, job_finished
-from noetl.kube.pending import PodWaiting, container_started, stuck_cause
+from noetl.kube.pending import (
+    JobWithoutPod,
+    PodWaiting,
+    container_started,
+    job_without_pod,
+    stuck_cause,
+)
 from noetl.kube.playbooks import PlaybookController
 from noetl.kube.registry import DriverRegistry
 from noetl.playbook import API_GROUP, GROUP_VERSION
@@ -82,11 +88,14 @@ def register(
         if not served(namespace):
             return
         deleted = type == "DELETED"
+        owner = owner_name(raw)
         if job_finished(raw) or deleted:
             drivers.context.slots.release(namespace, raw["metadata"]["name"])
-            owner = owner_name(raw)
             if owner is not None:
                 drivers.deliver(namespace, owner, JobChanged(raw, deleted=deleted))
+        elif owner is not None and job_without_pod(raw):
+            # Its pod was refused (a quota, admission): the cause is in the Job's Events.
+            drivers.deliver(namespace, owner, JobWithoutPod(raw))
 
     def pod_changed(type: str | None, raw: dict[str, Any]) -> None:
         # A step's result is in its pod the moment its container ends, ~1 s before the Job

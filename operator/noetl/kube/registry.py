@@ -22,7 +22,7 @@ from noetl.kube import metrics
 from noetl.kube.driver import ExecutionDriver, OperatorContext
 from noetl.kube.faults import RECONCILE_ERROR, Backoff, classify, describe, end_run
 from noetl.kube.inbox import ExecutionChanged, Message
-from noetl.kube.pending import PodWaiting
+from noetl.kube.pending import JobWithoutPod, PodWaiting
 from noetl.kube.times import epoch_seconds
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,10 @@ class DriverRegistry:
         return len(self._drivers)
 
     def deliver(
-        self, namespace: str, name: str, message: Message | PodWaiting | None = None
+        self,
+        namespace: str,
+        name: str,
+        message: Message | PodWaiting | JobWithoutPod | None = None,
     ) -> None:
         """Hand a message to the execution's driver, starting one if it has none."""
         key = (namespace, name)

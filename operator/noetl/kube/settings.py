@@ -73,8 +73,8 @@ class OperatorSettings(BaseModel):
     step_pending_timeout: int = Field(
         default=300,
         ge=1,
-        description="Seconds a step's pod may wait for an image it cannot pull before the step "
-        "fails naming why.",
+        description="Seconds a step's pod may wait for an image it cannot pull, or be refused by "
+        "a quota or admission, before the step fails naming why.",
     )
     reconcile_retry_limit: int = Field(
         default=8,
