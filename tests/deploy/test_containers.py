@@ -74,9 +74,7 @@ def test_shell_step(images: dict[str, str], tmp_path: Path) -> None:
     assert "hello from /tmp" in finished.stdout  # the pod log has the step's output too
 
 
-def test_a_step_stops_on_sigterm_as_its_containers_first_process(
-    images: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_step_stops_on_sigterm_as_its_containers_first_process(images: dict[str, str]) -> None:
     """A deleted or cancelled step's pod gets SIGTERM; PID 1 must act on it, not wait for KILL."""
     run = [argument for argument in podman_command() if argument != "--rm"]
     podman = run[: run.index("run")]
