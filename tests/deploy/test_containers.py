@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,13 +74,11 @@ def test_shell_step(images: dict[str, str], tmp_path: Path) -> None:
     assert "hello from /tmp" in finished.stdout  # the pod log has the step's output too
 
 
-def test_a_step_stops_on_sigterm_as_its_containers_first_process(
-    images: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_step_stops_on_sigterm_as_its_containers_first_process(images: dict[str, str]) -> None:
     """A deleted or cancelled step's pod gets SIGTERM; PID 1 must act on it, not wait for KILL."""
     run = [argument for argument in podman_command() if argument != "--rm"]
     podman = run[: run.index("run")]
-    name = f"noetl-sigterm-{tmp_path.name}"
+    name = f"noetl-sigterm-{uuid.uuid4().hex[:12]}"  # unique across concurrent runs
     request = json.dumps(shell("echo started; sleep 600"))
     detached = [*run, *STEP_POD, "--detach", "--name", name]
     subprocess.run(
