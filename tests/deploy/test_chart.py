@@ -446,7 +446,7 @@ def test_ui_is_read_only_locked_down_and_reached_by_port_forward() -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert ui_container["command"] == ["python", "-m", "noetl", "ui"]
+    assert ui_container["command"] == ["python3", "-m", "noetl", "ui"]  # Debian names it python3
     command = app.get_command(app.make_context("noetl", ["ui"]), "ui")
     assert command is not None
     params = command.make_context("ui", list(ui_container["args"])).params

@@ -11,6 +11,8 @@ import base64
 import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "noetl-operator"
 CONTAINER_STEP_IMAGE = "docker.io/library/debian:bookworm-slim"  # playbooks/container.yaml's
 RELEASE = "noetl-operator"  # the chart names its objects after it
+UI_PORT = free_port()  # the web view's pod shares the machine's network too
 
 
 class Release:
@@ -58,7 +61,7 @@ class Release:
             timeout=300,
             check=False,
         )
-        assert completed.returncode == 0, completed.stderr + self.operator_log()
+        assert completed.returncode == 0, completed.stderr + self.pods() + self.operator_log()
         return completed.stdout
 
     def install(self, *settings: str) -> None:
@@ -71,6 +74,17 @@ class Release:
             )
         running = [p for p in pods.items if p.status.phase == "Running"]
         return running[0] if running else None
+
+    def pods(self) -> str:
+        """The namespace's pods with their containers' states: why one is not ready."""
+        with self.cluster.api_client() as api:
+            pods = client.CoreV1Api(api).list_namespaced_pod(self.namespace).items
+        lines = [
+            f"{pod.metadata.name}: {pod.status.phase} {status.state} ready={status.ready}"
+            for pod in pods
+            for status in pod.status.container_statuses or []
+        ]
+        return "\npods:\n" + "\n".join(lines)
 
     def operator_log(self) -> str:
         pod = self.operator_pod()
@@ -101,6 +115,8 @@ def release(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
         # Pods share the machine's network: ports of their own.
         f"--set=healthPort={free_port()}",
         f"--set=metrics.port={free_port()}",
+        "--set=ui.enabled=true",
+        f"--set=ui.port={UI_PORT}",
         f"--set-json=watchNamespaces={json.dumps([namespace])}",
         # The postgres example's step reads its connection from this Secret.
         f"--set-json=settings.allowedSecrets={json.dumps([f'{namespace}/pg'])}",
@@ -204,6 +220,42 @@ def test_a_step_runs_as_65532_and_writes_only_to_tmp(resources: Resources) -> No
     root = resources.wait_finished("root", timeout=120)
     assert root["phase"] == "Failed"
     assert "Read-only file system" in json.dumps(root["error"])
+
+
+UI_PLAYBOOK = """
+apiVersion: noetl.io/v1alpha1
+kind: Playbook
+metadata: {name: seen}
+spec:
+  workflow:
+    - step: start
+      next: [{step: say}]
+    - step: say
+      tool: shell
+      args: {command: echo seen}
+      next: [{step: end}]
+    - step: end
+"""
+
+
+def test_the_web_view_runs_in_its_pod_and_shows_the_namespaces_executions(
+    resources: Resources,
+) -> None:
+    """The chart's web view (the operator's image, its read-only ServiceAccount): `helm --wait`
+    saw it ready; it lists and shows an Execution, and refuses actions, which are off."""
+    resources.create("playbooks", yaml.safe_load(UI_PLAYBOOK))
+    resources.execute("seen-by-ui", "seen", {})
+    assert resources.wait_finished("seen-by-ui")["phase"] == "Succeeded"
+    base = f"http://127.0.0.1:{UI_PORT}"
+    with urllib.request.urlopen(f"{base}/executions", timeout=30) as listing:
+        assert "seen-by-ui" in listing.read().decode()
+    page = f"{base}/executions/{resources.namespace}/seen-by-ui"
+    with urllib.request.urlopen(page, timeout=30) as execution:
+        assert "Succeeded" in execution.read().decode()
+    cancel = urllib.request.Request(f"{page}/cancel", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(cancel, timeout=30)
+    assert refused.value.code == 403
 
 
 def test_a_step_whose_image_is_missing_fails_with_a_clear_message(
