@@ -175,6 +175,12 @@ class Resources:
             },
         )
 
+    def cancel(self, name: str) -> None:
+        """What `noetl cancel` does: set the Execution's `spec.cancel`."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "executions", name, {"spec": {"cancel": True}}
+        )
+
     def wait(self, plural: str, name: str, done: Any, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

@@ -103,14 +103,7 @@ def test_cancelling_a_queued_execution_ends_it(resources: Resources):
     until(lambda: phase(resources, "running") == "Running")
     resources.execute("waiting", "busy")
     until(lambda: phase(resources, "waiting") == "Queued")
-    resources.custom.patch_namespaced_custom_object(
-        "noetl.io",
-        "v1alpha1",
-        resources.namespace,
-        "executions",
-        "waiting",
-        {"spec": {"cancel": True}},
-    )
+    resources.cancel("waiting")
     status = resources.wait_finished("waiting")
     assert (status["phase"], status["error"]) == ("Cancelled", "cancelled while queued")
     assert resources.jobs("waiting") == []

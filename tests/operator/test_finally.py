@@ -47,14 +47,7 @@ def test_cancel_stops_the_workflow_and_runs_finally(resources: Resources):
     resources.wait(
         "executions", "tidy", lambda obj: (obj.get("status") or {}).get("currentStep") == "sleep"
     )
-    resources.custom.patch_namespaced_custom_object(
-        "noetl.io",
-        "v1alpha1",
-        resources.namespace,
-        "executions",
-        "tidy",
-        {"spec": {"cancel": True}},
-    )
+    resources.cancel("tidy")
     status = resources.wait_finished("tidy")
     assert (status["phase"], status["error"]) == ("Cancelled", "spec.cancel is true")
     assert status["steps"]["sleep"]["phase"] == "Cancelled"

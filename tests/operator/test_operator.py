@@ -213,14 +213,7 @@ def test_cancel_deletes_running_jobs(resources: Resources):
     resources.wait(
         "executions", "long", lambda obj: (obj.get("status") or {}).get("currentStep") == "sleep"
     )
-    resources.custom.patch_namespaced_custom_object(
-        "noetl.io",
-        "v1alpha1",
-        resources.namespace,
-        "executions",
-        "long",
-        {"spec": {"cancel": True}},
-    )
+    resources.cancel("long")
     status = resources.wait_finished("long")
     assert status["phase"] == "Cancelled"
     assert status["conditions"][0]["status"] == "False"
